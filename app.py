@@ -1,0 +1,113 @@
+"""mp-service-account: construct the Bolt app, register the listeners, start it.
+
+`python app.py` runs Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on $PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from slack_bolt import App
+from slack_bolt.error import BoltError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.policy import PolicyError
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings, SettingsError, load_settings
+from handlers import register_all
+
+log = logging.getLogger("mp_service_account")
+
+
+def create_app(runtime: Runtime) -> App:
+    app = runtime.new_bolt_app()
+    register_all(app, runtime.flow)
+    return app
+
+
+def _serve_until_signalled(start, stop) -> None:
+    """Run `start` (blocking or not) until SIGTERM/SIGINT, then `stop`."""
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("Received %s; shutting down", signal.Signals(signum).name)
+        stopping.set()
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    start()
+    stopping.wait()
+
+
+def _start_runtime(settings: Settings) -> tuple[Runtime, App]:
+    """Everything that can be wrong at start-up surfaces here as a SettingsError naming the setting."""
+    try:
+        runtime = build_runtime(settings)
+    except PolicyError as error:
+        raise SettingsError(str(error).splitlines()) from None
+    except SQLAlchemyError as error:
+        raise SettingsError([f"DATABASE_URL: cannot use the database ({type(error).__name__})"]) from None
+    try:
+        return runtime, create_app(runtime)
+    except BoltError as error:
+        runtime.close(grace=0)
+        raise SettingsError([f"SLACK_BOT_TOKEN: Slack did not accept it ({_short(error)})"]) from None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+def run(settings: Settings, mode: str) -> None:
+    runtime, app = _start_runtime(settings)
+    if mode == "auto":
+        mode = "socket" if settings.slack_app_token else "http"
+    if mode == "socket":
+        if settings.slack_app_token is None:
+            raise SettingsError(["SLACK_APP_TOKEN: missing (required for Socket Mode)"])
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        log.info("Connecting to Slack in Socket Mode")
+        _serve_until_signalled(handler.connect, lambda: (handler.close(), runtime.close()))
+    else:
+        from bot.http import create_http_server
+
+        server = create_http_server(app, host="0.0.0.0", port=settings.port, threads=settings.http_threads)  # noqa: S104
+        log.info("Serving Slack requests at http://0.0.0.0:%s/slack/events", server.effective_port)
+        thread = threading.Thread(target=server.run, name="http", daemon=True)
+        _serve_until_signalled(thread.start, lambda: (server.close(), runtime.close()))
+    log.info("Stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Mint Mixpanel service accounts from Slack.")
+    parser.add_argument("--mode", choices=["auto", "http", "socket"], default="auto",
+                        help="socket when SLACK_APP_TOKEN is set (auto), or force one")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print("mp-service-account cannot start; fix these settings (environment or .env):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    from bot.runtime import configure_logging
+
+    configure_logging(settings)
+    try:
+        run(settings, args.mode)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"mp-service-account cannot start: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Who a Slack user is, as far as the policy cares: standing, user groups and time zone."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot.cache import TTLCache
+from bot.models import Requester, Standing
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryUnavailable(Exception):
+    """Slack could not confirm who someone is; callers must fail closed."""
+
+
+def standing_of(user: dict[str, Any]) -> Standing:
+    if user.get("deleted"):
+        return Standing.DEACTIVATED
+    if user.get("is_bot") or user.get("is_app_user") or user.get("id") == "USLACKBOT":
+        return Standing.BOT
+    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+        return Standing.GUEST
+    return Standing.MEMBER
+
+
+class SlackDirectory:
+    def __init__(self, client: WebClient, *, ttl: float, usergroups: set[str]):
+        self._client = client
+        self._usergroups = sorted(usergroups)  # only the groups the policy names are ever fetched
+        self._users: TTLCache[dict[str, Any]] = TTLCache(ttl)
+        self._members: TTLCache[frozenset[str]] = TTLCache(ttl)
+
+    def _user(self, user_id: str) -> dict[str, Any]:
+        def load() -> dict[str, Any]:
+            try:
+                return dict(self._client.users_info(user=user_id)["user"])
+            except (SlackClientError, OSError, KeyError, TypeError) as error:
+                raise DirectoryUnavailable(f"users.info failed for {user_id}: {type(error).__name__}") from None
+
+        return self._users.get_or_load(user_id, load)
+
+    def _group_members(self, group_id: str) -> frozenset[str]:
+        def load() -> frozenset[str]:
+            try:
+                users = self._client.usergroups_users_list(usergroup=group_id)["users"]
+            except (SlackClientError, OSError, KeyError, TypeError) as error:
+                raise DirectoryUnavailable(
+                    f"usergroups.users.list failed for {group_id}: {type(error).__name__}"
+                ) from None
+            return frozenset(users or ())
+
+        return self._members.get_or_load(group_id, load)
+
+    def requester(self, user_id: str) -> Requester:
+        user = self._user(user_id)
+        groups = frozenset(group for group in self._usergroups if user_id in self._group_members(group))
+        return Requester(
+            user_id=user_id, standing=standing_of(user), usergroups=groups, timezone=user.get("tz") or "UTC"
+        )
+
+    def try_requester(self, user_id: str) -> Requester | None:
+        try:
+            return self.requester(user_id)
+        except DirectoryUnavailable as error:
+            log.warning("Refusing %s: membership could not be verified (%s)", user_id, error)
+            return None

@@ -1,0 +1,70 @@
+"""Background work that must outlive the Slack request that started it.
+
+Creations run here, not on Bolt's small listener pool, so that acknowledgements never wait behind a slow
+Mixpanel. Shutdown stops new work and waits, within a grace period, for in-flight creations to deliver
+their token or clean up after themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
+
+
+class ShuttingDown(Exception):
+    pass
+
+
+class JobRunner:
+    def __init__(self, workers: int):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="creation")
+        self._in_flight: set[Future] = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+
+    def submit(self, name: str, work: Callable[[], None]) -> Future:
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("Background job %s failed", name)
+
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown(name)
+            future = self._executor.submit(run)
+            self._in_flight.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._in_flight, timeout=timeout)
+
+    def shutdown(self, grace: float) -> bool:
+        """Refuse new work, then wait up to `grace` seconds. Returns True if everything finished."""
+        with self._lock:
+            self._closed = True
+            pending = len(self._in_flight)
+        if pending:
+            log.info("Waiting up to %.0fs for %d in-flight creation(s)", grace, pending)
+        finished = self.wait_idle(grace)
+        if not finished:
+            log.error("Shutdown grace period ended with %d creation(s) still running", self.in_flight())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return finished

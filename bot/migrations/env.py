@@ -1,0 +1,13 @@
+"""Alembic environment: always run with a connection handed in by `bot.storage.migrate`."""
+
+from alembic import context
+
+from bot.storage import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - the bot never runs Alembic without a connection
+    raise RuntimeError("run migrations through bot.storage.migrate()")
+
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,379 @@
+"""A small client for Mixpanel's Service Accounts API.
+
+Creating an account is not idempotent and its token is shown once, so this client never retries a create
+that might have reached Mixpanel: it raises `MixpanelError` with `ambiguous=True` and leaves reconciliation
+to the caller. Reads and deletes are safe to retry and are retried with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import requests
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from bot.models import Project, Role
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 3
+MAX_REASON_LENGTH = 300
+
+
+class ErrorKind(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    INVALID_RESPONSE = "invalid_response"
+    API_ERROR = "api_error"
+
+
+class MixpanelError(Exception):
+    """A failed call. `ambiguous` means the request may have been processed anyway."""
+
+    def __init__(self, kind: ErrorKind, *, status: int | None = None, reason: str | None = None,
+                 ambiguous: bool = False, retry_after: float | None = None):
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+        self.reason = reason
+        self.ambiguous = ambiguous
+        detail = f" (HTTP {status})" if status else ""
+        super().__init__(f"Mixpanel {kind}{detail}: {reason or 'no details'}")
+
+
+# --- Response models (the subset of the published spec the bot relies on) ---------------------------
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ServiceAccountRead(_Lenient):
+    id: int
+    username: str
+    expires: str | None = None
+    created: str | None = None
+    last_used: str | None = None
+    creator: int | None = None
+    user: int | None = None
+
+    def created_at(self) -> datetime | None:
+        return parse_timestamp(self.created)
+
+
+class CreatedServiceAccount(ServiceAccountRead):
+    token: SecretStr
+
+
+class _CreateResponse(_Lenient):
+    status: str
+    results: CreatedServiceAccount
+
+
+class _ListResponse(_Lenient):
+    status: str
+    results: list[ServiceAccountRead]
+
+
+class _Organization(_Lenient):
+    id: int | None = None
+    name: str | None = None
+
+
+class _MeProject(_Lenient):
+    name: str
+    organization_id: int
+
+
+class _MeResults(_Lenient):
+    organizations: dict[str, _Organization] = {}
+    projects: dict[str, _MeProject] = {}
+
+
+class _MeResponse(_Lenient):
+    results: _MeResults
+
+
+@dataclass(frozen=True)
+class Me:
+    organization_ids: list[int]
+    projects: list[Project]
+
+
+@dataclass(frozen=True)
+class ProjectGrant:
+    id: int
+    role: Role
+
+
+@dataclass(frozen=True)
+class NewServiceAccount:
+    """The body of a create call (spec: ServiceAccountWrite)."""
+
+    username: str
+    role: Role
+    expires: str | None
+    projects: tuple[ProjectGrant, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "username": self.username,
+            "role": str(self.role),
+            "projects": [{"id": grant.id, "role": str(grant.role)} for grant in self.projects],
+        }
+        if self.expires is not None:
+            body["expires"] = self.expires
+        return body
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def retry_after_seconds(header: str | None, now: float) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _reason_from(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("code")
+    if error is None:
+        return None
+    return " ".join(str(error).split())[:MAX_REASON_LENGTH] or None
+
+
+_STATUS_KINDS = {
+    400: ErrorKind.BAD_REQUEST,
+    401: ErrorKind.UNAUTHORIZED,
+    403: ErrorKind.FORBIDDEN,
+    404: ErrorKind.NOT_FOUND,
+    429: ErrorKind.RATE_LIMITED,
+}
+
+
+def _sent_nothing(error: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection failed before the request could reach Mixpanel."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)  # requests wraps urllib3's MaxRetryError around the cause
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+class MixpanelClient:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        secret: SecretStr,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 30.0,
+        max_rate_limit_wait: float = 30.0,
+        read_attempts: int = 4,
+        pool_size: int = 64,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._auth = (username, secret.get_secret_value())
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._read_attempts = read_attempts
+        self._sleep = sleep
+        self._jitter = jitter
+        self._session = requests.Session()
+        # Mixpanel sits behind a few hosts; a pool per host sized for concurrent creations.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers["User-Agent"] = "mp-service-account-bot"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- public API --------------------------------------------------------------------------------
+
+    def me(self) -> Me:
+        payload = self._read("GET", "/me", params={"include_workspace_users": "false"})
+        try:
+            results = _MeResponse.model_validate(payload).results
+        except ValidationError:
+            raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected /me response") from None
+        organization_ids = sorted(
+            org.id if org.id is not None else int(key) for key, org in results.organizations.items()
+        )
+        projects = [
+            Project(id=int(key), name=project.name, organization_id=project.organization_id)
+            for key, project in results.projects.items()
+        ]
+        return Me(organization_ids=organization_ids, projects=projects)
+
+    def create_service_account(self, organization_id: int, account: NewServiceAccount) -> CreatedServiceAccount:
+        path = f"/organizations/{int(organization_id)}/service-accounts"
+        payload = self._call_once_with_rate_limit("POST", path, json=account.to_json())
+        try:
+            return _CreateResponse.model_validate(payload).results
+        except ValidationError:
+            # The account may exist even though we cannot read its answer.
+            raise MixpanelError(
+                ErrorKind.INVALID_RESPONSE, reason="unexpected create response", ambiguous=True
+            ) from None
+
+    def list_service_accounts(self, organization_id: int) -> list[ServiceAccountRead]:
+        payload = self._read("GET", f"/organizations/{int(organization_id)}/service-accounts")
+        try:
+            return _ListResponse.model_validate(payload).results
+        except ValidationError:
+            raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected list response") from None
+
+    def delete_service_account(self, organization_id: int, account_id: int) -> None:
+        path = f"/organizations/{int(organization_id)}/service-accounts/{int(account_id)}"
+        try:
+            self._read("DELETE", path)
+        except MixpanelError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return  # already gone: the goal of a delete is reached
+            raise
+
+    # --- transport ---------------------------------------------------------------------------------
+
+    def _read(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Idempotent calls: retried on 429, 5xx, timeouts and connection failures."""
+        waited = 0.0
+        for attempt in range(1, self._read_attempts + 1):
+            try:
+                return self._send(method, path, **kwargs)
+            except MixpanelError as error:
+                retryable = error.kind in (
+                    ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION,
+                    ErrorKind.INVALID_RESPONSE,
+                )
+                if not retryable or attempt == self._read_attempts:
+                    raise
+                delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+                if waited + delay > self._max_rate_limit_wait:
+                    raise
+                log.info("Mixpanel %s %s failed (%s); retrying in %.1fs", method, path, error.kind, delay)
+                self._sleep(delay)
+                waited += delay
+        raise AssertionError("unreachable")
+
+    def _call_once_with_rate_limit(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Non-idempotent calls: retried only when Mixpanel certainly did not act on them."""
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send(method, path, **kwargs)
+            except MixpanelError as error:
+                if error.ambiguous or attempt >= self._read_attempts:
+                    raise
+                if error.kind is ErrorKind.RATE_LIMITED:
+                    delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+                elif error.kind is ErrorKind.CONNECTION:
+                    delay = self._backoff(attempt)
+                else:
+                    raise
+                if waited + delay > self._max_rate_limit_wait:
+                    raise
+                log.info("Mixpanel %s %s not processed (%s); retrying in %.1fs", method, path, error.kind, delay)
+                self._sleep(delay)
+                waited += delay
+
+    def _backoff(self, attempt: int) -> float:
+        return min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + self._jitter())
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = self.base_url + path
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._transport(method, url, **kwargs)
+            location = response.headers.get("Location")
+            if response.status_code in (301, 302, 303, 307, 308) and location:
+                target = urljoin(url, location)
+                if urlparse(target).netloc != urlparse(url).netloc:
+                    # Never send the bot's credentials to another host.
+                    raise MixpanelError(ErrorKind.INVALID_RESPONSE, status=response.status_code,
+                                        reason="redirected to another host")
+                url = target  # keep method and body: some routes only add a trailing slash
+                continue
+            return self._interpret(response, method)
+        raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="too many redirects", ambiguous=method == "POST")
+
+    def _transport(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        mutating = method == "POST"
+        try:
+            return self._session.request(
+                method, url, auth=self._auth, timeout=self._timeout, allow_redirects=False, **kwargs
+            )
+        except requests.exceptions.ConnectionError as error:
+            if _sent_nothing(error):
+                raise MixpanelError(ErrorKind.CONNECTION, reason="could not connect") from None
+            raise MixpanelError(ErrorKind.CONNECTION, reason="connection dropped", ambiguous=mutating) from None
+        except requests.exceptions.Timeout:
+            raise MixpanelError(ErrorKind.TIMEOUT, reason="no answer in time", ambiguous=mutating) from None
+        except requests.exceptions.RequestException as error:
+            raise MixpanelError(
+                ErrorKind.CONNECTION, reason=type(error).__name__, ambiguous=mutating
+            ) from None
+
+    def _interpret(self, response: requests.Response, method: str) -> Any:
+        mutating = method == "POST"
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        reason = _reason_from(payload)
+        if status >= 500:
+            raise MixpanelError(ErrorKind.SERVER_ERROR, status=status, reason=reason or "server error",
+                                ambiguous=mutating)
+        if status in _STATUS_KINDS:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            raise MixpanelError(_STATUS_KINDS[status], status=status, reason=reason, retry_after=retry_after)
+        if status >= 400:
+            raise MixpanelError(ErrorKind.BAD_REQUEST, status=status, reason=reason)
+        if payload is None:
+            raise MixpanelError(ErrorKind.INVALID_RESPONSE, status=status, reason="the answer was not JSON",
+                                ambiguous=mutating)
+        if isinstance(payload, dict) and payload.get("status") == "error":
+            # Mixpanel sometimes reports errors with HTTP 200; the request was refused, not processed.
+            raise MixpanelError(ErrorKind.API_ERROR, status=status, reason=reason)
+        return payload

@@ -1,0 +1,110 @@
+"""Domain types shared by policy, storage, views and the Mixpanel client."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+
+class Role(StrEnum):
+    """Mixpanel's RoleEnum, declared from least to most privileged."""
+
+    CONSUMER = "consumer"
+    ANALYST = "analyst"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+    @property
+    def rank(self) -> int:
+        return ROLES_BY_PRIVILEGE.index(self)
+
+    def roles_up_to(self) -> list[Role]:
+        return ROLES_BY_PRIVILEGE[: self.rank + 1]
+
+
+ROLES_BY_PRIVILEGE: list[Role] = list(Role)
+
+ROLE_DESCRIPTIONS: dict[Role, str] = {
+    Role.CONSUMER: "Consumer: read reports",
+    Role.ANALYST: "Analyst: query and build reports",
+    Role.ADMIN: "Admin: manage projects and data",
+    Role.OWNER: "Owner: full control of the organization",
+}
+
+USERNAME_MAX_LENGTH = 64
+# Letters, digits and . _ - keep the name safe in URLs, shells and Mixpanel's `name.<hex>.suffix` scheme.
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class Standing(StrEnum):
+    """What Slack says about a person, reduced to what the policy needs."""
+
+    MEMBER = "member"
+    GUEST = "guest"
+    BOT = "bot"
+    DEACTIVATED = "deactivated"
+
+
+@dataclass(frozen=True)
+class Requester:
+    user_id: str
+    standing: Standing
+    usergroups: frozenset[str] = frozenset()
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    organization_id: int
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """What a requester asked for, after parsing the form."""
+
+    username: str
+    role: Role
+    project_ids: tuple[int, ...]
+    expires_on: date | None  # None: never expires
+    timezone: str = "UTC"
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return end_of_day_utc(self.expires_on, self.timezone) if self.expires_on else None
+
+
+@dataclass(frozen=True)
+class SubmissionContext:
+    """Where the requester can be reached; carried from the command to the submission."""
+
+    user_id: str
+    team_id: str | None = None
+    channel_id: str | None = None
+    response_url: str | None = field(default=None, repr=False)
+
+
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ValueError, KeyError, OSError):
+        return ZoneInfo("UTC")
+
+
+def end_of_day_utc(day: date, timezone: str) -> datetime:
+    """The last second of `day` in the requester's time zone, as an aware UTC datetime."""
+    local = datetime.combine(day, time(23, 59, 59), tzinfo=zone(timezone))
+    return local.astimezone(UTC)
+
+
+def mixpanel_timestamp(moment: datetime) -> str:
+    """Mixpanel accepts exactly YYYY-MM-DDTHH:MM:SSZ."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def today_in(timezone: str, now: datetime) -> date:
+    return now.astimezone(zone(timezone)).date()

@@ -1,0 +1,226 @@
+"""The access policy: who may create which accounts.
+
+`decide` is the single, pure decision used both when the command is typed (to build a form that offers
+only what is allowed) and when the form comes back (to refuse anything forged or stale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.models import AccountSpec, Requester, Role, Standing
+
+SLACK_ID = r"^[A-Z0-9]{2,}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PersonSelector(_Strict):
+    users: list[str] = Field(default_factory=list)
+    usergroups: list[str] = Field(default_factory=list)
+
+    @field_validator("users", "usergroups")
+    @classmethod
+    def _slack_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not isinstance(value, str) or not value or not value.isalnum() or not value.isupper():
+                raise ValueError(f"{value!r} is not a Slack id (like U012ABCDE or S0123ABC)")
+        return values
+
+    def matches(self, requester: Requester) -> bool:
+        return requester.user_id in self.users or not requester.usergroups.isdisjoint(self.usergroups)
+
+
+class ElevatedGrant(PersonSelector):
+    max_role: Role
+
+
+class ExpiryPolicy(_Strict):
+    max_days: int = Field(default=365, ge=1, le=3650)
+    allow_never: bool = False
+
+
+class ProjectPolicy(_Strict):
+    allowed: list[int] | None = None
+
+
+class RateLimit(_Strict):
+    per_user_per_day: int = Field(default=10, ge=1, le=10_000)
+
+
+class Policy(_Strict):
+    requesters: PersonSelector | None = None
+    max_role: Role = Role.ANALYST
+    elevated: list[ElevatedGrant] = Field(default_factory=list)
+    expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
+    projects: ProjectPolicy = Field(default_factory=ProjectPolicy)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    audit_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]+$")
+    contact: str = Field(default="the bot's administrators", min_length=1, max_length=200)
+
+    def usergroups_in_use(self) -> set[str]:
+        groups = set(self.requesters.usergroups) if self.requesters else set()
+        for grant in self.elevated:
+            groups.update(grant.usergroups)
+        return groups
+
+
+class PolicyError(Exception):
+    def __init__(self, path: Path, problems: list[str]):
+        super().__init__("\n".join(f"{path}: {problem}" for problem in problems))
+        self.problems = problems
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Read the YAML policy; no file means the defaults, which are deliberately conservative."""
+    if path is None:
+        return Policy()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise PolicyError(path, [f"cannot be read ({error.strerror})"]) from None
+    except yaml.YAMLError as error:
+        raise PolicyError(path, [f"is not valid YAML ({error})"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise PolicyError(path, ["must be a mapping of policy keys"])
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            problems.append(f"{key}: {'unknown key' if item['type'] == 'extra_forbidden' else item['msg']}")
+        raise PolicyError(path, problems) from None
+
+
+class RefusalReason(StrEnum):
+    NOT_A_MEMBER = "not_a_member"
+    NOT_LISTED = "not_listed"
+    RATE_LIMITED = "rate_limited"
+    UNVERIFIED = "unverified"
+
+
+class FormField(StrEnum):
+    USERNAME = "username"
+    ROLE = "role"
+    PROJECTS = "projects"
+    EXPIRY = "expiry"
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: FormField
+    message: str
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What a permitted requester may choose: the form is built from this and nothing else."""
+
+    max_role: Role
+    project_ids: frozenset[int] | None  # None: every project of the organization
+    max_expiry_days: int
+    allow_never: bool
+
+    @property
+    def roles(self) -> list[Role]:
+        return self.max_role.roles_up_to()
+
+    def offers_project(self, project_id: int) -> bool:
+        return self.project_ids is None or project_id in self.project_ids
+
+
+@dataclass(frozen=True)
+class Decision:
+    entitlement: Entitlement | None
+    refusal: RefusalReason | None = None
+    violations: tuple[Violation, ...] = field(default=())
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None and not self.violations
+
+
+def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
+    ceiling = policy.max_role
+    for grant in policy.elevated:
+        if grant.matches(requester) and grant.max_role.rank > ceiling.rank:
+            ceiling = grant.max_role
+    allowed = frozenset(policy.projects.allowed) if policy.projects.allowed is not None else None
+    return Entitlement(
+        max_role=ceiling,
+        project_ids=allowed,
+        max_expiry_days=policy.expiry.max_days,
+        allow_never=policy.expiry.allow_never,
+    )
+
+
+def decide(
+    policy: Policy,
+    requester: Requester | None,
+    spec: AccountSpec | None,
+    *,
+    today: date,
+    recent_creations: int,
+    known_project_ids: Iterable[int] | None = None,
+) -> Decision:
+    """May this person create this account?
+
+    `requester` is None when Slack could not tell us who they are: that is a refusal, never a pass.
+    `spec` is None at command time, when only the person is judged. `today` is the requester's local
+    date. `known_project_ids` are the organization's projects, when known.
+    """
+    if requester is None:
+        return Decision(entitlement=None, refusal=RefusalReason.UNVERIFIED)
+    if requester.standing is not Standing.MEMBER:
+        return Decision(entitlement=None, refusal=RefusalReason.NOT_A_MEMBER)
+    if policy.requesters is not None and not policy.requesters.matches(requester):
+        return Decision(entitlement=None, refusal=RefusalReason.NOT_LISTED)
+    entitlement = entitlement_for(policy, requester)
+    if recent_creations >= policy.rate_limit.per_user_per_day:
+        return Decision(entitlement=entitlement, refusal=RefusalReason.RATE_LIMITED)
+    if spec is None:
+        return Decision(entitlement=entitlement)
+    return Decision(
+        entitlement=entitlement,
+        violations=tuple(_spec_violations(entitlement, spec, today, known_project_ids)),
+    )
+
+
+def _spec_violations(
+    entitlement: Entitlement, spec: AccountSpec, today: date, known_project_ids: Iterable[int] | None
+) -> Iterable[Violation]:
+    if spec.role.rank > entitlement.max_role.rank:
+        yield Violation(FormField.ROLE, f"You may grant at most the {entitlement.max_role} role.")
+    known = set(known_project_ids) if known_project_ids is not None else None
+    if not spec.project_ids:
+        yield Violation(FormField.PROJECTS, "Choose at least one project.")
+    refused = [
+        project_id
+        for project_id in spec.project_ids
+        if not entitlement.offers_project(project_id) or (known is not None and project_id not in known)
+    ]
+    if refused:
+        listed = ", ".join(str(project_id) for project_id in sorted(refused))
+        yield Violation(FormField.PROJECTS, f"You may not add an account to these projects: {listed}.")
+    if spec.expires_on is None:
+        if not entitlement.allow_never:
+            yield Violation(FormField.EXPIRY, "Choose an expiry date: accounts that never expire are not allowed.")
+    elif spec.expires_on <= today:
+        yield Violation(FormField.EXPIRY, "The expiry date must be in the future.")
+    elif spec.expires_on > today + timedelta(days=entitlement.max_expiry_days):
+        yield Violation(
+            FormField.EXPIRY,
+            f"The expiry may be at most {entitlement.max_expiry_days} days from today.",
+        )

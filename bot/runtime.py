@@ -1,0 +1,126 @@
+"""Wiring: build every client from settings once, and hand them to the flow. Nothing here runs at import."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlparse
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.catalog import ProjectCatalog
+from bot.delivery import SlackDelivery
+from bot.directory import SlackDirectory
+from bot.jobs import JobRunner
+from bot.mixpanel import MixpanelClient
+from bot.policy import Policy, load_policy
+from bot.redaction import install_log_redaction, redactor
+from bot.service import CreationFlow, FlowDependencies
+from bot.settings import Settings
+from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+LISTENER_THREADS = 32
+
+
+def configure_logging(settings: Settings) -> None:
+    install_log_redaction()
+    for secret in settings.secrets():
+        redactor.add(secret)
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s",
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policy: Policy
+    web_client: WebClient
+    mixpanel: MixpanelClient
+    store: Store
+    catalog: ProjectCatalog
+    jobs: JobRunner
+    flow: CreationFlow
+
+    def new_bolt_app(self) -> App:
+        # Bolt's default listener pool has 5 threads; listeners here are short, but Slack bursts are not.
+        return App(
+            client=self.web_client,
+            signing_secret=self.settings.slack_signing_secret.get_secret_value(),
+            process_before_response=False,
+            listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
+            logger=logging.getLogger("slack_bolt"),
+        )
+
+    def close(self, grace: float | None = None) -> bool:
+        """Finish in-flight creations (bounded), then release connections."""
+        finished = self.jobs.shutdown(self.settings.shutdown_grace_seconds if grace is None else grace)
+        self.mixpanel.close()
+        self.store.close()
+        return finished
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    web_client: WebClient | None = None,
+    store: Store | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    warm_cache: bool = True,
+) -> Runtime:
+    install_log_redaction()
+    for secret in settings.secrets():
+        redactor.add(secret)
+    policy = policy if policy is not None else load_policy(settings.resolved_policy_file)
+    if web_client is None:
+        kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
+        web_client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(), timeout=int(settings.slack_timeout), **kwargs
+        )
+    mixpanel = MixpanelClient(
+        settings.mixpanel_app_api_base,
+        settings.mixpanel_service_account_username,
+        settings.mixpanel_service_account_secret,
+        connect_timeout=settings.mixpanel_connect_timeout,
+        read_timeout=settings.mixpanel_read_timeout,
+        max_rate_limit_wait=settings.mixpanel_max_rate_limit_wait,
+        pool_size=max(settings.creation_workers, 10),
+    )
+    store = store or Store.connect(settings.database_url)
+    catalog = ProjectCatalog(
+        mixpanel, organization_id=settings.mixpanel_organization_id, ttl=settings.project_cache_seconds
+    )
+    jobs = JobRunner(settings.creation_workers)
+    extra_hosts = frozenset({urlparse(settings.slack_api_url).netloc}) if settings.slack_api_url else frozenset()
+    deps = FlowDependencies(
+        policy=policy,
+        store=store,
+        mixpanel=mixpanel,
+        catalog=catalog,
+        directory=SlackDirectory(web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()),
+        delivery=SlackDelivery(web_client, timeout=settings.slack_timeout, extra_response_url_hosts=extra_hosts),
+        slack=web_client,
+        jobs=jobs,
+        public_host=settings.mixpanel_public_host,
+        reconcile_delays=list(settings.mixpanel_reconcile_delays),
+    )
+    if clock is not None:
+        deps.clock = clock
+    if sleep is not None:
+        deps.sleep = sleep
+    if warm_cache:
+        # Warm the project list so the first modal opens complete; failure only means a loading view later.
+        catalog.refresh_in_background()
+    return Runtime(settings=settings, policy=policy, web_client=web_client, mixpanel=mixpanel, store=store,
+                   catalog=catalog, jobs=jobs, flow=CreationFlow(deps))

@@ -1,0 +1,385 @@
+"""The create flow, from the typed command to the delivered token, with every failure accounted for.
+
+Invariants (see README, "Guarantees"):
+- A token is written to exactly one place: the private message to its requester.
+- Every account the bot creates is either delivered or deleted again.
+- One view submission makes at most one account, across threads and processes.
+- A create that ended ambiguously is never retried blindly: Mixpanel is asked what really happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot import messages
+from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
+from bot.delivery import SlackDelivery
+from bot.directory import SlackDirectory
+from bot.jobs import JobRunner
+from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
+from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
+from bot.policy import Decision, Policy, RefusalReason, decide
+from bot.redaction import redactor
+from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
+from bot.views import (
+    creation_view,
+    decode_metadata,
+    encode_metadata,
+    errors_by_block,
+    filter_project_options,
+    loading_view,
+    offered_projects,
+    parse_submission,
+    status_view,
+)
+
+log = logging.getLogger(__name__)
+
+# How far Mixpanel's clock may differ from ours when matching an ambiguous create to a listed account.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class CommandOutcome:
+    """What the command handler should say in the channel, if anything (the modal is opened here)."""
+
+    reply: str | None = None
+
+
+@dataclass
+class SubmitOutcome:
+    ack: dict[str, Any]
+    start: Callable[[], None] | None = None  # run after the ack, so the final view update wins
+
+
+@dataclass
+class FlowDependencies:
+    policy: Policy
+    store: Store
+    mixpanel: MixpanelClient
+    catalog: ProjectCatalog
+    directory: SlackDirectory
+    delivery: SlackDelivery
+    slack: WebClient
+    jobs: JobRunner
+    public_host: str
+    reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
+
+
+class CreationFlow:
+    def __init__(self, deps: FlowDependencies):
+        self.d = deps
+
+    @property
+    def _contact(self) -> str:
+        return self.d.policy.contact
+
+    # --- who may ------------------------------------------------------------------------------------
+
+    def judge(self, user_id: str, spec: AccountSpec | None = None) -> tuple[Requester | None, Decision]:
+        requester = self.d.directory.try_requester(user_id)
+        snapshot = self.d.catalog.cached() if spec is not None else None
+        decision = decide(
+            self.d.policy,
+            requester,
+            spec,
+            today=today_in(requester.timezone if requester else "UTC", self.d.clock()),
+            recent_creations=self.d.store.recent_count(user_id, now=self.d.clock()),
+            known_project_ids=[p.id for p in snapshot.projects] if snapshot else None,
+        )
+        return requester, decision
+
+    def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
+        self.d.store.record_refusal(user_id, reason, spec)
+        self._announce(
+            messages.audit_message(
+                event="refused",
+                requester_id=user_id,
+                username=spec.username if spec else None,
+                role=spec.role if spec else None,
+                project_ids=spec.project_ids if spec else (),
+                projects=self._project_names(),
+                expires_at=spec.expires_at if spec else None,
+                detail=reason,
+            )
+        )
+
+    def _announce(self, message: dict[str, Any]) -> None:
+        channel = self.d.policy.audit_channel
+        if channel:
+            self.d.jobs.submit("announce", lambda: self.d.delivery.announce(channel, message))
+
+    def _project_names(self) -> dict[int, Any]:
+        snapshot = self.d.catalog.cached()
+        return snapshot.by_id() if snapshot else {}
+
+    # --- the slash command -----------------------------------------------------------------------------
+
+    def open_form(self, *, trigger_id: str, context: SubmissionContext) -> CommandOutcome:
+        requester, decision = self.judge(context.user_id)
+        if decision.refusal is not None:
+            self._refuse(context.user_id, str(decision.refusal))
+            return CommandOutcome(
+                reply=messages.refusal_text(
+                    decision.refusal, contact=self._contact, quota=self.d.policy.rate_limit.per_user_per_day
+                )
+            )
+        assert requester is not None and decision.entitlement is not None
+        metadata = encode_metadata(context)
+        snapshot = self.d.catalog.cached()
+        if snapshot is not None:
+            self._open(trigger_id, self._form(requester, decision, snapshot, metadata))
+            return CommandOutcome()
+        # Nothing cached yet: the trigger dies in 3 s, so open a placeholder before asking Mixpanel.
+        opened = self._open(trigger_id, loading_view(metadata))
+        if opened is None:
+            return CommandOutcome(reply="Slack could not open the form in time; please run the command again.")
+        try:
+            snapshot = self.d.catalog.load()
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Could not load Mixpanel projects for the form: %s", error)
+            snapshot = None
+        self.d.delivery.update_view(opened, self._form(requester, decision, snapshot, metadata))
+        return CommandOutcome()
+
+    def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
+        try:
+            return self.d.slack.views_open(trigger_id=trigger_id, view=view)["view"]["id"]
+        except (SlackClientError, OSError, KeyError) as error:
+            log.warning("views.open failed: %s", type(error).__name__)
+            return None
+
+    def _form(self, requester: Requester, decision: Decision, snapshot: Snapshot | None, metadata: str) -> dict:
+        assert decision.entitlement is not None
+        return creation_view(
+            entitlement=decision.entitlement,
+            projects=snapshot.projects if snapshot else None,
+            today=today_in(requester.timezone, self.d.clock()),
+            metadata=metadata,
+            projects_unavailable_text=messages.PROJECTS_UNAVAILABLE.format(contact=self._contact),
+            no_projects_text=messages.NO_PROJECTS.format(contact=self._contact),
+        )
+
+    def project_options(self, user_id: str, query: str) -> list[dict[str, Any]]:
+        """Options for the external project select: only what this person may choose."""
+        requester, decision = self.judge(user_id)
+        snapshot = self.d.catalog.cached()
+        if decision.entitlement is None or requester is None or snapshot is None:
+            return []
+        return filter_project_options(offered_projects(snapshot.projects, decision.entitlement), query)
+
+    # --- the submission ------------------------------------------------------------------------------
+
+    def submit(self, *, view_id: str, values: dict[str, Any], private_metadata: str | None, user_id: str,
+               team_id: str | None) -> SubmitOutcome:
+        context = decode_metadata(private_metadata)
+        if context is None or context.user_id != user_id:
+            # Slack echoes our own metadata back; a mismatch means the payload was not ours.
+            self._refuse(user_id, "submission metadata did not match the requester")
+            return SubmitOutcome(ack=_update(messages.failed_view_text("This form is no longer valid; please run the command again.")))
+        requester = self.d.directory.try_requester(user_id)
+        parsed = parse_submission(values, timezone=requester.timezone if requester else "UTC")
+        if parsed.spec is None and requester is not None:
+            return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
+        requester, decision = self.judge(user_id, parsed.spec)
+        if decision.refusal is not None:
+            self._refuse(user_id, str(decision.refusal), parsed.spec)
+            text = messages.refusal_text(decision.refusal, contact=self._contact,
+                                         quota=self.d.policy.rate_limit.per_user_per_day)
+            return SubmitOutcome(ack=_update(text))
+        if decision.violations:
+            self._refuse(user_id, "; ".join(v.message for v in decision.violations), parsed.spec)
+            errors = {violation.field: violation.message for violation in reversed(decision.violations)}
+            return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
+        spec = parsed.spec
+        assert spec is not None
+        claim = self.d.store.claim(
+            submission_key=view_id,
+            requester_id=user_id,
+            team_id=team_id,
+            channel_id=context.channel_id,
+            spec=spec,
+            quota=self.d.policy.rate_limit.per_user_per_day,
+            now=self.d.clock(),
+        )
+        if isinstance(claim, AlreadyClaimed):
+            return SubmitOutcome(ack=_update(self._status_of(claim.request)))
+        if isinstance(claim, OverQuota):
+            self._refuse(user_id, "rate_limited", spec)
+            text = messages.refusal_text(RefusalReason.RATE_LIMITED, contact=self._contact,
+                                         quota=self.d.policy.rate_limit.per_user_per_day)
+            return SubmitOutcome(ack=_update(text))
+        request = claim.request
+        return SubmitOutcome(
+            ack=_update(messages.creating_text(spec.username)),
+            start=lambda: self.d.jobs.submit(f"create:{request.id}", lambda: self.create(request, context, view_id)),
+        )
+
+    def _status_of(self, request: StoredRequest) -> str:
+        if request.state is RequestState.DELIVERED and request.mixpanel_username:
+            return messages.done_text(request.mixpanel_username)
+        return messages.already_submitted_text()
+
+    # --- the background part ---------------------------------------------------------------------------
+
+    def create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None = None) -> None:
+        try:
+            organization_id = self.d.catalog.organization_id()
+        except (MixpanelError, OrganizationUnknown) as error:
+            detail = str(error)
+            sentence = (
+                messages.mixpanel_failure_text(error, contact=self._contact)
+                if isinstance(error, MixpanelError)
+                else messages.CONFIGURATION_PROBLEM.format(contact=self._contact)
+            )
+            self.d.store.transition(request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=detail)
+            self._tell(context, view_id, sentence)
+            return
+        self.d.store.transition(request.id, RequestState.CREATING)
+        body = NewServiceAccount(
+            username=request.username,
+            role=request.role,
+            expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
+            projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
+        )
+        try:
+            account = self.d.mixpanel.create_service_account(organization_id, body)
+        except MixpanelError as error:
+            self._after_failed_create(request, context, view_id, organization_id, error)
+            return
+        redactor.add(account.token.get_secret_value())
+        request = self.d.store.transition(
+            request.id,
+            RequestState.CREATED,
+            event=AuditEvent.CREATED,
+            mixpanel_account_id=account.id,
+            mixpanel_username=account.username,
+        )
+        self._deliver(request, context, view_id, organization_id, account)
+
+    def _deliver(self, request: StoredRequest, context: SubmissionContext, view_id: str | None,
+                 organization_id: int, account: CreatedServiceAccount) -> None:
+        projects = self._project_names()
+        message = messages.credentials_message(
+            full_username=account.username,
+            token=account.token.get_secret_value(),
+            role=request.role,
+            project_ids=request.project_ids,
+            projects=projects,
+            expires_at=request.expires_at,
+            public_host=self.d.public_host,
+        )
+        outcome = self.d.delivery.to_requester(context, message)
+        del message
+        if outcome.delivered:
+            self.d.store.transition(request.id, RequestState.DELIVERED, event=AuditEvent.TOKEN_DELIVERED,
+                                    detail=f"via {outcome.path}")
+            self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
+            self._announce(self._audit_of("created", request, projects))
+            return
+        self.d.store.transition(request.id, RequestState.CREATED, event=AuditEvent.DELIVERY_FAILED,
+                                detail="; ".join(outcome.failures))
+        deleted = self._delete(request, organization_id, account.id, reason="token could not be delivered")
+        template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN
+        sentence = template.format(username=account.username, command=messages.COMMAND, contact=self._contact)
+        self._tell(context, view_id, sentence)
+
+    def _delete(self, request: StoredRequest, organization_id: int, account_id: int, *, reason: str) -> bool:
+        try:
+            self.d.mixpanel.delete_service_account(organization_id, account_id)
+        except MixpanelError as error:
+            log.error(
+                "ORPHANED CREDENTIAL: could not delete Mixpanel service account %s (request %s): %s; "
+                "delete it by hand", account_id, request.id, error,
+            )
+            stored = self.d.store.transition(request.id, RequestState.DELETE_FAILED, event=AuditEvent.DELETE_FAILED,
+                                             detail=f"{reason}; delete failed: {error.kind}",
+                                             mixpanel_account_id=account_id)
+            self._announce(self._audit_of("delete_failed", stored, self._project_names(), detail=reason))
+            return False
+        stored = self.d.store.transition(request.id, RequestState.DELETED, event=AuditEvent.DELETED, detail=reason,
+                                         mixpanel_account_id=account_id)
+        self._announce(self._audit_of("deleted", stored, self._project_names(), detail=reason))
+        return True
+
+    def _after_failed_create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None,
+                             organization_id: int, error: MixpanelError) -> None:
+        if not error.ambiguous:
+            self.d.store.transition(request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=str(error))
+            self._tell(context, view_id, messages.mixpanel_failure_text(error, contact=self._contact))
+            return
+        # The account may exist with a token nobody will ever see: find it and delete it, never retry blindly.
+        self.d.store.transition(request.id, RequestState.UNCERTAIN, event=AuditEvent.MIXPANEL_ERROR, detail=str(error))
+        told = False
+        for delay in self.d.reconcile_delays or [0.0]:
+            if delay:
+                self.d.sleep(delay)
+            found = self._reconcile_once(request, organization_id)
+            if found:
+                break
+            if found is not None and not told:
+                # Nothing there yet; say so now, and keep looking in case Mixpanel finishes late.
+                self._tell(context, view_id,
+                           messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True))
+                told = True
+        current = self.d.store.get(request.id)
+        if current is not None and current.state is RequestState.UNCERTAIN:
+            self.d.store.transition(request.id, RequestState.FAILED)
+        if not told:
+            self._tell(context, view_id,
+                       messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True))
+
+    def _reconcile_once(self, request: StoredRequest, organization_id: int) -> list[int] | None:
+        """Delete accounts this request made despite the error. None when Mixpanel could not be asked."""
+        try:
+            accounts = self.d.mixpanel.list_service_accounts(organization_id)
+        except MixpanelError as error:
+            log.warning("Could not list service accounts to reconcile request %s: %s", request.id, error)
+            return None
+        name = re.compile(re.escape(request.username) + r"(\.[^.]+\.mp-service-account)?")
+        earliest = request.created_at - CLOCK_SKEW
+        candidates = [
+            account for account in accounts
+            if name.fullmatch(account.username)
+            and (account.created_at() is None or account.created_at() >= earliest)
+        ]
+        # Accounts another request of ours owns are delivered credentials, not orphans.
+        owned = self.d.store.known_account_ids([account.id for account in candidates])
+        orphans = [account for account in candidates if account.id not in owned]
+        for account in orphans:
+            log.warning("Request %s: found account %s after an ambiguous create; deleting it", request.id, account.id)
+            self._delete(request, organization_id, account.id, reason="created despite an error; token lost")
+        return [account.id for account in orphans]
+
+    def _tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
+        self.d.delivery.to_requester(context, {"text": sentence})
+        self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
+
+    def _audit_of(self, event: str, request: StoredRequest, projects: dict, detail: str | None = None) -> dict:
+        return messages.audit_message(
+            event=event,
+            requester_id=request.requester_id,
+            username=request.username,
+            full_username=request.mixpanel_username,
+            account_id=request.mixpanel_account_id,
+            role=request.role,
+            project_ids=request.project_ids,
+            projects=projects,
+            expires_at=request.expires_at,
+            detail=detail,
+        )
+
+
+def _update(text: str) -> dict[str, Any]:
+    return {"response_action": "update", "view": status_view(text)}

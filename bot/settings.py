@@ -1,0 +1,159 @@
+"""Process settings, read once from the environment and `.env`.
+
+Everything that varies between deployments lives here; the access policy (who may create what) lives
+in the policy file, see `bot.policy`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POLICY_FILE = Path("policy.yml")
+
+
+class Region(StrEnum):
+    US = "us"
+    EU = "eu"
+    IN = "in"
+
+
+# The hosts a requester pastes into curl; the app API lives under /api/app on each.
+REGION_HOSTS: dict[Region, str] = {
+    Region.US: "https://mixpanel.com",
+    Region.EU: "https://eu.mixpanel.com",
+    Region.IN: "https://in.mixpanel.com",
+}
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr
+    slack_app_token: SecretStr | None = None
+
+    mixpanel_service_account_username: str = Field(min_length=1)
+    mixpanel_service_account_secret: SecretStr
+    mixpanel_organization_id: int | None = Field(default=None, gt=0)
+    mixpanel_region: Region = Region.US
+
+    port: int = Field(default=3000, ge=1, le=65535)
+    slack_api_url: str | None = None
+    mixpanel_api_url: str | None = None
+
+    policy_file: Path | None = None
+    database_url: str = "sqlite:///mp_service_accounts.db"
+    log_level: str = "INFO"
+
+    mixpanel_connect_timeout: PositiveSeconds = 3.05
+    mixpanel_read_timeout: PositiveSeconds = 30.0
+    mixpanel_max_rate_limit_wait: PositiveSeconds = 30.0
+    # After an ambiguous create, Mixpanel may still finish the request; look again after these delays.
+    mixpanel_reconcile_delays: list[Annotated[float, Field(ge=0, le=300)]] = [0.0, 5.0, 30.0]
+    slack_timeout: PositiveSeconds = 10.0
+    shutdown_grace_seconds: PositiveSeconds = 25.0
+    http_threads: int = Field(default=32, ge=4, le=512)
+    creation_workers: int = Field(default=64, ge=1, le=1024)
+    project_cache_seconds: int = Field(default=300, ge=0)
+    slack_cache_seconds: int = Field(default=60, ge=0)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url", "mixpanel_api_url")
+    @classmethod
+    def _url_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @property
+    def mixpanel_app_api_base(self) -> str:
+        if self.mixpanel_api_url:
+            return self.mixpanel_api_url.rstrip("/")
+        return REGION_HOSTS[self.mixpanel_region] + "/api/app"
+
+    @property
+    def mixpanel_public_host(self) -> str:
+        return REGION_HOSTS[self.mixpanel_region]
+
+    @property
+    def slack_web_api_base(self) -> str | None:
+        if not self.slack_api_url:
+            return None
+        return self.slack_api_url if self.slack_api_url.endswith("/") else self.slack_api_url + "/"
+
+    @property
+    def resolved_policy_file(self) -> Path | None:
+        if self.policy_file is not None:
+            return self.policy_file
+        return DEFAULT_POLICY_FILE if DEFAULT_POLICY_FILE.exists() else None
+
+    def secrets(self) -> list[str]:
+        """Every credential the process holds, for the log redactor."""
+        values = [self.slack_bot_token, self.slack_signing_secret, self.mixpanel_service_account_secret]
+        if self.slack_app_token is not None:
+            values.append(self.slack_app_token)
+        return [value.get_secret_value() for value in values]
+
+
+class SettingsError(Exception):
+    """Raised with one human-readable line per bad setting."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def describe_validation_error(error: ValidationError, *, env_names: bool = True) -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(file)"
+        name = location.upper() if env_names else location
+        if item["type"] == "missing":
+            problems.append(f"{name}: missing (required)")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{name}: unknown key")
+        else:
+            # Never echo the offending input: it may be a secret.
+            problems.append(f"{name}: {item['msg']}")
+    return problems
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

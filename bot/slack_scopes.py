@@ -1,0 +1,11 @@
+"""The Slack bot token scopes the app needs; manifest.yml must request exactly these."""
+
+REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
+    {
+        "commands",  # the /mp-service-account slash command
+        "chat:write",  # chat.postEphemeral (results, errors) and chat.postMessage (audit channel)
+        "im:write",  # conversations.open, for the DM fallback when an ephemeral message cannot be sent
+        "users:read",  # users.info: the requester's time zone, and guest / bot / deleted checks
+        "usergroups:read",  # usergroups.users.list: who belongs to the allowed user groups
+    }
+)

@@ -1,0 +1,430 @@
+"""Requests and the audit trail, in SQLite or PostgreSQL through SQLAlchemy 2.
+
+A request is a stored record with an id and an explicit state. Buttons and later flows (approvals,
+reminders, deletion from Slack) carry only that id. No token is ever written here, not even hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from bot.models import AccountSpec, Role
+
+
+class UTCDateTime(TypeDecorator):
+    """SQLite forgets time zones; store UTC and hand back aware datetimes everywhere."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RequestState(StrEnum):
+    SUBMITTED = "submitted"  # stored, not yet sent to Mixpanel
+    CREATING = "creating"  # the create call is in flight
+    CREATED = "created"  # Mixpanel returned the account; the token is in memory only
+    DELIVERED = "delivered"  # the token reached the requester
+    FAILED = "failed"  # Mixpanel refused; nothing exists
+    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
+    DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
+    DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
+
+
+# Attempts that count against the rate limit: anything that may have produced an account.
+QUOTA_STATES = (
+    RequestState.SUBMITTED,
+    RequestState.CREATING,
+    RequestState.CREATED,
+    RequestState.DELIVERED,
+    RequestState.UNCERTAIN,
+    RequestState.DELETE_FAILED,
+)
+
+
+class AuditEvent(StrEnum):
+    REFUSED = "refused"
+    SUBMITTED = "submitted"
+    CREATED = "created"
+    MIXPANEL_ERROR = "mixpanel_error"
+    TOKEN_DELIVERED = "token_delivered"
+    DELIVERY_FAILED = "delivery_failed"
+    DELETED = "deleted"
+    DELETE_FAILED = "delete_failed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccountRequest(Base):
+    __tablename__ = "account_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    submission_key: Mapped[str] = mapped_column(String(64), unique=True)
+    requester_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    project_ids: Mapped[list[int]] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(24))
+    mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    mixpanel_username: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_account_requests_requester_created", "requester_id", "created_at"),
+        Index("ix_account_requests_state", "state"),
+    )
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("account_requests.id"))
+    requester_id: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(16))
+    project_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    mixpanel_username: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """A detached, immutable view of a request row."""
+
+    id: str
+    requester_id: str
+    team_id: str | None
+    channel_id: str | None
+    username: str
+    role: Role
+    project_ids: tuple[int, ...]
+    expires_at: datetime | None
+    state: RequestState
+    mixpanel_account_id: int | None
+    mixpanel_username: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: AccountRequest) -> StoredRequest:
+        return cls(
+            id=row.id,
+            requester_id=row.requester_id,
+            team_id=row.team_id,
+            channel_id=row.channel_id,
+            username=row.username,
+            role=Role(row.role),
+            project_ids=tuple(row.project_ids or ()),
+            expires_at=row.expires_at,
+            state=RequestState(row.state),
+            mixpanel_account_id=row.mixpanel_account_id,
+            mixpanel_username=row.mixpanel_username,
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    request: StoredRequest
+
+
+@dataclass(frozen=True)
+class AlreadyClaimed:
+    request: StoredRequest
+
+
+@dataclass(frozen=True)
+class OverQuota:
+    recent: int
+
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record) -> None:
+            # Let SQLAlchemy's BEGIN below own transactions, so they can take the write lock up front.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection) -> None:
+            # Serializes writers across threads and processes: count-then-insert stays race-free.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision; safe when several instances start at once."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("migrations")})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def connect(cls, database_url: str) -> Store:
+        engine = build_engine(database_url)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        submission_key: str,
+        requester_id: str,
+        team_id: str | None,
+        channel_id: str | None,
+        spec: AccountSpec,
+        quota: int,
+        window: timedelta = timedelta(hours=24),
+        now: datetime | None = None,
+    ) -> Claimed | AlreadyClaimed | OverQuota:
+        """Store a submission exactly once, within the requester's quota, atomically across processes."""
+        now = now or _now()
+        try:
+            with self._transaction() as session:
+                existing = session.scalar(
+                    select(AccountRequest).where(AccountRequest.submission_key == submission_key)
+                )
+                if existing is not None:
+                    return AlreadyClaimed(StoredRequest.of(existing))
+                if session.bind.dialect.name == "postgresql":
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("quota:" + requester_id)}
+                    )
+                recent = self._count_recent(session, requester_id, now - window)
+                if recent >= quota:
+                    return OverQuota(recent)
+                row = AccountRequest(
+                    id=uuid.uuid4().hex,
+                    submission_key=submission_key,
+                    requester_id=requester_id,
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    username=spec.username,
+                    role=str(spec.role),
+                    project_ids=list(spec.project_ids),
+                    expires_at=spec.expires_at,
+                    state=RequestState.SUBMITTED,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                self._audit(session, AuditEvent.SUBMITTED, row, at=now)
+                return Claimed(StoredRequest.of(row))
+        except IntegrityError:
+            # Another process stored the same submission between our check and our insert.
+            with self._transaction() as session:
+                existing = session.scalar(
+                    select(AccountRequest).where(AccountRequest.submission_key == submission_key)
+                )
+                if existing is None:
+                    raise
+                return AlreadyClaimed(StoredRequest.of(existing))
+
+    def recent_count(self, requester_id: str, *, window: timedelta = timedelta(hours=24),
+                     now: datetime | None = None) -> int:
+        with self._transaction() as session:
+            return self._count_recent(session, requester_id, (now or _now()) - window)
+
+    @staticmethod
+    def _count_recent(session: Session, requester_id: str, since: datetime) -> int:
+        return session.scalar(
+            select(func.count())
+            .select_from(AccountRequest)
+            .where(
+                AccountRequest.requester_id == requester_id,
+                AccountRequest.created_at > since,
+                AccountRequest.state.in_([str(state) for state in QUOTA_STATES]),
+            )
+        )
+
+    def get(self, request_id: str) -> StoredRequest | None:
+        with self._transaction() as session:
+            row = session.get(AccountRequest, request_id)
+            return StoredRequest.of(row) if row else None
+
+    def transition(
+        self,
+        request_id: str,
+        state: RequestState,
+        *,
+        event: AuditEvent | None = None,
+        detail: str | None = None,
+        mixpanel_account_id: int | None = None,
+        mixpanel_username: str | None = None,
+    ) -> StoredRequest:
+        now = _now()
+        with self._transaction() as session:
+            row = session.get(AccountRequest, request_id, with_for_update=True)
+            if row is None:
+                raise KeyError(request_id)
+            row.state = str(state)
+            row.updated_at = now
+            if mixpanel_account_id is not None:
+                row.mixpanel_account_id = mixpanel_account_id
+            if mixpanel_username is not None:
+                row.mixpanel_username = mixpanel_username
+            if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
+                row.error = detail
+            if event is not None:
+                self._audit(session, event, row, at=now, detail=detail)
+            return StoredRequest.of(row)
+
+    def known_account_ids(self, account_ids: list[int]) -> set[int]:
+        if not account_ids:
+            return set()
+        with self._transaction() as session:
+            return set(
+                session.scalars(
+                    select(AccountRequest.mixpanel_account_id).where(
+                        AccountRequest.mixpanel_account_id.in_(account_ids)
+                    )
+                )
+            )
+
+    # --- audit -----------------------------------------------------------------------------------
+
+    def record_refusal(self, requester_id: str, reason: str, spec: AccountSpec | None = None) -> None:
+        with self._transaction() as session:
+            session.add(
+                AuditRecord(
+                    at=_now(),
+                    event=str(AuditEvent.REFUSED),
+                    requester_id=requester_id,
+                    username=spec.username if spec else None,
+                    role=str(spec.role) if spec else None,
+                    project_ids=list(spec.project_ids) if spec else None,
+                    expires_at=spec.expires_at if spec else None,
+                    detail=reason,
+                )
+            )
+
+    @staticmethod
+    def _audit(session: Session, event: AuditEvent, row: AccountRequest, *, at: datetime,
+               detail: str | None = None) -> None:
+        session.add(
+            AuditRecord(
+                at=at,
+                event=str(event),
+                request_id=row.id,
+                requester_id=row.requester_id,
+                username=row.username,
+                role=row.role,
+                project_ids=list(row.project_ids or ()),
+                expires_at=row.expires_at,
+                mixpanel_account_id=row.mixpanel_account_id,
+                mixpanel_username=row.mixpanel_username,
+                detail=detail,
+            )
+        )
+
+    def audit_trail(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        with self._transaction() as session:
+            query = select(AuditRecord).order_by(AuditRecord.at, AuditRecord.id)
+            if since is not None:
+                query = query.where(AuditRecord.at >= since)
+            return [
+                {
+                    "at": record.at.isoformat(),
+                    "event": record.event,
+                    "request_id": record.request_id,
+                    "requester_id": record.requester_id,
+                    "username": record.username,
+                    "role": record.role,
+                    "project_ids": record.project_ids,
+                    "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+                    "mixpanel_account_id": record.mixpanel_account_id,
+                    "mixpanel_username": record.mixpanel_username,
+                    "detail": record.detail,
+                }
+                for record in session.scalars(query)
+            ]

@@ -1,0 +1,340 @@
+"""Block Kit for the creation modal, and parsing of what comes back from it.
+
+Block and action ids are defined here once; handlers and tests import them.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.models import (
+    ROLE_DESCRIPTIONS,
+    USERNAME_MAX_LENGTH,
+    USERNAME_PATTERN,
+    AccountSpec,
+    Project,
+    Role,
+    SubmissionContext,
+)
+from bot.policy import Entitlement, FormField
+
+CREATE_CALLBACK_ID = "mp_create_account"
+LOADING_CALLBACK_ID = "mp_create_loading"
+STATUS_CALLBACK_ID = "mp_create_status"
+MODAL_TITLE = "Mixpanel service account"  # Slack allows 24 characters
+
+BLOCK_USERNAME = "username"
+BLOCK_ROLE = "role"
+BLOCK_PROJECTS = "projects"
+BLOCK_EXPIRY = "expiry"
+BLOCK_NEVER = "expiry_never"
+BLOCK_NOTICE = "notice"
+
+ACTION_USERNAME = "username_input"
+ACTION_ROLE = "role_select"
+ACTION_PROJECTS = "projects_select"
+ACTION_EXPIRY = "expiry_date"
+ACTION_NEVER = "expiry_never_check"
+NEVER_VALUE = "never"
+
+BLOCK_FOR_FIELD: dict[FormField, str] = {
+    FormField.USERNAME: BLOCK_USERNAME,
+    FormField.ROLE: BLOCK_ROLE,
+    FormField.PROJECTS: BLOCK_PROJECTS,
+    FormField.EXPIRY: BLOCK_EXPIRY,
+}
+
+MAX_STATIC_OPTIONS = 100
+OPTION_TEXT_LIMIT = 75
+DEFAULT_EXPIRY_DAYS = 90
+PRIVATE_METADATA_LIMIT = 3000
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def project_option(project: Project) -> dict[str, Any]:
+    suffix = f" ({project.id})"
+    return {"text": _plain(_truncate(project.name, OPTION_TEXT_LIMIT - len(suffix)) + suffix),
+            "value": str(project.id)}
+
+
+def role_option(role: Role) -> dict[str, Any]:
+    return {"text": _plain(ROLE_DESCRIPTIONS[role]), "value": str(role)}
+
+
+def offered_projects(projects: list[Project], entitlement: Entitlement) -> list[Project]:
+    offered = [project for project in projects if entitlement.offers_project(project.id)]
+    return sorted(offered, key=lambda project: (project.name.casefold(), project.id))
+
+
+def filter_project_options(projects: list[Project], query: str) -> list[dict[str, Any]]:
+    """Options for the external select: matches on name or id, at most Slack's 100."""
+    needle = query.strip().casefold()
+    matches = [p for p in projects if not needle or needle in p.name.casefold() or needle in str(p.id)]
+    return [project_option(project) for project in matches[:MAX_STATIC_OPTIONS]]
+
+
+# --- private_metadata --------------------------------------------------------------------------------
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    u: str
+    t: str | None = None
+    c: str | None = None
+    r: str | None = None
+
+
+def encode_metadata(context: SubmissionContext) -> str:
+    """Where to answer the requester. Never a secret: Slack echoes this back in every view payload."""
+    encoded = json.dumps(
+        {"u": context.user_id, "t": context.team_id, "c": context.channel_id, "r": context.response_url},
+        separators=(",", ":"),
+    )
+    if len(encoded) > PRIVATE_METADATA_LIMIT:
+        raise ValueError("private_metadata too long")
+    return encoded
+
+
+def decode_metadata(raw: str | None) -> SubmissionContext | None:
+    try:
+        data = _Metadata.model_validate_json(raw or "")
+    except ValidationError:
+        return None
+    return SubmissionContext(user_id=data.u, team_id=data.t, channel_id=data.c, response_url=data.r)
+
+
+# --- views -------------------------------------------------------------------------------------------
+
+
+def _modal(blocks: list[dict[str, Any]], *, callback_id: str, metadata: str = "", submit: str | None = None,
+           close: str = "Close") -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": _plain(MODAL_TITLE),
+        "close": _plain(close),
+        "blocks": blocks,
+        "private_metadata": metadata,
+    }
+    if submit:
+        view["submit"] = _plain(submit)
+    return view
+
+
+def loading_view(metadata: str) -> dict[str, Any]:
+    return _modal(
+        [{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(":hourglass_flowing_sand: Loading your Mixpanel projects…")}],
+        callback_id=LOADING_CALLBACK_ID,
+        metadata=metadata,
+        close="Cancel",
+    )
+
+
+def status_view(text: str) -> dict[str, Any]:
+    return _modal([{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(text)}],
+                  callback_id=STATUS_CALLBACK_ID)
+
+
+def creation_view(
+    *,
+    entitlement: Entitlement,
+    projects: list[Project] | None,
+    today: date,
+    metadata: str,
+    projects_unavailable_text: str,
+    no_projects_text: str,
+) -> dict[str, Any]:
+    """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "input",
+            "block_id": BLOCK_USERNAME,
+            "label": _plain("Username"),
+            "hint": _plain(
+                "Letters, digits, dots, dashes and underscores. Mixpanel appends a suffix, "
+                "e.g. etl-nightly becomes etl-nightly.1a2b3c.mp-service-account."
+            ),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": ACTION_USERNAME,
+                "max_length": USERNAME_MAX_LENGTH,
+                "placeholder": _plain("etl-nightly"),
+            },
+        },
+    ]
+    roles = entitlement.roles
+    initial_role = Role.ANALYST if Role.ANALYST in roles else roles[-1]
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": BLOCK_ROLE,
+            "label": _plain("Role"),
+            "hint": _plain("Used for the organization and for every project you choose."),
+            "element": {
+                "type": "static_select",
+                "action_id": ACTION_ROLE,
+                "options": [role_option(role) for role in roles],
+                "initial_option": role_option(initial_role),
+            },
+        }
+    )
+    default_days = min(DEFAULT_EXPIRY_DAYS, entitlement.max_expiry_days)
+    never_note = " or tick “Never expires”" if entitlement.allow_never else ""
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": BLOCK_EXPIRY,
+            "optional": entitlement.allow_never,
+            "label": _plain("Expires on"),
+            "hint": _plain(
+                f"The account stops working at the end of this day, your time; at most "
+                f"{entitlement.max_expiry_days} days from today{never_note}."
+            ),
+            "element": {
+                "type": "datepicker",
+                "action_id": ACTION_EXPIRY,
+                "initial_date": (today + timedelta(days=default_days)).isoformat(),
+            },
+        }
+    )
+    if entitlement.allow_never:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": BLOCK_NEVER,
+                "optional": True,
+                "label": _plain("No expiry"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": ACTION_NEVER,
+                    "options": [{"text": _plain("Never expires"), "value": NEVER_VALUE}],
+                },
+            }
+        )
+    can_submit = False
+    if projects is None:
+        blocks.append({"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(projects_unavailable_text)})
+    else:
+        offered = offered_projects(projects, entitlement)
+        if not offered:
+            blocks.append({"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(no_projects_text)})
+        else:
+            can_submit = True
+            element: dict[str, Any] = {"action_id": ACTION_PROJECTS, "placeholder": _plain("Choose projects")}
+            if len(offered) <= MAX_STATIC_OPTIONS:
+                element.update(type="multi_static_select", options=[project_option(p) for p in offered])
+            else:
+                element.update(type="multi_external_select", min_query_length=0)
+            blocks.append(
+                {
+                    "type": "input",
+                    "block_id": BLOCK_PROJECTS,
+                    "label": _plain("Projects"),
+                    "hint": _plain("The account gets the role above in each of these projects."),
+                    "element": element,
+                }
+            )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                _mrkdwn(":lock: The token is shown once, to you alone, in a private message in this conversation.")
+            ],
+        }
+    )
+    return _modal(blocks, callback_id=CREATE_CALLBACK_ID, metadata=metadata,
+                  submit="Create" if can_submit else None, close="Cancel")
+
+
+# --- parsing the submission --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedForm:
+    spec: AccountSpec | None
+    errors: dict[FormField, str]
+
+
+def _value(values: dict[str, Any], block_id: str, action_id: str) -> dict[str, Any]:
+    block = values.get(block_id)
+    if not isinstance(block, dict):
+        return {}
+    element = block.get(action_id)
+    return element if isinstance(element, dict) else {}
+
+
+def validate_username(raw: Any) -> tuple[str | None, str | None]:
+    if not isinstance(raw, str) or not raw.strip():
+        return None, "Enter a username."
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in raw):
+        return None, "The username may not contain line breaks or control characters."
+    username = raw.strip()
+    if len(username) > USERNAME_MAX_LENGTH:
+        return None, f"The username may be at most {USERNAME_MAX_LENGTH} characters long."
+    if not USERNAME_PATTERN.fullmatch(username):
+        return None, "Use only letters, digits, dots, dashes and underscores, starting with a letter or digit."
+    return username, None
+
+
+def parse_submission(values: dict[str, Any], *, timezone: str) -> ParsedForm:
+    """Turn `view.state.values` into an AccountSpec, or per-field errors. Trusts nothing in the payload."""
+    errors: dict[FormField, str] = {}
+    username, username_error = validate_username(_value(values, BLOCK_USERNAME, ACTION_USERNAME).get("value"))
+    if username_error:
+        errors[FormField.USERNAME] = username_error
+
+    role: Role | None = None
+    selected_role = _value(values, BLOCK_ROLE, ACTION_ROLE).get("selected_option") or {}
+    try:
+        role = Role(selected_role.get("value"))
+    except (ValueError, AttributeError):
+        errors[FormField.ROLE] = "Choose a role."
+
+    project_ids: list[int] = []
+    selected_projects = _value(values, BLOCK_PROJECTS, ACTION_PROJECTS).get("selected_options") or []
+    try:
+        project_ids = sorted({int(option["value"]) for option in selected_projects})
+    except (KeyError, TypeError, ValueError):
+        errors[FormField.PROJECTS] = "Choose projects from the list."
+    if not project_ids and FormField.PROJECTS not in errors:
+        errors[FormField.PROJECTS] = "Choose at least one project."
+
+    never_options = _value(values, BLOCK_NEVER, ACTION_NEVER).get("selected_options") or []
+    never = any(isinstance(option, dict) and option.get("value") == NEVER_VALUE for option in never_options)
+    expires_on: date | None = None
+    raw_date = _value(values, BLOCK_EXPIRY, ACTION_EXPIRY).get("selected_date")
+    if not never:
+        try:
+            expires_on = date.fromisoformat(raw_date) if raw_date else None
+        except (TypeError, ValueError):
+            errors[FormField.EXPIRY] = "Choose a valid date."
+        else:
+            if expires_on is None:
+                errors[FormField.EXPIRY] = "Choose an expiry date."
+
+    if errors or username is None or role is None:
+        return ParsedForm(spec=None, errors=errors)
+    spec = AccountSpec(username=username, role=role, project_ids=tuple(project_ids), expires_on=expires_on,
+                       timezone=timezone)
+    return ParsedForm(spec=spec, errors={})
+
+
+def errors_by_block(errors: dict[FormField, str]) -> dict[str, str]:
+    return {BLOCK_FOR_FIELD[field]: message for field, message in errors.items()}

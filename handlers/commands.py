@@ -1,0 +1,31 @@
+"""`/mp-service-account [help]`."""
+
+from slack_bolt import Ack, App, Respond
+
+from bot.messages import COMMAND, HELP_TEXT
+from bot.models import SubmissionContext
+from bot.service import CreationFlow
+
+HELP_WORDS = {"help", "-h", "--help", "?"}
+
+
+def register(app: App, flow: CreationFlow) -> None:
+    @app.command(COMMAND)
+    def on_command(ack: Ack, command: dict, respond: Respond) -> None:
+        text = (command.get("text") or "").strip().lower()
+        if text:
+            prefix = "" if text in HELP_WORDS else f"I don't know `{text[:40]}`. "
+            ack(response_type="ephemeral", text=prefix + HELP_TEXT)
+            return
+        ack()  # first: the form is opened below, and nothing may delay Slack's 3 s deadline
+        outcome = flow.open_form(
+            trigger_id=command["trigger_id"],
+            context=SubmissionContext(
+                user_id=command["user_id"],
+                team_id=command.get("team_id"),
+                channel_id=command.get("channel_id"),
+                response_url=command.get("response_url"),
+            ),
+        )
+        if outcome.reply:
+            respond(text=outcome.reply, response_type="ephemeral", replace_original=False)
