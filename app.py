@@ -76,12 +76,12 @@ def run(settings: Settings, mode: str) -> None:
         log.info("Connecting to Slack in Socket Mode")
         _serve_until_signalled(handler.connect, lambda: (handler.close(), runtime.close()))
     else:
-        from bot.http import create_http_server
+        from bot.http import create_http_server, stop_http_server
 
         server = create_http_server(app, host="0.0.0.0", port=settings.port, threads=settings.http_threads)  # noqa: S104
         log.info("Serving Slack requests at http://0.0.0.0:%s/slack/events", server.effective_port)
         thread = threading.Thread(target=server.run, name="http", daemon=True)
-        _serve_until_signalled(thread.start, lambda: (server.close(), runtime.close()))
+        _serve_until_signalled(thread.start, lambda: (stop_http_server(server), runtime.close()))
     log.info("Stopped")
 
 

@@ -28,6 +28,14 @@ def wsgi_app(app: App) -> Callable[[dict[str, Any], Callable], Iterable[bytes]]:
     return application
 
 
+def stop_http_server(server) -> None:
+    """Stop accepting, from any thread: the close runs inside waitress's own loop, which then exits."""
+    from waitress import wasyncore
+
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+
+
 def create_http_server(app: App, *, host: str, port: int, threads: int):
     """A waitress server, not yet running: call `.run()` (blocking) and `.close()`."""
     return create_server(

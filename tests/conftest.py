@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from app import create_app
-from bot.http import SLACK_EVENTS_PATH, create_http_server
+from bot.http import SLACK_EVENTS_PATH, create_http_server, stop_http_server
 from bot.policy import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
@@ -67,7 +67,7 @@ class RunningBot:
         return self.runtime.store
 
     def stop(self) -> None:
-        self.server.close()
+        stop_http_server(self.server)
         self.thread.join(timeout=10)
         self.runtime.close(grace=10)
 

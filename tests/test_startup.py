@@ -1,0 +1,75 @@
+"""Starting the bot as the README says: bad settings are named, one line each, and the process exits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = [
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "MIXPANEL_SERVICE_ACCOUNT_USERNAME",
+    "MIXPANEL_SERVICE_ACCOUNT_SECRET",
+]
+
+
+def run_app(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_", "DATABASE_"))}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=tmp_path,  # no .env there
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_settings_are_each_named_and_the_process_exits(tmp_path):
+    result = run_app({}, tmp_path)
+    assert result.returncode == 2
+    for name in REQUIRED:
+        assert f"{name}: missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_settings_are_named_without_echoing_secrets(tmp_path):
+    result = run_app(
+        {
+            "SLACK_BOT_TOKEN": "not-a-bot-token-SECRETVALUE",
+            "SLACK_SIGNING_SECRET": "s",
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": "u",
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": "p",
+            "MIXPANEL_REGION": "mars",
+            "PORT": "99999",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN: " in result.stderr and "xoxb-" in result.stderr
+    assert "MIXPANEL_REGION: " in result.stderr and "PORT: " in result.stderr
+    assert "SECRETVALUE" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_policy_file_stops_the_app_naming_the_key(tmp_path):
+    (tmp_path / "policy.yml").write_text("max_role: analyst\nexpiry:\n  max_dayz: 3\n")
+    result = run_app(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "s",
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": "u",
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": "p",
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "expiry.max_dayz: unknown key" in result.stderr
+    assert "policy.yml" in result.stderr
+    assert "Traceback" not in result.stderr
