@@ -33,9 +33,15 @@ REGION_HOSTS: dict[Region, str] = {
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 
 
-class Settings(BaseSettings):
+class DatabaseSettings(BaseSettings):
+    """Just enough to read the audit trail (`python -m bot audit`) without Slack or Mixpanel credentials."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
+    database_url: str = "sqlite:///mp_service_accounts.db"
+
+
+class Settings(DatabaseSettings):
     slack_bot_token: SecretStr
     slack_signing_secret: SecretStr
     slack_app_token: SecretStr | None = None
@@ -50,7 +56,6 @@ class Settings(BaseSettings):
     mixpanel_api_url: str | None = None
 
     policy_file: Path | None = None
-    database_url: str = "sqlite:///mp_service_accounts.db"
     log_level: str = "INFO"
 
     mixpanel_connect_timeout: PositiveSeconds = 3.05

@@ -187,6 +187,20 @@ class OverQuota:
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+AUDIT_COLUMNS = [
+    "at",
+    "event",
+    "request_id",
+    "requester_id",
+    "username",
+    "role",
+    "project_ids",
+    "expires_at",
+    "mixpanel_account_id",
+    "mixpanel_username",
+    "detail",
+]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)

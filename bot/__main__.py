@@ -1,0 +1,55 @@
+"""`python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail for compliance reviews."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, date, datetime
+
+from pydantic import ValidationError
+
+from bot.settings import DatabaseSettings, describe_validation_error
+from bot.storage import AUDIT_COLUMNS, Store
+
+
+def _since(value: str) -> datetime:
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    audit = commands.add_parser("audit", help="print the audit trail")
+    audit.add_argument("--since", type=_since, required=True, help="first day to include (UTC), YYYY-MM-DD")
+    audit.add_argument("--format", choices=["csv", "json"], default="csv")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as error:
+        for problem in describe_validation_error(error):
+            print(f"cannot read the audit trail: {problem}", file=sys.stderr)
+        return 2
+    store = Store.connect(settings.database_url)
+    try:
+        rows = store.audit_trail(since=args.since)
+    finally:
+        store.close()
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "project_ids": " ".join(str(p) for p in row["project_ids"] or [])})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Issue 3 through the wire: who may create what, enforced at command and at submission, and audited."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot import views
+from bot.models import Role
+from bot.policy import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
+from tests.slack_requests import build_payload_view_submission
+from tests.conftest import ALICE, BOT_USER, GONE, GUEST, ORG_ID, dump_database, form_values
+
+BOB = "UBOB"
+ADMIN_GROUP = "SADMINS"
+DATA_GROUP = "SDATA"
+AUDIT = "C0AUDIT"
+CONTACT = "#data-platform"
+
+
+def today() -> date:
+    return datetime.now(ZoneInfo("Europe/Berlin")).date()
+
+
+def in_days(days: int) -> str:
+    return (today() + timedelta(days=days)).isoformat()
+
+
+def block_ids(view: dict) -> list[str]:
+    return [b.get("block_id") for b in view["blocks"]]
+
+
+def options_of(view: dict, block_id: str) -> list[str]:
+    [element] = [b["element"] for b in view["blocks"] if b.get("block_id") == block_id]
+    return [o["value"] for o in element["options"]]
+
+
+def refused_without_form(bot, user_id: str) -> str:
+    response_url = bot.slack.new_response_url()
+    result = bot.sender.slash_command(user_id, response_url=response_url)
+    assert result.status == 200 and result.elapsed < 3
+    [reply] = bot.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == response_url)
+    assert bot.slack.calls("views.open") == []
+    assert reply.args["response_type"] == "ephemeral"
+    return reply.args["text"]
+
+
+def audit_events(bot) -> list[dict]:
+    return bot.store.audit_trail()
+
+
+@pytest.fixture
+def listed_policy() -> Policy:
+    return Policy(requesters=PersonSelector(users=[ALICE, GUEST], usergroups=[DATA_GROUP]), contact=CONTACT,
+                  audit_channel=AUDIT)
+
+
+def test_an_outsider_is_refused_without_a_form_and_told_whom_to_ask(bots, slack, listed_policy):
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(DATA_GROUP, ["UOTHER"])
+    bot = bots.start(policy=listed_policy)
+
+    text = refused_without_form(bot, BOB)
+
+    assert "not on the list" in text and CONTACT in text
+    [row] = audit_events(bot)
+    assert row["event"] == "refused" and row["requester_id"] == BOB and row["detail"] == "not_listed"
+    announcement = bot.slack.wait_for("chat.postMessage")[0]
+    assert announcement.args["channel"] == AUDIT and BOB in json.dumps(announcement.args)
+
+
+@pytest.mark.parametrize("user_id", [GUEST, BOT_USER, GONE])
+def test_guests_bots_and_deactivated_users_are_refused_even_when_named(bots, user_id):
+    policy = Policy(requesters=PersonSelector(users=[ALICE, GUEST, BOT_USER, GONE]), contact=CONTACT)
+    bot = bots.start(policy=policy)
+
+    text = refused_without_form(bot, user_id)
+
+    assert "full members" in text and CONTACT in text
+
+
+def test_a_member_of_an_allowed_user_group_gets_the_form(bots, slack, listed_policy):
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(DATA_GROUP, ["UOTHER", BOB])
+    bot = bots.start(policy=listed_policy)
+
+    _, view, _ = bot.open_form(BOB)
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    assert bot.slack.calls("usergroups.users.list")[0].args["usergroup"] == DATA_GROUP
+
+
+def test_membership_that_cannot_be_verified_fails_closed(bots, slack, listed_policy):
+    slack.add_user(BOB, tz="UTC")
+    slack.fail("usergroups.users.list", error="ratelimited")
+    bot = bots.start(policy=listed_policy)
+
+    text = refused_without_form(bot, BOB)
+
+    assert "could not verify" in text
+
+
+def test_lookups_are_cached_so_repeated_commands_do_not_hit_slack_again(bots, slack, listed_policy):
+    slack.set_usergroup(DATA_GROUP, ["UOTHER"])
+    bot = bots.start(policy=listed_policy)
+    bot.open_form()
+    bot.open_form()
+    assert len(slack.calls("users.info")) == 1
+    assert len(slack.calls("usergroups.users.list")) == 1
+
+
+def test_the_role_ceiling_shapes_the_form_and_is_enforced_on_forged_submissions(bots, slack):
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(ADMIN_GROUP, [BOB])
+    policy = Policy(max_role=Role.ANALYST, elevated=[ElevatedGrant(usergroups=[ADMIN_GROUP], max_role=Role.ADMIN)],
+                    audit_channel=AUDIT)
+    bot = bots.start(policy=policy)
+
+    _, alice_view, _ = bot.open_form(ALICE)
+    _, bob_view, _ = bot.open_form(BOB)
+    assert options_of(alice_view, views.BLOCK_ROLE) == ["consumer", "analyst"]
+    assert options_of(bob_view, views.BLOCK_ROLE) == ["consumer", "analyst", "admin"]
+
+    forged = bot.submit(alice_view, form_values(role="admin", expires_on=in_days(5)))
+    assert forged.json()["response_action"] == "errors"
+    assert set(forged.json()["errors"]) == {views.BLOCK_ROLE}
+    owner = bot.submit(bob_view, form_values(role="owner", expires_on=in_days(5)), user_id=BOB)
+    assert set(owner.json()["errors"]) == {views.BLOCK_ROLE}
+    assert bot.mixpanel.create_calls() == []
+    refusals = [r for r in audit_events(bot) if r["event"] == "refused"]
+    assert [(r["requester_id"], r["role"]) for r in refusals] == [(ALICE, "admin"), (BOB, "owner")]
+
+    allowed = bot.submit(bob_view, form_values(role="admin", expires_on=in_days(5)), user_id=BOB)
+    assert allowed.json()["response_action"] == "update"
+    bot.wait_idle()
+    assert bot.mixpanel.create_calls()[0].json["role"] == "admin"
+
+
+def test_projects_and_expiry_limits_shape_the_form_and_are_rechecked(bots):
+    policy = Policy(projects=ProjectPolicy(allowed=[3001, 3003, 999999]), expiry=ExpiryPolicy(max_days=30))
+    bot = bots.start(policy=policy)
+
+    _, view, _ = bot.open_form()
+
+    assert options_of(view, views.BLOCK_PROJECTS) == ["3001", "3003"]  # 999999 is not in the organization
+    assert "30 days" in json.dumps(view)
+    assert views.BLOCK_NEVER not in block_ids(view)
+    for values, block_id in [
+        (form_values(projects=[3002], expires_on=in_days(5)), views.BLOCK_PROJECTS),
+        (form_values(projects=[4001], expires_on=in_days(5)), views.BLOCK_PROJECTS),  # another organization
+        (form_values(projects=[3001], expires_on=in_days(31)), views.BLOCK_EXPIRY),
+    ]:
+        answer = bot.submit(view, values)
+        assert answer.json()["response_action"] == "errors", values
+        assert set(answer.json()["errors"]) == {block_id}
+    # A hand-made payload with a "never expires" box the form never offered.
+    payload = build_payload_view_submission(view, user_id=ALICE, values=form_values(projects=[3001]))
+    payload["view"]["state"]["values"][views.BLOCK_NEVER] = {
+        views.ACTION_NEVER: {"type": "checkboxes", "selected_options": [{"value": views.NEVER_VALUE}]}
+    }
+    answer = bot.sender.send_form({"payload": json.dumps(payload)})
+    assert set(answer.json()["errors"]) == {views.BLOCK_EXPIRY}
+    assert bot.mixpanel.create_calls() == []
+
+
+def test_never_expiring_accounts_when_the_policy_allows_them(bots):
+    bot = bots.start(policy=Policy(expiry=ExpiryPolicy(allow_never=True)))
+    _, view, _ = bot.open_form()
+    assert views.BLOCK_NEVER in block_ids(view)
+
+    bot.submit(view, form_values(never=True))
+    bot.wait_idle()
+
+    [create] = bot.mixpanel.create_calls()
+    assert "expires" not in create.json
+    assert bot.mixpanel.schema_violations == []
+
+
+def test_the_rate_limit_refuses_the_command_and_the_submission(bots):
+    bot = bots.start(policy=Policy(rate_limit=RateLimit(per_user_per_day=2)))
+    _, first, _ = bot.open_form()
+    _, second, _ = bot.open_form()
+    _, third, _ = bot.open_form()  # opened while still under the limit
+
+    for view in (first, second):
+        assert bot.submit(view, form_values(expires_on=in_days(5))).json()["response_action"] == "update"
+    bot.wait_idle()
+    late = bot.submit(third, form_values(expires_on=in_days(5)))
+    assert late.json()["response_action"] == "update"
+    assert "limit of 2" in json.dumps(late.json()["view"])
+    assert len(bot.mixpanel.create_calls()) == 2
+
+    bot.slack.reset()
+    text = refused_without_form(bot, ALICE)
+    assert "limit of 2" in text
+
+
+def test_audit_rows_and_channel_message_after_a_creation(bots):
+    bot = bots.start(policy=Policy(audit_channel=AUDIT))
+    _, view, _ = bot.open_form()
+    expiry = in_days(20)
+
+    bot.submit(view, form_values(projects=[3001, 3002], expires_on=expiry))
+    bot.wait_idle()
+
+    [account] = bot.mixpanel.accounts.values()
+    token = bot.mixpanel.tokens[account["id"]]
+    rows = audit_events(bot)
+    assert [r["event"] for r in rows] == ["submitted", "created", "token_delivered"]
+    for row in rows:
+        assert row["requester_id"] == ALICE and row["role"] == "analyst"
+        assert row["project_ids"] == [3001, 3002] and row["expires_at"].startswith(expiry)
+        assert datetime.fromisoformat(row["at"]) <= datetime.now(ZoneInfo("UTC"))
+    created = rows[1]
+    assert created["mixpanel_account_id"] == account["id"] and created["mixpanel_username"] == account["username"]
+
+    [announcement] = bot.slack.wait_for("chat.postMessage")
+    text = json.dumps(announcement.args)
+    assert announcement.args["channel"] == AUDIT
+    for expected in (ALICE, account["username"], "analyst", "android App (3001)", "Backend Events (3002)", expiry):
+        assert expected in text
+    assert token not in text
+    assert token not in dump_database(bot.store)
+
+
+def test_the_audit_export_prints_the_trail(bots, tmp_path):
+    bot = bots.start()
+    _, view, _ = bot.open_form()
+    bot.submit(view, form_values(expires_on=in_days(3)))
+    bot.wait_idle()
+    token = bot.mixpanel.created_tokens()[0]
+    env = {**os.environ, "DATABASE_URL": str(bot.store.engine.url)}
+    root = Path(__file__).resolve().parents[1]
+
+    def export(fmt: str, since: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "audit", "--since", since, "--format", fmt],
+            cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        return result.stdout
+
+    rows = json.loads(export("json", (date.today() - timedelta(days=1)).isoformat()))
+    assert [r["event"] for r in rows] == ["submitted", "created", "token_delivered"]
+    csv_text = export("csv", (date.today() - timedelta(days=1)).isoformat())
+    assert csv_text.splitlines()[0].startswith("at,event,request_id,requester_id")
+    assert len(csv_text.splitlines()) == 4 and token not in csv_text
+    assert json.loads(export("json", (date.today() + timedelta(days=1)).isoformat())) == []
+
+
+def test_owner_is_offered_only_where_a_ceiling_allows_it(bots):
+    bot = bots.start(policy=Policy(max_role=Role.OWNER))
+    _, view, _ = bot.open_form()
+    assert options_of(view, views.BLOCK_ROLE) == ["consumer", "analyst", "admin", "owner"]
+    assert ORG_ID  # the form is for the configured organization
