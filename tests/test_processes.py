@@ -1,0 +1,148 @@
+"""The bot started as the README says (`python app.py`), in both modes, against loopback fakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+from tests.conftest import ALICE, BOT_TOKEN, MP_SECRET, MP_USERNAME, ORG_ID, SIGNING_SECRET, form_values
+from tests.fakes.socket_mode import FakeSocketModeServer
+from tests.slack_requests import SlackSender, build_payload_slash_command, build_payload_view_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_TOKEN = "xapp-1-A1-test-app-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def expiry() -> str:
+    return (datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=10)).isoformat()
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], tmp_path: Path, *args: str):
+        self.log_path = tmp_path / "bot.log"
+        self._log = self.log_path.open("w")
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), *args],
+            cwd=tmp_path, env={**base, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def process_env(slack, mixpanel, tmp_path) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME": MP_USERNAME,
+        "MIXPANEL_SERVICE_ACCOUNT_SECRET": MP_SECRET,
+        "MIXPANEL_ORGANIZATION_ID": str(ORG_ID),
+        "SLACK_API_URL": slack.base_url,
+        "MIXPANEL_API_URL": mixpanel.base_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "LOG_LEVEL": "DEBUG",
+        "MIXPANEL_RECONCILE_DELAYS": "[0]",
+    }
+
+
+@pytest.fixture
+def socket_mode(slack) -> Iterator[FakeSocketModeServer]:
+    with FakeSocketModeServer() as server:
+        slack.socket_mode_url = server.url
+        slack.app_token = APP_TOKEN
+        yield server
+
+
+def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpanel, tmp_path):
+    bot = BotProcess({**process_env, "SLACK_APP_TOKEN": APP_TOKEN}, tmp_path)
+    try:
+        socket_mode.wait_for_connection(timeout=30)
+        response_url = slack.new_response_url()
+        ack = socket_mode.send_envelope("slash_commands", build_payload_slash_command(ALICE, response_url=response_url))
+        assert not ack.get("payload")
+        [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
+        submission = build_payload_view_submission(
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+        )
+        ack = socket_mode.send_envelope("interactive", submission)
+        assert ack["payload"]["response_action"] == "update"
+        [delivered] = slack.wait_for(lambda c: c.method == "response_url" and "blocks" in c.args, timeout=20)
+        [token] = mixpanel.created_tokens()
+        assert token in json.dumps(delivered.args)
+        assert len(mixpanel.create_calls()) == 1
+    finally:
+        code = bot.terminate()
+    assert code == 0, bot.logs()
+    logs = bot.logs()
+    assert "DEBUG" in logs and token not in logs and BOT_TOKEN not in logs and APP_TOKEN not in logs
+
+
+def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(process_env, slack, mixpanel, tmp_path):
+    port = free_port()
+    bot = BotProcess({**process_env, "PORT": str(port)}, tmp_path, "--mode", "http")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, bot.logs()
+            time.sleep(0.05)  # polling for readiness, not a timing assertion
+        sender = SlackSender(f"{base}/slack/events", SIGNING_SECRET)
+        response_url = slack.new_response_url()
+        assert sender.slash_command(ALICE, response_url=response_url).status == 200
+        [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
+        mixpanel.latency = {"create": 2.0}
+        ack = sender.view_submission(opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry()))
+        assert ack.json()["response_action"] == "update"
+        mixpanel.wait_for("create")
+
+        bot.process.send_signal(signal.SIGTERM)  # while Mixpanel is still answering
+        code = bot.process.wait(timeout=30)
+    finally:
+        bot.kill()
+    assert code == 0, bot.logs()
+    [token] = mixpanel.created_tokens()
+    delivered = [c for c in slack.calls("response_url") if token in json.dumps(c.args)]
+    assert len(delivered) == 1, "the in-flight creation must deliver before the process exits"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=1)
+    assert token not in bot.logs()
