@@ -29,19 +29,17 @@ def create_app(runtime: Runtime) -> App:
     return app
 
 
-def _serve_until_signalled(start, stop) -> None:
-    """Run `start` (blocking or not) until SIGTERM/SIGINT, then `stop`."""
+def _stop_on_signals() -> threading.Event:
+    """Installed before anything starts, so that SIGTERM during start-up still means a clean stop."""
     stopping = threading.Event()
 
     def on_signal(signum, _frame) -> None:
         log.info("Received %s; shutting down", signal.Signals(signum).name)
         stopping.set()
-        stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    start()
-    stopping.wait()
+    return stopping
 
 
 def _start_runtime(settings: Settings) -> tuple[Runtime, App]:
@@ -64,31 +62,41 @@ def _short(error: Exception) -> str:
 
 
 def run(settings: Settings, mode: str) -> None:
-    runtime, app = _start_runtime(settings)
+    stopping = _stop_on_signals()
     if mode == "auto":
         mode = "socket" if settings.slack_app_token else "http"
+    if mode == "socket" and settings.slack_app_token is None:
+        raise SettingsError(["SLACK_APP_TOKEN: missing (required for Socket Mode)"])
+    runtime, app = _start_runtime(settings)
     if mode == "socket":
-        if settings.slack_app_token is None:
-            raise SettingsError(["SLACK_APP_TOKEN: missing (required for Socket Mode)"])
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         log.info("Connecting to Slack in Socket Mode")
-        _serve_until_signalled(handler.connect, lambda: (handler.close(), runtime.close()))
+        handler.connect()
+        stopping.wait()
+        handler.close()
     else:
         from bot.http import create_http_server, stop_http_server
 
         server = create_http_server(app, host="0.0.0.0", port=settings.port, threads=settings.http_threads)  # noqa: S104
         log.info("Serving Slack requests at http://0.0.0.0:%s/slack/events", server.effective_port)
-        thread = threading.Thread(target=server.run, name="http", daemon=True)
-        _serve_until_signalled(thread.start, lambda: (stop_http_server(server), runtime.close()))
-    log.info("Stopped")
+        threading.Thread(target=server.run, name="http", daemon=True).start()
+        stopping.wait()
+        stop_http_server(server)
+    # New requests are refused from here on; in-flight creations get the grace period to finish.
+    finished = runtime.close()
+    log.info("Stopped%s", "" if finished else " with creations still running (see above)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Mint Mixpanel service accounts from Slack.")
-    parser.add_argument("--mode", choices=["auto", "http", "socket"], default="auto",
-                        help="socket when SLACK_APP_TOKEN is set (auto), or force one")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "http", "socket"],
+        default="auto",
+        help="socket when SLACK_APP_TOKEN is set (auto), or force one",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()

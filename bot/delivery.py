@@ -39,7 +39,9 @@ def _slack_error(error: Exception) -> str:
 
 
 class SlackDelivery:
-    def __init__(self, client: WebClient, *, timeout: float, extra_response_url_hosts: frozenset[str] = frozenset()):
+    def __init__(
+        self, client: WebClient, *, timeout: float, extra_response_url_hosts: frozenset[str] = frozenset()
+    ):
         self._client = client
         self._timeout = timeout
         self._response_url_hosts = SLACK_RESPONSE_URL_HOSTS | extra_response_url_hosts

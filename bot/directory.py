@@ -40,7 +40,9 @@ class SlackDirectory:
             try:
                 return dict(self._client.users_info(user=user_id)["user"])
             except (SlackClientError, OSError, KeyError, TypeError) as error:
-                raise DirectoryUnavailable(f"users.info failed for {user_id}: {type(error).__name__}") from None
+                raise DirectoryUnavailable(
+                    f"users.info failed for {user_id}: {type(error).__name__}"
+                ) from None
 
         return self._users.get_or_load(user_id, load)
 

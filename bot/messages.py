@@ -22,7 +22,10 @@ HELP_TEXT = (
 
 def refusal_text(reason: RefusalReason, *, contact: str, quota: int) -> str:
     if reason is RefusalReason.NOT_A_MEMBER:
-        why = "Only full members of this workspace may create Mixpanel service accounts (not guests, bots or apps)."
+        why = (
+            "Only full members of this workspace may create Mixpanel service accounts "
+            "(not guests, bots or apps)."
+        )
     elif reason is RefusalReason.NOT_LISTED:
         why = "You are not on the list of people who may create Mixpanel service accounts."
     elif reason is RefusalReason.RATE_LIMITED:
@@ -41,9 +44,13 @@ def mixpanel_failure_text(error: MixpanelError, *, contact: str, checked_for_orp
     nothing = "nothing was created"
     if kind is ErrorKind.BAD_REQUEST:
         reason = error.reason or "no reason given"
-        return f"Mixpanel refused the request ({reason}), so {nothing}; please fix it and run {COMMAND} again."
+        return (
+            f"Mixpanel refused the request ({reason}), so {nothing}; please fix it and run {COMMAND} again."
+        )
     if kind is ErrorKind.UNAUTHORIZED:
-        return f"Mixpanel rejected the bot's own credentials, so {nothing}; please ask {contact} to check them."
+        return (
+            f"Mixpanel rejected the bot's own credentials, so {nothing}; please ask {contact} to check them."
+        )
     if kind is ErrorKind.FORBIDDEN:
         return (
             f"The bot's Mixpanel service account is not an organization admin, so {nothing}; "
@@ -71,33 +78,40 @@ def mixpanel_failure_text(error: MixpanelError, *, contact: str, checked_for_orp
     return f"{what}, so {nothing}{checked}; it is safe to try again in a few minutes."
 
 
+FORM_INVALID = "This form is no longer valid; please run the command again."
+FORM_NOT_OPENED = "Slack could not open the form in time; please run the command again."
+
 CONFIGURATION_PROBLEM = (
     "The bot is not set up correctly (it cannot tell which Mixpanel organization to use), so nothing was "
     "created; please ask {contact} to set MIXPANEL_ORGANIZATION_ID."
 )
 
-UNEXPECTED_FAILURE = "Something unexpected went wrong, so nothing was created; please try again, or ask {contact}."
+UNEXPECTED_FAILURE = (
+    "Something unexpected went wrong, so nothing was created; please try again, or ask {contact}."
+)
 
 PROJECTS_UNAVAILABLE = (
-    ":warning: The bot could not load the organization's projects from Mixpanel just now, so it cannot create "
-    "an account. Close this form and try again in a minute; if it keeps happening, ask {contact}."
+    ":warning: The bot could not load the organization's projects from Mixpanel just now, so it cannot "
+    "create an account. Close this form and try again in a minute; if it keeps happening, ask {contact}."
 )
-NO_PROJECTS = ":warning: There are no Mixpanel projects you may add an account to. Ask {contact} if you need one."
+NO_PROJECTS = (
+    ":warning: There are no Mixpanel projects you may add an account to. Ask {contact} if you need one."
+)
 
 DELIVERY_FAILED = (
-    ":warning: The bot created `{username}` but could not deliver its token to you, so it deleted the account "
-    "again and nothing is left behind; please run {command} again from a channel you are in."
+    ":warning: The bot created `{username}` but could not deliver its token to you, so it deleted the "
+    "account again and nothing is left behind; please run {command} again from a channel you are in."
 )
 DELIVERY_FAILED_ORPHAN = (
-    ":warning: The bot created `{username}` but could not deliver its token to you, and deleting it failed; "
-    "{contact} has been told. Please run {command} again."
+    ":warning: The bot created `{username}` but could not deliver its token to you, and deleting it "
+    "failed; {contact} has been told. Please run {command} again."
 )
 
 
 def creating_text(username: str) -> str:
     return (
-        f":hourglass_flowing_sand: Creating `{username}` in Mixpanel… The credentials will arrive in a private "
-        f"message in the conversation where you typed {COMMAND}."
+        f":hourglass_flowing_sand: Creating `{username}` in Mixpanel… The credentials will arrive in a "
+        f"private message in the conversation where you typed {COMMAND}."
     )
 
 
@@ -106,7 +120,9 @@ def already_submitted_text() -> str:
 
 
 def done_text(full_username: str) -> str:
-    return f":white_check_mark: `{full_username}` was created. Its token was sent to you in a private message."
+    return (
+        f":white_check_mark: `{full_username}` was created. Its token was sent to you in a private message."
+    )
 
 
 def failed_view_text(sentence: str) -> str:
@@ -147,13 +163,17 @@ def credentials_message(
                     {"type": "mrkdwn", "text": f"*Expires*\n{_expiry_phrase(expires_at)}"},
                 ],
             },
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Projects*\n{_projects_phrase(project_ids, projects)}"}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*Projects*\n{_projects_phrase(project_ids, projects)}"},
+            },
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": ":warning: *This token is shown only this once.* Mixpanel cannot show it again: store "
-                    "it in your secret manager now. Username and token together are the credential (HTTP Basic).",
+                    "text": ":warning: *This token is shown only this once.* Mixpanel cannot show it again: "
+                    "store it in your secret manager now. Username and token together are the credential "
+                    "(HTTP Basic).",
                 },
             },
             {"type": "section", "text": {"type": "mrkdwn", "text": f"Try it:\n```{example}```"}},
@@ -175,7 +195,9 @@ def audit_message(
     detail: str | None = None,
 ) -> dict[str, Any]:
     """A readable announcement for the audit channel. Never given a token, so it cannot contain one."""
-    account = f"`{full_username}` (id {account_id})" if full_username else (f"`{username}`" if username else "")
+    account = (
+        f"`{full_username}` (id {account_id})" if full_username else (f"`{username}`" if username else "")
+    )
     headline = {
         "created": f":white_check_mark: <@{requester_id}> created {account}",
         "refused": f":no_entry: <@{requester_id}> was refused" + (f" creating {account}" if account else ""),

@@ -47,8 +47,15 @@ class ErrorKind(StrEnum):
 class MixpanelError(Exception):
     """A failed call. `ambiguous` means the request may have been processed anyway."""
 
-    def __init__(self, kind: ErrorKind, *, status: int | None = None, reason: str | None = None,
-                 ambiguous: bool = False, retry_after: float | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ):
         self.kind = kind
         self.retry_after = retry_after
         self.status = status
@@ -245,7 +252,9 @@ class MixpanelClient:
         ]
         return Me(organization_ids=organization_ids, projects=projects)
 
-    def create_service_account(self, organization_id: int, account: NewServiceAccount) -> CreatedServiceAccount:
+    def create_service_account(
+        self, organization_id: int, account: NewServiceAccount
+    ) -> CreatedServiceAccount:
         path = f"/organizations/{int(organization_id)}/service-accounts"
         payload = self._call_once_with_rate_limit("POST", path, json=account.to_json())
         try:
@@ -282,7 +291,10 @@ class MixpanelClient:
                 return self._send(method, path, **kwargs)
             except MixpanelError as error:
                 retryable = error.kind in (
-                    ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION,
+                    ErrorKind.RATE_LIMITED,
+                    ErrorKind.SERVER_ERROR,
+                    ErrorKind.TIMEOUT,
+                    ErrorKind.CONNECTION,
                     ErrorKind.INVALID_RESPONSE,
                 )
                 if not retryable or attempt == self._read_attempts:
@@ -314,7 +326,9 @@ class MixpanelClient:
                     raise
                 if waited + delay > self._max_rate_limit_wait:
                     raise
-                log.info("Mixpanel %s %s not processed (%s); retrying in %.1fs", method, path, error.kind, delay)
+                log.info(
+                    "Mixpanel %s %s not processed (%s); retrying in %.1fs", method, path, error.kind, delay
+                )
                 self._sleep(delay)
                 waited += delay
 
@@ -330,12 +344,17 @@ class MixpanelClient:
                 target = urljoin(url, location)
                 if urlparse(target).netloc != urlparse(url).netloc:
                     # Never send the bot's credentials to another host.
-                    raise MixpanelError(ErrorKind.INVALID_RESPONSE, status=response.status_code,
-                                        reason="redirected to another host")
+                    raise MixpanelError(
+                        ErrorKind.INVALID_RESPONSE,
+                        status=response.status_code,
+                        reason="redirected to another host",
+                    )
                 url = target  # keep method and body: some routes only add a trailing slash
                 continue
             return self._interpret(response, method)
-        raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="too many redirects", ambiguous=method == "POST")
+        raise MixpanelError(
+            ErrorKind.INVALID_RESPONSE, reason="too many redirects", ambiguous=method == "POST"
+        )
 
     def _transport(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         mutating = method == "POST"
@@ -346,7 +365,9 @@ class MixpanelClient:
         except requests.exceptions.ConnectionError as error:
             if _sent_nothing(error):
                 raise MixpanelError(ErrorKind.CONNECTION, reason="could not connect") from None
-            raise MixpanelError(ErrorKind.CONNECTION, reason="connection dropped", ambiguous=mutating) from None
+            raise MixpanelError(
+                ErrorKind.CONNECTION, reason="connection dropped", ambiguous=mutating
+            ) from None
         except requests.exceptions.Timeout:
             raise MixpanelError(ErrorKind.TIMEOUT, reason="no answer in time", ambiguous=mutating) from None
         except requests.exceptions.RequestException as error:
@@ -363,16 +384,21 @@ class MixpanelClient:
             payload = None
         reason = _reason_from(payload)
         if status >= 500:
-            raise MixpanelError(ErrorKind.SERVER_ERROR, status=status, reason=reason or "server error",
-                                ambiguous=mutating)
+            raise MixpanelError(
+                ErrorKind.SERVER_ERROR, status=status, reason=reason or "server error", ambiguous=mutating
+            )
         if status in _STATUS_KINDS:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
             raise MixpanelError(_STATUS_KINDS[status], status=status, reason=reason, retry_after=retry_after)
         if status >= 400:
             raise MixpanelError(ErrorKind.BAD_REQUEST, status=status, reason=reason)
         if payload is None:
-            raise MixpanelError(ErrorKind.INVALID_RESPONSE, status=status, reason="the answer was not JSON",
-                                ambiguous=mutating)
+            raise MixpanelError(
+                ErrorKind.INVALID_RESPONSE,
+                status=status,
+                reason="the answer was not JSON",
+                ambiguous=mutating,
+            )
         if isinstance(payload, dict) and payload.get("status") == "error":
             # Mixpanel sometimes reports errors with HTTP 200; the request was refused, not processed.
             raise MixpanelError(ErrorKind.API_ERROR, status=status, reason=reason)

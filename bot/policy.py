@@ -216,7 +216,9 @@ def _spec_violations(
         yield Violation(FormField.PROJECTS, f"You may not add an account to these projects: {listed}.")
     if spec.expires_on is None:
         if not entitlement.allow_never:
-            yield Violation(FormField.EXPIRY, "Choose an expiry date: accounts that never expire are not allowed.")
+            yield Violation(
+                FormField.EXPIRY, "Choose an expiry date: accounts that never expire are not allowed."
+            )
     elif spec.expires_on <= today:
         yield Violation(FormField.EXPIRY, "The expiry date must be in the future.")
     elif spec.expires_on > today + timedelta(days=entitlement.max_expiry_days):

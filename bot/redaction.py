@@ -16,7 +16,9 @@ REDACTED = "[REDACTED]"
 # Slack bot/user/app/refresh tokens and app-level tokens.
 SLACK_TOKEN_PATTERN = re.compile(r"\b(?:xox[abpre]|xapp)-[A-Za-z0-9-]+")
 # A Basic auth header or URL credentials would carry the bot's own Mixpanel secret.
-BASIC_AUTH_PATTERN = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer)\s+)[A-Za-z0-9+/=._-]+")
+BASIC_AUTH_PATTERN = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer)\s+)[A-Za-z0-9+/=._-]+"
+)
 MIN_SECRET_LENGTH = 6
 
 

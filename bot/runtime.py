@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 from slack_bolt import App
@@ -50,6 +51,7 @@ class Runtime:
     catalog: ProjectCatalog
     jobs: JobRunner
     flow: CreationFlow
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
         # Bolt's default listener pool has 5 threads; listeners here are short, but Slack bursts are not.
@@ -61,8 +63,24 @@ class Runtime:
             logger=logging.getLogger("slack_bolt"),
         )
 
+    def start_sweeper(self) -> None:
+        """Settle requests that an interrupted run left half-done: now, then every few minutes."""
+        idle_for = timedelta(seconds=self.settings.stale_request_seconds)
+
+        def sweep_forever() -> None:
+            while True:
+                try:
+                    self.flow.sweep_stale(idle_for)
+                except Exception:
+                    log.exception("Sweeping interrupted requests failed")
+                if self._stopping.wait(self.settings.sweep_interval_seconds):
+                    return
+
+        threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
+
     def close(self, grace: float | None = None) -> bool:
         """Finish in-flight creations (bounded), then release connections."""
+        self._stopping.set()
         finished = self.jobs.shutdown(self.settings.shutdown_grace_seconds if grace is None else grace)
         self.mixpanel.close()
         self.store.close()
@@ -77,7 +95,7 @@ def build_runtime(
     store: Store | None = None,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
-    warm_cache: bool = True,
+    background_tasks: bool = True,
 ) -> Runtime:
     install_log_redaction()
     for secret in settings.secrets():
@@ -102,14 +120,20 @@ def build_runtime(
         mixpanel, organization_id=settings.mixpanel_organization_id, ttl=settings.project_cache_seconds
     )
     jobs = JobRunner(settings.creation_workers)
-    extra_hosts = frozenset({urlparse(settings.slack_api_url).netloc}) if settings.slack_api_url else frozenset()
+    extra_hosts = (
+        frozenset({urlparse(settings.slack_api_url).netloc}) if settings.slack_api_url else frozenset()
+    )
     deps = FlowDependencies(
         policy=policy,
         store=store,
         mixpanel=mixpanel,
         catalog=catalog,
-        directory=SlackDirectory(web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()),
-        delivery=SlackDelivery(web_client, timeout=settings.slack_timeout, extra_response_url_hosts=extra_hosts),
+        directory=SlackDirectory(
+            web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()
+        ),
+        delivery=SlackDelivery(
+            web_client, timeout=settings.slack_timeout, extra_response_url_hosts=extra_hosts
+        ),
         slack=web_client,
         jobs=jobs,
         public_host=settings.mixpanel_public_host,
@@ -119,8 +143,18 @@ def build_runtime(
         deps.clock = clock
     if sleep is not None:
         deps.sleep = sleep
-    if warm_cache:
+    runtime = Runtime(
+        settings=settings,
+        policy=policy,
+        web_client=web_client,
+        mixpanel=mixpanel,
+        store=store,
+        catalog=catalog,
+        jobs=jobs,
+        flow=CreationFlow(deps),
+    )
+    if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.
         catalog.refresh_in_background()
-    return Runtime(settings=settings, policy=policy, web_client=web_client, mixpanel=mixpanel, store=store,
-                   catalog=catalog, jobs=jobs, flow=CreationFlow(deps))
+        runtime.start_sweeper()
+    return runtime

@@ -27,7 +27,7 @@ from bot.directory import SlackDirectory
 from bot.jobs import JobRunner
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
-from bot.policy import Decision, Policy, RefusalReason, decide
+from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide
 from bot.redaction import redactor
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
 from bot.views import (
@@ -87,8 +87,12 @@ class CreationFlow:
 
     # --- who may ------------------------------------------------------------------------------------
 
-    def judge(self, user_id: str, spec: AccountSpec | None = None) -> tuple[Requester | None, Decision]:
-        requester = self.d.directory.try_requester(user_id)
+    def judge(
+        self, user_id: str, spec: AccountSpec | None = None, *, requester: Requester | None = None
+    ) -> tuple[Requester | None, Decision]:
+        """Look the person up (unless already known) and apply the one policy decision."""
+        if requester is None:
+            requester = self.d.directory.try_requester(user_id)
         snapshot = self.d.catalog.cached() if spec is not None else None
         decision = decide(
             self.d.policy,
@@ -99,6 +103,11 @@ class CreationFlow:
             known_project_ids=[p.id for p in snapshot.projects] if snapshot else None,
         )
         return requester, decision
+
+    def _refusal_reply(self, reason: RefusalReason) -> str:
+        return messages.refusal_text(
+            reason, contact=self._contact, quota=self.d.policy.rate_limit.per_user_per_day
+        )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
         self.d.store.record_refusal(user_id, reason, spec)
@@ -128,29 +137,27 @@ class CreationFlow:
 
     def open_form(self, *, trigger_id: str, context: SubmissionContext) -> CommandOutcome:
         requester, decision = self.judge(context.user_id)
-        if decision.refusal is not None:
-            self._refuse(context.user_id, str(decision.refusal))
-            return CommandOutcome(
-                reply=messages.refusal_text(
-                    decision.refusal, contact=self._contact, quota=self.d.policy.rate_limit.per_user_per_day
-                )
-            )
-        assert requester is not None and decision.entitlement is not None
+        if requester is None or decision.entitlement is None or decision.refusal is not None:
+            reason = decision.refusal or RefusalReason.UNVERIFIED
+            self._refuse(context.user_id, str(reason))
+            return CommandOutcome(reply=self._refusal_reply(reason))
+        entitlement = decision.entitlement
         metadata = encode_metadata(context)
         snapshot = self.d.catalog.cached()
         if snapshot is not None:
-            self._open(trigger_id, self._form(requester, decision, snapshot, metadata))
+            if self._open(trigger_id, self._form(requester, entitlement, snapshot, metadata)) is None:
+                return CommandOutcome(reply=messages.FORM_NOT_OPENED)
             return CommandOutcome()
         # Nothing cached yet: the trigger dies in 3 s, so open a placeholder before asking Mixpanel.
         opened = self._open(trigger_id, loading_view(metadata))
         if opened is None:
-            return CommandOutcome(reply="Slack could not open the form in time; please run the command again.")
+            return CommandOutcome(reply=messages.FORM_NOT_OPENED)
         try:
             snapshot = self.d.catalog.load()
         except (MixpanelError, OrganizationUnknown) as error:
             log.warning("Could not load Mixpanel projects for the form: %s", error)
             snapshot = None
-        self.d.delivery.update_view(opened, self._form(requester, decision, snapshot, metadata))
+        self.d.delivery.update_view(opened, self._form(requester, entitlement, snapshot, metadata))
         return CommandOutcome()
 
     def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
@@ -160,10 +167,11 @@ class CreationFlow:
             log.warning("views.open failed: %s", type(error).__name__)
             return None
 
-    def _form(self, requester: Requester, decision: Decision, snapshot: Snapshot | None, metadata: str) -> dict:
-        assert decision.entitlement is not None
+    def _form(
+        self, requester: Requester, entitlement: Entitlement, snapshot: Snapshot | None, metadata: str
+    ) -> dict:
         return creation_view(
-            entitlement=decision.entitlement,
+            entitlement=entitlement,
             projects=snapshot.projects if snapshot else None,
             today=today_in(requester.timezone, self.d.clock()),
             metadata=metadata,
@@ -181,29 +189,40 @@ class CreationFlow:
 
     # --- the submission ------------------------------------------------------------------------------
 
-    def submit(self, *, view_id: str, values: dict[str, Any], private_metadata: str | None, user_id: str,
-               team_id: str | None) -> SubmitOutcome:
+    def submit(
+        self,
+        *,
+        view_id: str,
+        values: dict[str, Any],
+        private_metadata: str | None,
+        user_id: str,
+        team_id: str | None,
+    ) -> SubmitOutcome:
         context = decode_metadata(private_metadata)
         if context is None or context.user_id != user_id:
             # Slack echoes our own metadata back; a mismatch means the payload was not ours.
             self._refuse(user_id, "submission metadata did not match the requester")
-            return SubmitOutcome(ack=_update(messages.failed_view_text("This form is no longer valid; please run the command again.")))
+            return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
+        existing = self.d.store.by_submission_key(view_id)
+        if existing is not None:
+            # A double click or a retried delivery: answer with what happened to the first one.
+            return SubmitOutcome(ack=_update(self._status_of(existing)))
         requester = self.d.directory.try_requester(user_id)
-        parsed = parse_submission(values, timezone=requester.timezone if requester else "UTC")
-        if parsed.spec is None and requester is not None:
+        if requester is None:
+            self._refuse(user_id, str(RefusalReason.UNVERIFIED))
+            return SubmitOutcome(ack=_update(self._refusal_reply(RefusalReason.UNVERIFIED)))
+        parsed = parse_submission(values, timezone=requester.timezone)
+        if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
-        requester, decision = self.judge(user_id, parsed.spec)
+        spec = parsed.spec
+        _, decision = self.judge(user_id, spec, requester=requester)
         if decision.refusal is not None:
-            self._refuse(user_id, str(decision.refusal), parsed.spec)
-            text = messages.refusal_text(decision.refusal, contact=self._contact,
-                                         quota=self.d.policy.rate_limit.per_user_per_day)
-            return SubmitOutcome(ack=_update(text))
+            self._refuse(user_id, str(decision.refusal), spec)
+            return SubmitOutcome(ack=_update(self._refusal_reply(decision.refusal)))
         if decision.violations:
-            self._refuse(user_id, "; ".join(v.message for v in decision.violations), parsed.spec)
+            self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
-        spec = parsed.spec
-        assert spec is not None
         claim = self.d.store.claim(
             submission_key=view_id,
             requester_id=user_id,
@@ -216,14 +235,14 @@ class CreationFlow:
         if isinstance(claim, AlreadyClaimed):
             return SubmitOutcome(ack=_update(self._status_of(claim.request)))
         if isinstance(claim, OverQuota):
-            self._refuse(user_id, "rate_limited", spec)
-            text = messages.refusal_text(RefusalReason.RATE_LIMITED, contact=self._contact,
-                                         quota=self.d.policy.rate_limit.per_user_per_day)
-            return SubmitOutcome(ack=_update(text))
+            self._refuse(user_id, str(RefusalReason.RATE_LIMITED), spec)
+            return SubmitOutcome(ack=_update(self._refusal_reply(RefusalReason.RATE_LIMITED)))
         request = claim.request
         return SubmitOutcome(
             ack=_update(messages.creating_text(spec.username)),
-            start=lambda: self.d.jobs.submit(f"create:{request.id}", lambda: self.create(request, context, view_id)),
+            start=lambda: self.d.jobs.submit(
+                f"create:{request.id}", lambda: self.create(request, context, view_id)
+            ),
         )
 
     def _status_of(self, request: StoredRequest) -> str:
@@ -243,7 +262,9 @@ class CreationFlow:
                 if isinstance(error, MixpanelError)
                 else messages.CONFIGURATION_PROBLEM.format(contact=self._contact)
             )
-            self.d.store.transition(request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=detail)
+            self.d.store.transition(
+                request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=detail
+            )
             self._tell(context, view_id, sentence)
             return
         self.d.store.transition(request.id, RequestState.CREATING)
@@ -268,8 +289,14 @@ class CreationFlow:
         )
         self._deliver(request, context, view_id, organization_id, account)
 
-    def _deliver(self, request: StoredRequest, context: SubmissionContext, view_id: str | None,
-                 organization_id: int, account: CreatedServiceAccount) -> None:
+    def _deliver(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None,
+        organization_id: int,
+        account: CreatedServiceAccount,
+    ) -> None:
         projects = self._project_names()
         message = messages.credentials_message(
             full_username=account.username,
@@ -283,13 +310,21 @@ class CreationFlow:
         outcome = self.d.delivery.to_requester(context, message)
         del message
         if outcome.delivered:
-            self.d.store.transition(request.id, RequestState.DELIVERED, event=AuditEvent.TOKEN_DELIVERED,
-                                    detail=f"via {outcome.path}")
+            self.d.store.transition(
+                request.id,
+                RequestState.DELIVERED,
+                event=AuditEvent.TOKEN_DELIVERED,
+                detail=f"via {outcome.path}",
+            )
             self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self._announce(self._audit_of("created", request, projects))
             return
-        self.d.store.transition(request.id, RequestState.CREATED, event=AuditEvent.DELIVERY_FAILED,
-                                detail="; ".join(outcome.failures))
+        self.d.store.transition(
+            request.id,
+            RequestState.CREATED,
+            event=AuditEvent.DELIVERY_FAILED,
+            detail="; ".join(outcome.failures),
+        )
         deleted = self._delete(request, organization_id, account.id, reason="token could not be delivered")
         template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN
         sentence = template.format(username=account.username, command=messages.COMMAND, contact=self._contact)
@@ -301,26 +336,48 @@ class CreationFlow:
         except MixpanelError as error:
             log.error(
                 "ORPHANED CREDENTIAL: could not delete Mixpanel service account %s (request %s): %s; "
-                "delete it by hand", account_id, request.id, error,
+                "delete it by hand",
+                account_id,
+                request.id,
+                error,
             )
-            stored = self.d.store.transition(request.id, RequestState.DELETE_FAILED, event=AuditEvent.DELETE_FAILED,
-                                             detail=f"{reason}; delete failed: {error.kind}",
-                                             mixpanel_account_id=account_id)
+            stored = self.d.store.transition(
+                request.id,
+                RequestState.DELETE_FAILED,
+                event=AuditEvent.DELETE_FAILED,
+                detail=f"{reason}; delete failed: {error.kind}",
+                mixpanel_account_id=account_id,
+            )
             self._announce(self._audit_of("delete_failed", stored, self._project_names(), detail=reason))
             return False
-        stored = self.d.store.transition(request.id, RequestState.DELETED, event=AuditEvent.DELETED, detail=reason,
-                                         mixpanel_account_id=account_id)
+        stored = self.d.store.transition(
+            request.id,
+            RequestState.DELETED,
+            event=AuditEvent.DELETED,
+            detail=reason,
+            mixpanel_account_id=account_id,
+        )
         self._announce(self._audit_of("deleted", stored, self._project_names(), detail=reason))
         return True
 
-    def _after_failed_create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None,
-                             organization_id: int, error: MixpanelError) -> None:
+    def _after_failed_create(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None,
+        organization_id: int,
+        error: MixpanelError,
+    ) -> None:
         if not error.ambiguous:
-            self.d.store.transition(request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=str(error))
+            self.d.store.transition(
+                request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=str(error)
+            )
             self._tell(context, view_id, messages.mixpanel_failure_text(error, contact=self._contact))
             return
         # The account may exist with a token nobody will ever see: find it and delete it, never retry blindly.
-        self.d.store.transition(request.id, RequestState.UNCERTAIN, event=AuditEvent.MIXPANEL_ERROR, detail=str(error))
+        self.d.store.transition(
+            request.id, RequestState.UNCERTAIN, event=AuditEvent.MIXPANEL_ERROR, detail=str(error)
+        )
         told = False
         for delay in self.d.reconcile_delays or [0.0]:
             if delay:
@@ -330,15 +387,21 @@ class CreationFlow:
                 break
             if found is not None and not told:
                 # Nothing there yet; say so now, and keep looking in case Mixpanel finishes late.
-                self._tell(context, view_id,
-                           messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True))
+                self._tell(
+                    context,
+                    view_id,
+                    messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
+                )
                 told = True
         current = self.d.store.get(request.id)
         if current is not None and current.state is RequestState.UNCERTAIN:
             self.d.store.transition(request.id, RequestState.FAILED)
         if not told:
-            self._tell(context, view_id,
-                       messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True))
+            self._tell(
+                context,
+                view_id,
+                messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
+            )
 
     def _reconcile_once(self, request: StoredRequest, organization_id: int) -> list[int] | None:
         """Delete accounts this request made despite the error. None when Mixpanel could not be asked."""
@@ -350,7 +413,8 @@ class CreationFlow:
         name = re.compile(re.escape(request.username) + r"(\.[^.]+\.mp-service-account)?")
         earliest = request.created_at - CLOCK_SKEW
         candidates = [
-            account for account in accounts
+            account
+            for account in accounts
             if name.fullmatch(account.username)
             and (account.created_at() is None or account.created_at() >= earliest)
         ]
@@ -358,15 +422,75 @@ class CreationFlow:
         owned = self.d.store.known_account_ids([account.id for account in candidates])
         orphans = [account for account in candidates if account.id not in owned]
         for account in orphans:
-            log.warning("Request %s: found account %s after an ambiguous create; deleting it", request.id, account.id)
+            log.warning(
+                "Request %s: found account %s after an ambiguous create; deleting it", request.id, account.id
+            )
             self._delete(request, organization_id, account.id, reason="created despite an error; token lost")
         return [account.id for account in orphans]
+
+    # --- recovery after a crash ---------------------------------------------------------------------
+
+    def sweep_stale(self, idle_for: timedelta) -> int:
+        """Finish what a process that died mid-creation left behind. Its tokens died with it, so any
+        account it made is an orphan: delete it. Returns how many requests were settled."""
+        stale = self.d.store.lease_stale(
+            (
+                RequestState.SUBMITTED,
+                RequestState.CREATING,
+                RequestState.UNCERTAIN,
+                RequestState.CREATED,
+                RequestState.DELETE_FAILED,
+            ),
+            idle_for=idle_for,
+            now=self.d.clock(),
+        )
+        if not stale:
+            return 0
+        try:
+            organization_id = self.d.catalog.organization_id()
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Cannot sweep %d interrupted request(s) yet: %s", len(stale), error)
+            return 0
+        settled = 0
+        for request in stale:
+            log.warning(
+                "Settling request %s left in state %s by an interrupted run", request.id, request.state
+            )
+            if request.state is RequestState.SUBMITTED:
+                self.d.store.transition(
+                    request.id,
+                    RequestState.FAILED,
+                    event=AuditEvent.MIXPANEL_ERROR,
+                    detail="interrupted before Mixpanel was called",
+                )
+            elif request.mixpanel_account_id is not None:
+                self._delete(
+                    request,
+                    organization_id,
+                    request.mixpanel_account_id,
+                    reason="left behind by an interrupted run; token lost",
+                )
+            else:
+                found = self._reconcile_once(request, organization_id)
+                if found is None:
+                    continue  # Mixpanel unreachable: the next sweep tries again
+                if not found:
+                    self.d.store.transition(
+                        request.id,
+                        RequestState.FAILED,
+                        event=AuditEvent.MIXPANEL_ERROR,
+                        detail="interrupted; Mixpanel has no such account",
+                    )
+            settled += 1
+        return settled
 
     def _tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
         self.d.delivery.to_requester(context, {"text": sentence})
         self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
 
-    def _audit_of(self, event: str, request: StoredRequest, projects: dict, detail: str | None = None) -> dict:
+    def _audit_of(
+        self, event: str, request: StoredRequest, projects: dict, detail: str | None = None
+    ) -> dict:
         return messages.audit_message(
             event=event,
             requester_id=request.requester_id,

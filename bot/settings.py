@@ -69,6 +69,9 @@ class Settings(DatabaseSettings):
     creation_workers: int = Field(default=64, ge=1, le=1024)
     project_cache_seconds: int = Field(default=300, ge=0)
     slack_cache_seconds: int = Field(default=60, ge=0)
+    # A request untouched this long belongs to a run that died; longer than any creation can take.
+    stale_request_seconds: int = Field(default=600, ge=0)
+    sweep_interval_seconds: int = Field(default=300, ge=1)
 
     @field_validator("slack_bot_token")
     @classmethod

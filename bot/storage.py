@@ -83,7 +83,7 @@ class AuditEvent(StrEnum):
     SUBMITTED = "submitted"
     CREATED = "created"
     MIXPANEL_ERROR = "mixpanel_error"
-    TOKEN_DELIVERED = "token_delivered"
+    TOKEN_DELIVERED = "token_delivered"  # noqa: S105 - an event name, not a secret
     DELIVERY_FAILED = "delivery_failed"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
@@ -291,7 +291,8 @@ class Store:
                     return AlreadyClaimed(StoredRequest.of(existing))
                 if session.bind.dialect.name == "postgresql":
                     session.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("quota:" + requester_id)}
+                        text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": _lock_key("quota:" + requester_id)},
                     )
                 recent = self._count_recent(session, requester_id, now - window)
                 if recent >= quota:
@@ -324,8 +325,9 @@ class Store:
                     raise
                 return AlreadyClaimed(StoredRequest.of(existing))
 
-    def recent_count(self, requester_id: str, *, window: timedelta = timedelta(hours=24),
-                     now: datetime | None = None) -> int:
+    def recent_count(
+        self, requester_id: str, *, window: timedelta = timedelta(hours=24), now: datetime | None = None
+    ) -> int:
         with self._transaction() as session:
             return self._count_recent(session, requester_id, (now or _now()) - window)
 
@@ -340,6 +342,13 @@ class Store:
                 AccountRequest.state.in_([str(state) for state in QUOTA_STATES]),
             )
         )
+
+    def by_submission_key(self, submission_key: str) -> StoredRequest | None:
+        with self._transaction() as session:
+            row = session.scalar(
+                select(AccountRequest).where(AccountRequest.submission_key == submission_key)
+            )
+            return StoredRequest.of(row) if row else None
 
     def get(self, request_id: str) -> StoredRequest | None:
         with self._transaction() as session:
@@ -373,6 +382,29 @@ class Store:
                 self._audit(session, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
+    def lease_stale(
+        self, states: tuple[RequestState, ...], *, idle_for: timedelta, now: datetime | None = None
+    ) -> list[StoredRequest]:
+        """Requests nobody has touched for `idle_for`, leased to the caller by bumping `updated_at`,
+        so that several instances sweeping at once never handle the same request twice."""
+        now = now or _now()
+        with self._transaction() as session:
+            query = (
+                select(AccountRequest)
+                .where(
+                    AccountRequest.state.in_([str(s) for s in states]),
+                    AccountRequest.updated_at <= now - idle_for,
+                )
+                .order_by(AccountRequest.created_at)
+                .limit(100)
+            )
+            if session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.scalars(query))
+            for row in rows:
+                row.updated_at = now
+            return [StoredRequest.of(row) for row in rows]
+
     def known_account_ids(self, account_ids: list[int]) -> set[int]:
         if not account_ids:
             return set()
@@ -403,8 +435,9 @@ class Store:
             )
 
     @staticmethod
-    def _audit(session: Session, event: AuditEvent, row: AccountRequest, *, at: datetime,
-               detail: str | None = None) -> None:
+    def _audit(
+        session: Session, event: AuditEvent, row: AccountRequest, *, at: datetime, detail: str | None = None
+    ) -> None:
         session.add(
             AuditRecord(
                 at=at,

@@ -70,8 +70,10 @@ def _truncate(text: str, limit: int) -> str:
 
 def project_option(project: Project) -> dict[str, Any]:
     suffix = f" ({project.id})"
-    return {"text": _plain(_truncate(project.name, OPTION_TEXT_LIMIT - len(suffix)) + suffix),
-            "value": str(project.id)}
+    return {
+        "text": _plain(_truncate(project.name, OPTION_TEXT_LIMIT - len(suffix)) + suffix),
+        "value": str(project.id),
+    }
 
 
 def role_option(role: Role) -> dict[str, Any]:
@@ -123,8 +125,14 @@ def decode_metadata(raw: str | None) -> SubmissionContext | None:
 # --- views -------------------------------------------------------------------------------------------
 
 
-def _modal(blocks: list[dict[str, Any]], *, callback_id: str, metadata: str = "", submit: str | None = None,
-           close: str = "Close") -> dict[str, Any]:
+def _modal(
+    blocks: list[dict[str, Any]],
+    *,
+    callback_id: str,
+    metadata: str = "",
+    submit: str | None = None,
+    close: str = "Close",
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "type": "modal",
         "callback_id": callback_id,
@@ -140,7 +148,13 @@ def _modal(blocks: list[dict[str, Any]], *, callback_id: str, metadata: str = ""
 
 def loading_view(metadata: str) -> dict[str, Any]:
     return _modal(
-        [{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(":hourglass_flowing_sand: Loading your Mixpanel projects…")}],
+        [
+            {
+                "type": "section",
+                "block_id": BLOCK_NOTICE,
+                "text": _mrkdwn(":hourglass_flowing_sand: Loading your Mixpanel projects…"),
+            }
+        ],
         callback_id=LOADING_CALLBACK_ID,
         metadata=metadata,
         close="Cancel",
@@ -148,8 +162,9 @@ def loading_view(metadata: str) -> dict[str, Any]:
 
 
 def status_view(text: str) -> dict[str, Any]:
-    return _modal([{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(text)}],
-                  callback_id=STATUS_CALLBACK_ID)
+    return _modal(
+        [{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(text)}], callback_id=STATUS_CALLBACK_ID
+    )
 
 
 def creation_view(
@@ -230,7 +245,9 @@ def creation_view(
         )
     can_submit = False
     if projects is None:
-        blocks.append({"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(projects_unavailable_text)})
+        blocks.append(
+            {"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(projects_unavailable_text)}
+        )
     else:
         offered = offered_projects(projects, entitlement)
         if not offered:
@@ -255,12 +272,19 @@ def creation_view(
         {
             "type": "context",
             "elements": [
-                _mrkdwn(":lock: The token is shown once, to you alone, in a private message in this conversation.")
+                _mrkdwn(
+                    ":lock: The token is shown once, to you alone, in a private message in this conversation."
+                )
             ],
         }
     )
-    return _modal(blocks, callback_id=CREATE_CALLBACK_ID, metadata=metadata,
-                  submit="Create" if can_submit else None, close="Cancel")
+    return _modal(
+        blocks,
+        callback_id=CREATE_CALLBACK_ID,
+        metadata=metadata,
+        submit="Create" if can_submit else None,
+        close="Cancel",
+    )
 
 
 # --- parsing the submission --------------------------------------------------------------------------
@@ -289,7 +313,10 @@ def validate_username(raw: Any) -> tuple[str | None, str | None]:
     if len(username) > USERNAME_MAX_LENGTH:
         return None, f"The username may be at most {USERNAME_MAX_LENGTH} characters long."
     if not USERNAME_PATTERN.fullmatch(username):
-        return None, "Use only letters, digits, dots, dashes and underscores, starting with a letter or digit."
+        return (
+            None,
+            "Use only letters, digits, dots, dashes and underscores, starting with a letter or digit.",
+        )
     return username, None
 
 
@@ -331,8 +358,9 @@ def parse_submission(values: dict[str, Any], *, timezone: str) -> ParsedForm:
 
     if errors or username is None or role is None:
         return ParsedForm(spec=None, errors=errors)
-    spec = AccountSpec(username=username, role=role, project_ids=tuple(project_ids), expires_on=expires_on,
-                       timezone=timezone)
+    spec = AccountSpec(
+        username=username, role=role, project_ids=tuple(project_ids), expires_on=expires_on, timezone=timezone
+    )
     return ParsedForm(spec=spec, errors={})
 
 

@@ -87,9 +87,11 @@ class RunningBot:
         # A cold project cache opens a loading view first and completes it with views.update.
         if view.get("callback_id") != "mp_create_account":
             updated = self.slack.wait_for(
-                lambda call: call.method == "views.update"
-                and call.args.get("view_id") == view["id"]
-                and call.response is not None
+                lambda call: (
+                    call.method == "views.update"
+                    and call.args.get("view_id") == view["id"]
+                    and call.response is not None
+                )
             )[-1]
             view = updated.response["view"]
         return result, view, response_url
@@ -127,7 +129,7 @@ class BotFactory:
 
     def start(self, *, policy: Policy | None = None, warm_cache: bool = True, **overrides: Any) -> RunningBot:
         settings = self.settings(**overrides)
-        runtime = build_runtime(settings, policy=policy or Policy(), warm_cache=warm_cache)
+        runtime = build_runtime(settings, policy=policy or Policy(), background_tasks=warm_cache)
         if warm_cache:
             runtime.catalog.load()  # deterministic: the first form is complete
         app = create_app(runtime)
@@ -135,8 +137,15 @@ class BotFactory:
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.effective_port}{SLACK_EVENTS_PATH}"
-        bot = RunningBot(runtime=runtime, url=url, sender=SlackSender(url, SIGNING_SECRET), server=server,
-                         thread=thread, slack=self.slack, mixpanel=self.mixpanel)
+        bot = RunningBot(
+            runtime=runtime,
+            url=url,
+            sender=SlackSender(url, SIGNING_SECRET),
+            server=server,
+            thread=thread,
+            slack=self.slack,
+            mixpanel=self.mixpanel,
+        )
         self.running.append(bot)
         return bot
 

@@ -15,8 +15,8 @@ import pytest
 from bot import views
 from bot.models import Role
 from bot.policy import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
-from tests.slack_requests import build_payload_view_submission
 from tests.conftest import ALICE, BOT_USER, GONE, GUEST, ORG_ID, dump_database, form_values
+from tests.slack_requests import build_payload_view_submission
 
 BOB = "UBOB"
 ADMIN_GROUP = "SADMINS"
@@ -58,8 +58,11 @@ def audit_events(bot) -> list[dict]:
 
 @pytest.fixture
 def listed_policy() -> Policy:
-    return Policy(requesters=PersonSelector(users=[ALICE, GUEST], usergroups=[DATA_GROUP]), contact=CONTACT,
-                  audit_channel=AUDIT)
+    return Policy(
+        requesters=PersonSelector(users=[ALICE, GUEST], usergroups=[DATA_GROUP]),
+        contact=CONTACT,
+        audit_channel=AUDIT,
+    )
 
 
 def test_an_outsider_is_refused_without_a_form_and_told_whom_to_ask(bots, slack, listed_policy):
@@ -119,8 +122,11 @@ def test_lookups_are_cached_so_repeated_commands_do_not_hit_slack_again(bots, sl
 def test_the_role_ceiling_shapes_the_form_and_is_enforced_on_forged_submissions(bots, slack):
     slack.add_user(BOB, tz="UTC")
     slack.set_usergroup(ADMIN_GROUP, [BOB])
-    policy = Policy(max_role=Role.ANALYST, elevated=[ElevatedGrant(usergroups=[ADMIN_GROUP], max_role=Role.ADMIN)],
-                    audit_channel=AUDIT)
+    policy = Policy(
+        max_role=Role.ANALYST,
+        elevated=[ElevatedGrant(usergroups=[ADMIN_GROUP], max_role=Role.ADMIN)],
+        audit_channel=AUDIT,
+    )
     bot = bots.start(policy=policy)
 
     _, alice_view, _ = bot.open_form(ALICE)
@@ -219,12 +225,22 @@ def test_audit_rows_and_channel_message_after_a_creation(bots):
         assert row["project_ids"] == [3001, 3002] and row["expires_at"].startswith(expiry)
         assert datetime.fromisoformat(row["at"]) <= datetime.now(ZoneInfo("UTC"))
     created = rows[1]
-    assert created["mixpanel_account_id"] == account["id"] and created["mixpanel_username"] == account["username"]
+    assert (
+        created["mixpanel_account_id"] == account["id"]
+        and created["mixpanel_username"] == account["username"]
+    )
 
     [announcement] = bot.slack.wait_for("chat.postMessage")
     text = json.dumps(announcement.args)
     assert announcement.args["channel"] == AUDIT
-    for expected in (ALICE, account["username"], "analyst", "android App (3001)", "Backend Events (3002)", expiry):
+    for expected in (
+        ALICE,
+        account["username"],
+        "analyst",
+        "android App (3001)",
+        "Backend Events (3002)",
+        expiry,
+    ):
         assert expected in text
     assert token not in text
     assert token not in dump_database(bot.store)
@@ -242,7 +258,12 @@ def test_the_audit_export_prints_the_trail(bots, tmp_path):
     def export(fmt: str, since: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "bot", "audit", "--since", since, "--format", fmt],
-            cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return result.stdout
 

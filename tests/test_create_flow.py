@@ -184,20 +184,27 @@ def test_more_than_100_projects_use_an_external_select_with_search(slack, tmp_pa
     from tests.fakes.mixpanel import FakeMixpanel
 
     projects = [{"id": 5000 + i, "name": f"Project {i:03d}", "organization_id": ORG_ID} for i in range(130)]
-    with FakeMixpanel(username=MP_USERNAME, secret=MP_SECRET, organizations={ORG_ID: "Acme"},
-                      projects=projects) as mixpanel:
+    with FakeMixpanel(
+        username=MP_USERNAME, secret=MP_SECRET, organizations={ORG_ID: "Acme"}, projects=projects
+    ) as mixpanel:
         factory = BotFactory(slack=slack, mixpanel=mixpanel, tmp_path=tmp_path)
         bot = factory.start()
         try:
             _, view, _ = bot.open_form()
             element = block(view, views.BLOCK_PROJECTS)["element"]
             assert element["type"] == "multi_external_select"
-            found = bot.sender.block_suggestion(view, user_id=ALICE, block_id=views.BLOCK_PROJECTS,
-                                                action_id=views.ACTION_PROJECTS, value="project 12")
+            found = bot.sender.block_suggestion(
+                view,
+                user_id=ALICE,
+                block_id=views.BLOCK_PROJECTS,
+                action_id=views.ACTION_PROJECTS,
+                value="project 12",
+            )
             values = [o["value"] for o in found.json()["options"]]
             assert values == [str(p["id"]) for p in projects if "project 12" in p["name"].lower()]
-            everything = bot.sender.block_suggestion(view, user_id=ALICE, block_id=views.BLOCK_PROJECTS,
-                                                     action_id=views.ACTION_PROJECTS, value="")
+            everything = bot.sender.block_suggestion(
+                view, user_id=ALICE, block_id=views.BLOCK_PROJECTS, action_id=views.ACTION_PROJECTS, value=""
+            )
             assert len(everything.json()["options"]) == 100
         finally:
             bot.stop()

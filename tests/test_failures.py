@@ -29,7 +29,9 @@ def run_flow(bot, **values):
 def said_to_requester(bot) -> list[str]:
     """Everything the requester was told privately (response_url and ephemeral messages)."""
     texts = [c.args.get("text", "") for c in bot.slack.calls("response_url")]
-    texts += [c.args.get("text", "") for c in bot.slack.calls("chat.postEphemeral") if c.args.get("user") == ALICE]
+    texts += [
+        c.args.get("text", "") for c in bot.slack.calls("chat.postEphemeral") if c.args.get("user") == ALICE
+    ]
     return texts
 
 
@@ -58,14 +60,22 @@ def assert_still_serving(bot) -> None:
 
 
 FINAL_FAILURES = [
-    pytest.param([respond(400, {"status": "error", "error": "Username already taken"})],
-                 "Username already taken", id="400-with-reason"),
+    pytest.param(
+        [respond(400, {"status": "error", "error": "Username already taken"})],
+        "Username already taken",
+        id="400-with-reason",
+    ),
     pytest.param([respond(401, {"status": "error", "error": "bad credentials"})], "credentials", id="401"),
-    pytest.param([respond(403, {"status": "error", "error": "User does not have permissions"})],
-                 "not an organization admin", id="403"),
+    pytest.param(
+        [respond(403, {"status": "error", "error": "User does not have permissions"})],
+        "not an organization admin",
+        id="403",
+    ),
     pytest.param([respond(404, {"status": "error", "error": "not found"})], "organization", id="404"),
     pytest.param([error_200("Project 3001 is archived")], "Project 3001 is archived", id="200-status-error"),
-    pytest.param([error_200({"code": 17, "message": "quota exceeded"})], "quota exceeded", id="200-error-object"),
+    pytest.param(
+        [error_200({"code": 17, "message": "quota exceeded"})], "quota exceeded", id="200-error-object"
+    ),
     pytest.param([rate_limited("0")] * 8, "limiting requests", id="429-persistent"),
 ]
 
@@ -111,7 +121,9 @@ def test_429_with_an_http_date_is_honoured(bot):
 
 AMBIGUOUS_FAILURES = [
     pytest.param([respond(500, {"status": "error", "error": "internal"})], "internal error", id="500"),
-    pytest.param([respond_html(502, "<html><body>Bad gateway</body></html>")], "internal error", id="502-html"),
+    pytest.param(
+        [respond_html(502, "<html><body>Bad gateway</body></html>")], "internal error", id="502-html"
+    ),
     pytest.param([respond_html(200, "<html>not json</html>")], "could not read", id="200-not-json"),
     pytest.param([drop()], "could not reach", id="dropped-connection"),
 ]
@@ -188,6 +200,7 @@ def delivered_token_calls(bot) -> list:
             call.method == "chat.postEphemeral" and call.args["user"] == ALICE
         )
         assert private, call
+
     def accepted(call) -> bool:
         if call.method == "response_url":
             return call.status == 200
@@ -209,7 +222,9 @@ def test_delivery_falls_back_to_an_ephemeral_message_in_the_channel(bot):
 
 def test_delivery_falls_back_to_the_dm_with_the_app(bot):
     bot.slack.fail_response_urls(status=404)
-    bot.slack.fail("chat.postEphemeral", error="user_not_in_channel", when=lambda a: a.get("channel") == GENERAL)
+    bot.slack.fail(
+        "chat.postEphemeral", error="user_not_in_channel", when=lambda a: a.get("channel") == GENERAL
+    )
 
     run_flow(bot)
 

@@ -121,8 +121,9 @@ def test_an_elevated_grant_never_lowers_the_ceiling():
 )
 def test_projects(allowed, known, chosen, ok):
     policy = Policy(projects=ProjectPolicy(allowed=allowed))
-    decision = decide(policy, member(), spec(projects=chosen), today=TODAY, recent_creations=0,
-                      known_project_ids=known)
+    decision = decide(
+        policy, member(), spec(projects=chosen), today=TODAY, recent_creations=0, known_project_ids=known
+    )
     assert decision.allowed is ok
     if not ok:
         assert {v.field for v in decision.violations} == {FormField.PROJECTS}
@@ -166,7 +167,8 @@ user_ids = st.sampled_from(["U1", "U2", "U3"])
 
 policies = st.builds(
     Policy,
-    requesters=st.none() | st.builds(PersonSelector, users=st.lists(user_ids), usergroups=st.lists(group_ids)),
+    requesters=st.none()
+    | st.builds(PersonSelector, users=st.lists(user_ids), usergroups=st.lists(group_ids)),
     max_role=roles,
     elevated=st.lists(
         st.builds(ElevatedGrant, users=st.lists(user_ids), usergroups=st.lists(group_ids), max_role=roles),
@@ -208,7 +210,9 @@ def test_a_role_above_every_applicable_ceiling_is_never_allowed(policy, requeste
 
 @given(policies, requesters, specs, st.integers(0, 30))
 def test_allowed_means_every_limit_holds(policy, requester, account, recent):
-    decision = decide(policy, requester, account, today=TODAY, recent_creations=recent, known_project_ids=range(1, 5))
+    decision = decide(
+        policy, requester, account, today=TODAY, recent_creations=recent, known_project_ids=range(1, 5)
+    )
     if decision.allowed:
         assert requester.standing is Standing.MEMBER
         assert policy.requesters is None or policy.requesters.matches(requester)

@@ -42,7 +42,10 @@ class BotProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_"))}
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), *args],
-            cwd=tmp_path, env={**base, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={**base, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def logs(self) -> str:
@@ -93,7 +96,9 @@ def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpan
     try:
         socket_mode.wait_for_connection(timeout=30)
         response_url = slack.new_response_url()
-        ack = socket_mode.send_envelope("slash_commands", build_payload_slash_command(ALICE, response_url=response_url))
+        ack = socket_mode.send_envelope(
+            "slash_commands", build_payload_slash_command(ALICE, response_url=response_url)
+        )
         assert not ack.get("payload")
         [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
         submission = build_payload_view_submission(
@@ -112,7 +117,9 @@ def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpan
     assert "DEBUG" in logs and token not in logs and BOT_TOKEN not in logs and APP_TOKEN not in logs
 
 
-def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(process_env, slack, mixpanel, tmp_path):
+def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(
+    process_env, slack, mixpanel, tmp_path
+):
     port = free_port()
     bot = BotProcess({**process_env, "PORT": str(port)}, tmp_path, "--mode", "http")
     base = f"http://127.0.0.1:{port}"
@@ -131,7 +138,9 @@ def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(proces
         assert sender.slash_command(ALICE, response_url=response_url).status == 200
         [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
         mixpanel.latency = {"create": 2.0}
-        ack = sender.view_submission(opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry()))
+        ack = sender.view_submission(
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+        )
         assert ack.json()["response_action"] == "update"
         mixpanel.wait_for("create")
 
@@ -146,3 +155,50 @@ def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(proces
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=1)
     assert token not in bot.logs()
+
+
+def wait_healthy(base: str, bot: BotProcess) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, bot.logs()
+        time.sleep(0.05)  # polling for readiness, not a timing assertion
+
+
+def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(
+    process_env, slack, mixpanel, tmp_path
+):
+    env = {**process_env, "STALE_REQUEST_SECONDS": "0"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = BotProcess({**env, "PORT": str(port)}, tmp_path, "--mode", "http")
+    try:
+        wait_healthy(base, first)
+        sender = SlackSender(f"{base}/slack/events", SIGNING_SECRET)
+        sender.slash_command(ALICE, response_url=slack.new_response_url())
+        [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
+        mixpanel.latency = {"create": 1.0}
+        sender.view_submission(
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+        )
+        mixpanel.wait_for("create")
+        first.process.kill()  # dies mid-create: Mixpanel still makes the account, the token is lost
+        first.process.wait()
+    finally:
+        first.kill()
+    mixpanel.wait_for(lambda call: call.route == "create" and call.status is not None, timeout=10)
+    assert len(mixpanel.accounts) == 1
+    mixpanel.latency = {}
+
+    second = BotProcess({**env, "PORT": str(free_port())}, tmp_path, "--mode", "http")
+    try:
+        mixpanel.wait_for("delete", timeout=30)
+    finally:
+        code = second.terminate()
+    assert code == 0
+    assert mixpanel.accounts == {}
+    assert slack.calls("response_url") == []  # the lost token never went anywhere

@@ -96,11 +96,17 @@ def test_fifty_people_at_once_with_a_slow_mixpanel(bots, slack):
         response_url = slack.new_response_url(label=person)
         command = bot.sender.slash_command(person, response_url=response_url)
         [opened] = slack.wait_for(
-            lambda c: c.method == "views.open" and c.response is not None
-            and json.loads(c.response["view"]["private_metadata"])["u"] == person
+            lambda c: (
+                c.method == "views.open"
+                and c.response is not None
+                and json.loads(c.response["view"]["private_metadata"])["u"] == person
+            )
         )
-        ack = bot.submit(opened.response["view"], form_values(username=f"load-{person.lower()}",
-                                                               expires_on=expiry()), user_id=person)
+        ack = bot.submit(
+            opened.response["view"],
+            form_values(username=f"load-{person.lower()}", expires_on=expiry()),
+            user_id=person,
+        )
         assert command.status == 200 and ack.status == 200
         return command.elapsed, ack.elapsed, response_url
 
@@ -109,7 +115,9 @@ def test_fifty_people_at_once_with_a_slow_mixpanel(bots, slack):
 
     assert max(max(command, submit) for command, submit, _ in results) < SLACK_DEADLINE
     assert len(bot.mixpanel.create_calls()) == 50
-    by_username = {a["username"].split(".")[0]: bot.mixpanel.tokens[i] for i, a in bot.mixpanel.accounts.items()}
+    by_username = {
+        a["username"].split(".")[0]: bot.mixpanel.tokens[i] for i, a in bot.mixpanel.accounts.items()
+    }
     for person, (_, _, response_url) in zip(people, results, strict=True):
         posts = bot.slack.response_url_posts(response_url)
         token = by_username[f"load-{person.lower()}"]

@@ -17,7 +17,11 @@ REQUIRED = [
 
 
 def run_app(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_", "DATABASE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_", "DATABASE_"))
+    }
     clean.update(env)
     return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), *args],

@@ -35,7 +35,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
-    op.create_index("ix_account_requests_requester_created", "account_requests", ["requester_id", "created_at"])
+    op.create_index(
+        "ix_account_requests_requester_created", "account_requests", ["requester_id", "created_at"]
+    )
     op.create_index("ix_account_requests_state", "account_requests", ["state"])
     op.create_table(
         "audit_events",
