@@ -1,0 +1,154 @@
+"""The Mixpanel client against the loopback fake: real HTTP, real requests sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from pydantic import SecretStr
+
+from bot.mixpanel import (
+    ErrorKind,
+    MixpanelClient,
+    MixpanelError,
+    NewServiceAccount,
+    ProjectGrant,
+    retry_after_seconds,
+)
+from bot.models import Role
+from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID
+from tests.fakes.mixpanel import drop, hang, rate_limited, respond, respond_html
+
+ACCOUNT = NewServiceAccount(
+    username="svc",
+    role=Role.ANALYST,
+    expires="2030-01-01T00:00:00Z",
+    projects=(ProjectGrant(3001, Role.ANALYST),),
+)
+
+
+@pytest.fixture
+def client(mixpanel):
+    slept: list[float] = []
+    client = MixpanelClient(
+        mixpanel.base_url,
+        MP_USERNAME,
+        SecretStr(MP_SECRET),
+        read_timeout=1.0,
+        max_rate_limit_wait=10,
+        sleep=slept.append,
+        jitter=lambda: 0.5,
+    )
+    client.slept = slept
+    yield client
+    client.close()
+
+
+def test_me_lists_organizations_and_projects(client, mixpanel):
+    me = client.me()
+    assert me.organization_ids == [ORG_ID]
+    assert {p.id for p in me.projects} == set(mixpanel.projects)
+    assert mixpanel.me_calls()[0].query.get("include_workspace_users") in ("false", ["false"])
+
+
+def test_create_returns_the_full_username_and_a_secret_token(client, mixpanel):
+    created = client.create_service_account(ORG_ID, ACCOUNT)
+    assert created.username.startswith("svc.") and created.username.endswith(".mp-service-account")
+    assert created.token.get_secret_value() == mixpanel.tokens[created.id]
+    assert created.token.get_secret_value() not in repr(created)
+    assert mixpanel.schema_violations == []
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_redirects_keep_the_method_and_body(client, mixpanel, status):
+    mixpanel.redirect_slash = status
+    created = client.create_service_account(ORG_ID, ACCOUNT)
+    posts = mixpanel.calls("POST")
+    assert [c.path.endswith("/") for c in posts] == [False, True]
+    assert posts[1].json == ACCOUNT.to_json()
+    assert created.id in mixpanel.accounts
+
+
+def test_a_redirect_to_another_host_is_not_followed(client, mixpanel):
+    mixpanel.script("create", respond(307, {}, headers={"Location": "https://evil.example/steal"}))
+    with pytest.raises(MixpanelError) as raised:
+        client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is ErrorKind.INVALID_RESPONSE
+
+
+def test_429_on_create_is_retried_after_retry_after(client, mixpanel):
+    mixpanel.script("create", rate_limited("3"))
+    client.create_service_account(ORG_ID, ACCOUNT)
+    assert client.slept == [3.0]
+    assert len(mixpanel.create_calls()) == 2
+
+
+def test_429_waits_are_bounded(client, mixpanel):
+    mixpanel.script("create", rate_limited("60"))
+    with pytest.raises(MixpanelError) as raised:
+        client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is ErrorKind.RATE_LIMITED and not raised.value.ambiguous
+    assert client.slept == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (respond(500, {"status": "error", "error": "boom"}), ErrorKind.SERVER_ERROR),
+        (respond_html(504, "<html>gateway timeout</html>"), ErrorKind.SERVER_ERROR),
+        (drop(), ErrorKind.CONNECTION),
+        (hang(3), ErrorKind.TIMEOUT),
+    ],
+)
+def test_ambiguous_create_outcomes_are_never_retried(client, mixpanel, fault, kind):
+    mixpanel.script("create", fault)
+    with pytest.raises(MixpanelError) as raised:
+        client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is kind and raised.value.ambiguous
+    assert len(mixpanel.create_calls()) == 1
+
+
+def test_connection_refused_is_retried_then_reported_as_certain(mixpanel):
+    slept: list[float] = []
+    client = MixpanelClient(
+        "http://127.0.0.1:9/api/app", "u", SecretStr("p"), sleep=slept.append, jitter=lambda: 0.5
+    )
+    with pytest.raises(MixpanelError) as raised:
+        client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is ErrorKind.CONNECTION and not raised.value.ambiguous
+    assert len(slept) == 3 and slept == sorted(slept)  # exponential backoff
+
+
+def test_reads_are_retried_with_backoff(client, mixpanel):
+    mixpanel.script("list", respond(502, {"status": "error", "error": "x"}), drop())
+    assert client.list_service_accounts(ORG_ID) == []
+    assert len(mixpanel.list_calls()) == 3
+    assert client.slept == [0.5, 1.0]
+
+
+def test_deleting_an_account_that_is_already_gone_is_fine(client, mixpanel):
+    client.delete_service_account(ORG_ID, 999999)
+    assert mixpanel.delete_calls()[0].status == 404
+
+
+def test_errors_with_http_200_are_errors(client, mixpanel):
+    from tests.fakes.mixpanel import error_200
+
+    mixpanel.script("create", error_200({"code": 3, "message": "Invalid   project\nid"}))
+    with pytest.raises(MixpanelError) as raised:
+        client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is ErrorKind.API_ERROR and raised.value.reason == "Invalid project id"
+
+
+def test_retry_after_parsing():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds("7", now.timestamp()) == 7
+    assert (
+        retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now.timestamp()) == 30
+    )
+    assert (
+        retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now.timestamp()) == 0
+    )
+    assert retry_after_seconds("soon", now.timestamp()) is None
+    assert retry_after_seconds(None, now.timestamp()) is None

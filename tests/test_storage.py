@@ -1,0 +1,173 @@
+"""The store against real databases: SQLite, and PostgreSQL where a server can be started."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from bot.models import AccountSpec, Role
+from bot.storage import AlreadyClaimed, AuditEvent, Claimed, OverQuota, RequestState, Store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def store(database_url) -> Iterator[Store]:
+    store = Store.connect(database_url)
+    yield store
+    store.close()
+
+
+SPEC = AccountSpec(
+    username="etl",
+    role=Role.ANALYST,
+    project_ids=(3001, 3002),
+    expires_on=date(2027, 1, 31),
+    timezone="America/New_York",
+)
+
+
+def claim(store: Store, key: str, user: str = "U1", quota: int = 10, now: datetime | None = None):
+    return store.claim(
+        submission_key=key, requester_id=user, team_id="T1", channel_id="C1", spec=SPEC, quota=quota, now=now
+    )
+
+
+def test_migrations_create_the_schema_and_are_idempotent(database_url):
+    first = Store.connect(database_url)
+    second = Store.connect(database_url)  # a second instance starting against the same database
+    tables = set(inspect(second.engine).get_table_names())
+    assert {"account_requests", "audit_events", "alembic_version"} <= tables
+    columns = {
+        c["name"] for t in ("account_requests", "audit_events") for c in inspect(first.engine).get_columns(t)
+    }
+    assert not any("token" in column or "secret" in column for column in columns)
+    first.close()
+    second.close()
+
+
+def test_a_claim_round_trips_with_time_zones_intact(store):
+    result = claim(store, "V1")
+    assert isinstance(result, Claimed)
+    stored = store.get(result.request.id)
+    assert stored.state is RequestState.SUBMITTED
+    assert stored.expires_at == datetime(2027, 2, 1, 4, 59, 59, tzinfo=UTC)  # end of Jan 31 in New York
+    assert stored.project_ids == (3001, 3002) and stored.role is Role.ANALYST
+    assert stored.created_at.tzinfo is not None
+
+
+def test_the_same_submission_key_is_claimed_once(store):
+    first = claim(store, "V1")
+    again = claim(store, "V1")
+    assert isinstance(first, Claimed) and isinstance(again, AlreadyClaimed)
+    assert again.request.id == first.request.id
+
+
+def test_concurrent_claims_of_one_key_yield_one_winner(database_url):
+    stores = [Store.connect(database_url) for _ in range(2)]
+    results = []
+    barrier = threading.Barrier(8)
+
+    def attempt(index: int) -> None:
+        barrier.wait()
+        results.append(claim(stores[index % 2], "VSAME"))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(r, Claimed) for r in results) == 1
+    assert sum(isinstance(r, AlreadyClaimed) for r in results) == 7
+    for s in stores:
+        s.close()
+
+
+def test_the_quota_is_atomic_under_concurrent_claims(database_url):
+    stores = [Store.connect(database_url) for _ in range(2)]
+    results = []
+    barrier = threading.Barrier(10)
+
+    def attempt(index: int) -> None:
+        barrier.wait()
+        results.append(claim(stores[index % 2], f"V{index}", quota=4))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(r, Claimed) for r in results) == 4
+    assert sum(isinstance(r, OverQuota) for r in results) == 6
+    for s in stores:
+        s.close()
+
+
+def test_the_quota_window_is_rolling_and_failed_attempts_do_not_count(store):
+    old = datetime.now(UTC) - timedelta(hours=25)
+    assert isinstance(claim(store, "VOLD", quota=1, now=old), Claimed)
+    fresh = claim(store, "VNEW", quota=1)
+    assert isinstance(fresh, Claimed)
+    assert isinstance(claim(store, "VNEXT", quota=1), OverQuota)
+    store.transition(fresh.request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail="400")
+    assert isinstance(claim(store, "VNEXT", quota=1), Claimed)
+
+
+def test_transitions_write_audit_rows_with_the_request_details(store):
+    request = claim(store, "V1").request
+    store.transition(request.id, RequestState.CREATING)
+    store.transition(
+        request.id,
+        RequestState.CREATED,
+        event=AuditEvent.CREATED,
+        mixpanel_account_id=42,
+        mixpanel_username="etl.abc123.mp-service-account",
+    )
+    store.transition(request.id, RequestState.DELIVERED, event=AuditEvent.TOKEN_DELIVERED, detail="via dm")
+    store.record_refusal("U2", "not_listed")
+    trail = store.audit_trail()
+    assert [r["event"] for r in trail] == ["submitted", "created", "token_delivered", "refused"]
+    created = trail[1]
+    assert created["mixpanel_account_id"] == 42 and created["mixpanel_username"].startswith("etl.")
+    assert created["project_ids"] == [3001, 3002] and created["role"] == "analyst"
+    assert trail[3]["requester_id"] == "U2" and trail[3]["detail"] == "not_listed"
+    assert store.audit_trail(since=datetime.now(UTC) + timedelta(minutes=1)) == []
+
+
+def test_stale_requests_are_leased_once(database_url):
+    first, second = Store.connect(database_url), Store.connect(database_url)
+    request = claim(first, "V1").request
+    first.transition(request.id, RequestState.CREATING)
+    later = datetime.now(UTC) + timedelta(minutes=11)
+    assert (
+        first.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10), now=later)[0].id
+        == request.id
+    )
+    # The lease bumped updated_at: another instance sweeping right after finds nothing.
+    assert second.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10), now=later) == []
+    assert first.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10)) == []
+    first.close()
+    second.close()
+
+
+@pytest.mark.postgres
+def test_the_whole_flow_on_postgres(bots, fresh_postgres_url):
+    from tests.conftest import dump_database, form_values
+
+    bot = bots.start(database_url=fresh_postgres_url)
+    _, view, _ = bot.open_form()
+    bot.submit(view, form_values(expires_on=(date.today() + timedelta(days=9)).isoformat()))
+    bot.wait_idle()
+    [token] = bot.mixpanel.created_tokens()
+    assert [r["event"] for r in bot.store.audit_trail()] == ["submitted", "created", "token_delivered"]
+    assert token not in dump_database(bot.store)
+    assert bot.store.engine.dialect.name == "postgresql"
