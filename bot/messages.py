@@ -78,6 +78,7 @@ def mixpanel_failure_text(error: MixpanelError, *, contact: str, checked_for_orp
     return f"{what}, so {nothing}{checked}; it is safe to try again in a few minutes."
 
 
+RESTARTING = "The bot is restarting, so nothing was created; please try again in a minute."
 FORM_INVALID = "This form is no longer valid; please run the command again."
 FORM_NOT_OPENED = "Slack could not open the form in time; please run the command again."
 

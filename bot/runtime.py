@@ -104,7 +104,9 @@ def build_runtime(
     if web_client is None:
         kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
         web_client = WebClient(
-            token=settings.slack_bot_token.get_secret_value(), timeout=int(settings.slack_timeout), **kwargs
+            token=settings.slack_bot_token.get_secret_value(),
+            timeout=max(1, round(settings.slack_timeout)),
+            **kwargs,
         )
     mixpanel = MixpanelClient(
         settings.mixpanel_app_api_base,

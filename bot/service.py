@@ -24,7 +24,7 @@ from bot import messages
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
 from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide
@@ -127,7 +127,10 @@ class CreationFlow:
     def _announce(self, message: dict[str, Any]) -> None:
         channel = self.d.policy.audit_channel
         if channel:
-            self.d.jobs.submit("announce", lambda: self.d.delivery.announce(channel, message))
+            try:
+                self.d.jobs.submit("announce", lambda: self.d.delivery.announce(channel, message))
+            except ShuttingDown:
+                self.d.delivery.announce(channel, message)
 
     def _project_names(self) -> dict[int, Any]:
         snapshot = self.d.catalog.cached()
@@ -152,12 +155,20 @@ class CreationFlow:
         opened = self._open(trigger_id, loading_view(metadata))
         if opened is None:
             return CommandOutcome(reply=messages.FORM_NOT_OPENED)
+
+        def complete_the_form() -> None:
+            try:
+                snapshot = self.d.catalog.load()
+            except (MixpanelError, OrganizationUnknown) as error:
+                log.warning("Could not load Mixpanel projects for the form: %s", error)
+                snapshot = None
+            self.d.delivery.update_view(opened, self._form(requester, entitlement, snapshot, metadata))
+
+        # Off the listener pool: a slow or unreachable Mixpanel must not hold up other people's acks.
         try:
-            snapshot = self.d.catalog.load()
-        except (MixpanelError, OrganizationUnknown) as error:
-            log.warning("Could not load Mixpanel projects for the form: %s", error)
-            snapshot = None
-        self.d.delivery.update_view(opened, self._form(requester, entitlement, snapshot, metadata))
+            self.d.jobs.submit("load-projects", complete_the_form)
+        except ShuttingDown:
+            self.d.delivery.update_view(opened, status_view(messages.failed_view_text(messages.RESTARTING)))
         return CommandOutcome()
 
     def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
@@ -240,10 +251,20 @@ class CreationFlow:
         request = claim.request
         return SubmitOutcome(
             ack=_update(messages.creating_text(spec.username)),
-            start=lambda: self.d.jobs.submit(
-                f"create:{request.id}", lambda: self.create(request, context, view_id)
-            ),
+            start=lambda: self._start_creation(request, context, view_id),
         )
+
+    def _start_creation(self, request: StoredRequest, context: SubmissionContext, view_id: str) -> None:
+        try:
+            self.d.jobs.submit(f"create:{request.id}", lambda: self.create(request, context, view_id))
+        except ShuttingDown:
+            self.d.store.transition(
+                request.id,
+                RequestState.FAILED,
+                event=AuditEvent.MIXPANEL_ERROR,
+                detail="the bot was shutting down; Mixpanel was not called",
+            )
+            self._tell(context, view_id, messages.RESTARTING)
 
     def _status_of(self, request: StoredRequest) -> str:
         if request.state is RequestState.DELIVERED and request.mixpanel_username:
