@@ -67,6 +67,18 @@ class BotProcess:
             self.process.wait()
 
 
+def wait_healthy(base: str, bot: BotProcess) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, bot.logs()
+        time.sleep(0.05)  # polling for readiness, not a timing assertion
+
+
 @pytest.fixture
 def process_env(slack, mixpanel, tmp_path) -> dict[str, str]:
     return {
@@ -124,15 +136,7 @@ def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(
     bot = BotProcess({**process_env, "PORT": str(port)}, tmp_path, "--mode", "http")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, bot.logs()
-            time.sleep(0.05)  # polling for readiness, not a timing assertion
+        wait_healthy(base, bot)
         sender = SlackSender(f"{base}/slack/events", SIGNING_SECRET)
         response_url = slack.new_response_url()
         assert sender.slash_command(ALICE, response_url=response_url).status == 200
@@ -155,18 +159,6 @@ def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=1)
     assert token not in bot.logs()
-
-
-def wait_healthy(base: str, bot: BotProcess) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, bot.logs()
-        time.sleep(0.05)  # polling for readiness, not a timing assertion
 
 
 def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(

@@ -72,44 +72,36 @@ def test_the_same_submission_key_is_claimed_once(store):
     assert again.request.id == first.request.id
 
 
-def test_concurrent_claims_of_one_key_yield_one_winner(database_url):
+def claim_all_at_once(database_url: str, count: int, attempt) -> list:
+    """Run `attempt(store, index)` from `count` threads released together, over two instances."""
     stores = [Store.connect(database_url) for _ in range(2)]
     results = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(count)
 
-    def attempt(index: int) -> None:
+    def run(index: int) -> None:
         barrier.wait()
-        results.append(claim(stores[index % 2], "VSAME"))
+        results.append(attempt(stores[index % 2], index))
 
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sum(isinstance(r, Claimed) for r in results) == 1
-    assert sum(isinstance(r, AlreadyClaimed) for r in results) == 7
     for s in stores:
         s.close()
+    return results
+
+
+def test_concurrent_claims_of_one_key_yield_one_winner(database_url):
+    results = claim_all_at_once(database_url, 8, lambda store, _: claim(store, "VSAME"))
+    assert sum(isinstance(r, Claimed) for r in results) == 1
+    assert sum(isinstance(r, AlreadyClaimed) for r in results) == 7
 
 
 def test_the_quota_is_atomic_under_concurrent_claims(database_url):
-    stores = [Store.connect(database_url) for _ in range(2)]
-    results = []
-    barrier = threading.Barrier(10)
-
-    def attempt(index: int) -> None:
-        barrier.wait()
-        results.append(claim(stores[index % 2], f"V{index}", quota=4))
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = claim_all_at_once(database_url, 10, lambda store, index: claim(store, f"V{index}", quota=4))
     assert sum(isinstance(r, Claimed) for r in results) == 4
     assert sum(isinstance(r, OverQuota) for r in results) == 6
-    for s in stores:
-        s.close()
 
 
 def test_the_quota_window_is_rolling_and_failed_attempts_do_not_count(store):
