@@ -32,7 +32,11 @@ def stop_http_server(server) -> None:
     """Stop accepting, from any thread: the close runs inside waitress's own loop, which then exits."""
     from waitress import wasyncore
 
-    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    try:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    except OSError:
+        # The loop has already ended (its trigger is closed): nothing is listening any more.
+        wasyncore.close_all(server._map, ignore_all=True)
     server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
 
 
