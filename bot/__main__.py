@@ -9,9 +9,10 @@ import sys
 from datetime import UTC, date, datetime
 
 from pydantic import ValidationError
+from sqlalchemy import inspect
 
 from bot.settings import DatabaseSettings, describe_validation_error
-from bot.storage import AUDIT_COLUMNS, Store
+from bot.storage import AUDIT_COLUMNS, Store, build_engine
 
 
 def _since(value: str) -> datetime:
@@ -35,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         for problem in describe_validation_error(error):
             print(f"cannot read the audit trail: {problem}", file=sys.stderr)
         return 2
-    store = Store.connect(settings.database_url)
+    engine = build_engine(settings.database_url)
+    if "audit_events" not in inspect(engine).get_table_names():
+        # Reading must not create an empty database where someone mistyped the URL.
+        print(f"no audit trail in {engine.url.render_as_string(hide_password=True)}", file=sys.stderr)
+        return 1
+    store = Store(engine)
     try:
         rows = store.audit_trail(since=args.since)
     finally:

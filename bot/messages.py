@@ -38,7 +38,9 @@ def refusal_text(reason: RefusalReason, *, contact: str, quota: int) -> str:
     return f":no_entry: {why} If you need access, ask {contact}."
 
 
-def mixpanel_failure_text(error: MixpanelError, *, contact: str, checked_for_orphans: bool = False) -> str:
+def mixpanel_failure_text(
+    error: MixpanelError, *, contact: str, checked_for_orphans: bool = False, unconfirmed: bool = False
+) -> str:
     """One plain sentence: what happened and what to do."""
     kind = error.kind
     nothing = "nothing was created"
@@ -66,6 +68,11 @@ def mixpanel_failure_text(error: MixpanelError, *, contact: str, checked_for_orp
     if kind is ErrorKind.API_ERROR:
         reason = error.reason or "no reason given"
         return f"Mixpanel reported an error ({reason}), so {nothing}; please try again, or ask {contact}."
+    if unconfirmed:
+        return (
+            "Mixpanel did not confirm whether the account was created, and the bot will delete it if it "
+            f"was; you can safely try again in a few minutes, and tell {contact} if this keeps happening."
+        )
     checked = " (the bot checked and cleaned up)" if checked_for_orphans else ""
     if kind is ErrorKind.TIMEOUT:
         what = "Mixpanel did not answer in time"
@@ -105,7 +112,7 @@ DELIVERY_FAILED = (
 )
 DELIVERY_FAILED_ORPHAN = (
     ":warning: The bot created `{username}` but could not deliver its token to you, and deleting it "
-    "failed; {contact} has been told. Please run {command} again."
+    "failed; it is recorded for {contact} to remove. Please run {command} again."
 )
 
 

@@ -256,7 +256,9 @@ class CreationFlow:
 
     def _start_creation(self, request: StoredRequest, context: SubmissionContext, view_id: str) -> None:
         try:
-            self.d.jobs.submit(f"create:{request.id}", lambda: self.create(request, context, view_id))
+            self.d.jobs.submit(
+                f"create:{request.id}", lambda: self._create_guarded(request, context, view_id)
+            )
         except ShuttingDown:
             self.d.store.transition(
                 request.id,
@@ -272,6 +274,17 @@ class CreationFlow:
         return messages.already_submitted_text()
 
     # --- the background part ---------------------------------------------------------------------------
+
+    def _create_guarded(
+        self, request: StoredRequest, context: SubmissionContext, view_id: str | None
+    ) -> None:
+        try:
+            self.create(request, context, view_id)
+        except Exception:
+            # A bug or an unreachable database. The request keeps its state, so the sweeper settles it
+            # (deleting any account whose token is now lost); the requester hears something plain.
+            log.exception("Creating request %s failed unexpectedly", request.id)
+            self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
 
     def create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None = None) -> None:
         try:
@@ -400,10 +413,12 @@ class CreationFlow:
             request.id, RequestState.UNCERTAIN, event=AuditEvent.MIXPANEL_ERROR, detail=str(error)
         )
         told = False
+        listed = False
         for delay in self.d.reconcile_delays or [0.0]:
             if delay:
                 self.d.sleep(delay)
             found = self._reconcile_once(request, organization_id)
+            listed = listed or found is not None
             if found:
                 break
             if found is not None and not told:
@@ -414,6 +429,18 @@ class CreationFlow:
                     messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
                 )
                 told = True
+        if not listed:
+            # Mixpanel could not be asked at all: stay UNCERTAIN, so the sweeper keeps trying later.
+            log.warning(
+                "Request %s: could not check Mixpanel after an ambiguous create; leaving it to the sweeper",
+                request.id,
+            )
+            self._tell(
+                context,
+                view_id,
+                messages.mixpanel_failure_text(error, contact=self._contact, unconfirmed=True),
+            )
+            return
         current = self.d.store.get(request.id)
         if current is not None and current.state is RequestState.UNCERTAIN:
             self.d.store.transition(request.id, RequestState.FAILED)

@@ -40,6 +40,15 @@ class DatabaseSettings(BaseSettings):
 
     database_url: str = "sqlite:///mp_service_accounts.db"
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        # Heroku and most hosts hand out postgres:// URLs; SQLAlchemy needs the driver named.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
 
 class Settings(DatabaseSettings):
     slack_bot_token: SecretStr

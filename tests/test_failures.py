@@ -271,3 +271,20 @@ def test_the_date_today_is_used_in_the_requesters_zone():
 
     moment = end_of_day_utc(date(2027, 7, 1), "America/Los_Angeles")
     assert moment.isoformat() == "2027-07-02T06:59:59+00:00"
+
+
+def test_when_mixpanel_cannot_even_be_asked_the_request_stays_open_for_the_sweeper(bot):
+    bot.mixpanel.script("create", create_then(500))
+    bot.mixpanel.script("list", *[respond(503, {"status": "error", "error": "down"})] * 40)
+
+    run_flow(bot)
+
+    said = said_to_requester(bot)
+    assert len(said) == 1 and "did not confirm" in said[0] and "safely try again" in said[0]
+    assert only_request_state(bot) is RequestState.UNCERTAIN
+    assert len(bot.mixpanel.accounts) == 1  # still there: nobody could look
+
+    bot.mixpanel.clear_faults()
+    assert bot.runtime.flow.sweep_stale(timedelta(0)) == 1
+    assert bot.mixpanel.accounts == {}
+    assert only_request_state(bot) is RequestState.DELETED

@@ -142,10 +142,10 @@ def test_acks_stay_fast_while_mixpanel_hangs(bots, slack, mixpanel):
     assert command.status == 200
     slack.wait_for(lambda c: c.method == "views.open" and c.response is not None, count=2)
     assert bot.runtime.jobs.in_flight() == 1  # still waiting on Mixpanel
-    mixpanel.stop()  # the hang ends with a dropped connection: an ambiguous outcome
+    mixpanel.stop()  # the hang ends with a dropped connection, and Mixpanel is gone: nothing can be checked
     bot.wait_idle()
     said = [c.args["text"] for c in slack.calls("response_url") if "text" in c.args]
-    assert any("safe to try again" in text for text in said)
+    assert any("did not confirm" in text and "safely try again" in text for text in said)
 
 
 def test_no_token_in_any_log_record_table_or_other_slack_call_at_debug(bot, debug_logs):
