@@ -1,0 +1,66 @@
+"""Settings parsing: pure, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import Region, Settings, SettingsError, load_settings
+
+REQUIRED = {
+    "slack_bot_token": "xoxb-1",
+    "slack_signing_secret": "s",
+    "mixpanel_service_account_username": "u",
+    "mixpanel_service_account_secret": "p",
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/x", "postgresql+psycopg://u:p@db:5432/x"),
+        ("postgresql://u:p@db/x", "postgresql+psycopg://u:p@db/x"),
+        ("postgresql+psycopg://u:p@db/x", "postgresql+psycopg://u:p@db/x"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls_name_the_driver(given, expected):
+    assert Settings(_env_file=None, database_url=given, **REQUIRED).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        (Region.US, "https://mixpanel.com"),
+        (Region.EU, "https://eu.mixpanel.com"),
+        (Region.IN, "https://in.mixpanel.com"),
+    ],
+)
+def test_regions_choose_the_app_api_host(region, host):
+    settings = Settings(_env_file=None, mixpanel_region=region, **REQUIRED)
+    assert settings.mixpanel_app_api_base == host + "/api/app"
+    override = Settings(
+        _env_file=None, mixpanel_region=region, mixpanel_api_url="http://127.0.0.1:1/api/app/", **REQUIRED
+    )
+    assert override.mixpanel_app_api_base == "http://127.0.0.1:1/api/app"
+    assert override.mixpanel_public_host == host  # the curl example still names the real host
+
+
+def test_secrets_stay_hidden_in_reprs():
+    settings = Settings(_env_file=None, **REQUIRED)
+    assert "xoxb-1" not in repr(settings) and "xoxb-1" not in str(settings.model_dump())
+
+
+def test_every_problem_is_reported_at_once(monkeypatch):
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "MIXPANEL_SERVICE_ACCOUNT_USERNAME",
+        "MIXPANEL_SERVICE_ACCOUNT_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir("/")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(port=0, slack_app_token="nope")
+    problems = "\n".join(raised.value.problems)
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PORT", "SLACK_APP_TOKEN"):
+        assert name in problems
