@@ -11,6 +11,12 @@ from bot.policy import RefusalReason
 
 COMMAND = "/mp-service-account"
 
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats <, > and & as markup; text from Mixpanel must not become links or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 HELP_TEXT = (
     f"*{COMMAND}* creates a Mixpanel service account for you.\n"
     f"• `{COMMAND}` opens a form: choose a username, a role, an expiry date and the projects.\n"
@@ -45,7 +51,7 @@ def mixpanel_failure_text(
     kind = error.kind
     nothing = "nothing was created"
     if kind is ErrorKind.BAD_REQUEST:
-        reason = error.reason or "no reason given"
+        reason = escape(error.reason or "no reason given")
         return (
             f"Mixpanel refused the request ({reason}), so {nothing}; please fix it and run {COMMAND} again."
         )
@@ -66,7 +72,7 @@ def mixpanel_failure_text(
     if kind is ErrorKind.RATE_LIMITED:
         return f"Mixpanel is limiting requests right now, so {nothing}; please try again in a few minutes."
     if kind is ErrorKind.API_ERROR:
-        reason = error.reason or "no reason given"
+        reason = escape(error.reason or "no reason given")
         return f"Mixpanel reported an error ({reason}), so {nothing}; please try again, or ask {contact}."
     if unconfirmed:
         return (
@@ -142,7 +148,7 @@ def _expiry_phrase(expires_at: datetime | None) -> str:
 
 
 def _projects_phrase(project_ids: tuple[int, ...], projects: dict[int, Project]) -> str:
-    names = [f"{projects[pid].name} ({pid})" if pid in projects else str(pid) for pid in project_ids]
+    names = [f"{escape(projects[pid].name)} ({pid})" if pid in projects else str(pid) for pid in project_ids]
     return ", ".join(names) or "none"
 
 

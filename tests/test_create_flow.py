@@ -208,3 +208,22 @@ def test_more_than_100_projects_use_an_external_select_with_search(slack, tmp_pa
             assert len(everything.json()["options"]) == 100
         finally:
             bot.stop()
+
+
+def test_mixpanel_text_cannot_inject_slack_markup():
+    from bot.messages import audit_message, mixpanel_failure_text
+    from bot.mixpanel import ErrorKind, MixpanelError
+    from bot.models import Project
+
+    sentence = mixpanel_failure_text(
+        MixpanelError(ErrorKind.BAD_REQUEST, reason="bad <!channel> & <@U1>"), contact="#help"
+    )
+    assert "<!channel>" not in sentence and "&lt;!channel&gt; &amp; &lt;@U1&gt;" in sentence
+    message = audit_message(
+        event="created",
+        requester_id="U1",
+        username="x",
+        project_ids=(1,),
+        projects={1: Project(1, "<!here> team", 7)},
+    )
+    assert "<!here>" not in message["blocks"][0]["text"]["text"]
