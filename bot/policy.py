@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.models import AccountSpec, Requester, Role, Standing
 
-SLACK_ID = r"^[A-Z0-9]{2,}$"
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -152,6 +150,11 @@ class Decision:
         return self.refusal is None and not self.violations
 
 
+def within_quota(policy: Policy, recent_creations: int) -> bool:
+    """May one more account be made, given how many this person made in the last 24 hours?"""
+    return recent_creations < policy.rate_limit.per_user_per_day
+
+
 def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
     ceiling = policy.max_role
     for grant in policy.elevated:
@@ -188,7 +191,7 @@ def decide(
     if policy.requesters is not None and not policy.requesters.matches(requester):
         return Decision(entitlement=None, refusal=RefusalReason.NOT_LISTED)
     entitlement = entitlement_for(policy, requester)
-    if recent_creations >= policy.rate_limit.per_user_per_day:
+    if not within_quota(policy, recent_creations):
         return Decision(entitlement=entitlement, refusal=RefusalReason.RATE_LIMITED)
     if spec is None:
         return Decision(entitlement=entitlement)

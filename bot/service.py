@@ -27,7 +27,7 @@ from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
-from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide
+from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
 from bot.views import (
@@ -88,18 +88,25 @@ class CreationFlow:
     # --- who may ------------------------------------------------------------------------------------
 
     def judge(
-        self, user_id: str, spec: AccountSpec | None = None, *, requester: Requester | None = None
+        self,
+        user_id: str,
+        spec: AccountSpec | None = None,
+        *,
+        requester: Requester | None = None,
+        recent_creations: int | None = None,
     ) -> tuple[Requester | None, Decision]:
         """Look the person up (unless already known) and apply the one policy decision."""
         if requester is None:
             requester = self.d.directory.try_requester(user_id)
+        if recent_creations is None:
+            recent_creations = self.d.store.recent_count(user_id, now=self.d.clock())
         snapshot = self.d.catalog.cached() if spec is not None else None
         decision = decide(
             self.d.policy,
             requester,
             spec,
             today=today_in(requester.timezone if requester else "UTC", self.d.clock()),
-            recent_creations=self.d.store.recent_count(user_id, now=self.d.clock()),
+            recent_creations=recent_creations,
             known_project_ids=[p.id for p in snapshot.projects] if snapshot else None,
         )
         return requester, decision
@@ -214,7 +221,7 @@ class CreationFlow:
             # Slack echoes our own metadata back; a mismatch means the payload was not ours.
             self._refuse(user_id, "submission metadata did not match the requester")
             return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
-        existing = self.d.store.by_submission_key(view_id)
+        existing, recent = self.d.store.submission_status(view_id, user_id, now=self.d.clock())
         if existing is not None:
             # A double click or a retried delivery: answer with what happened to the first one.
             return SubmitOutcome(ack=_update(self._status_of(existing)))
@@ -226,7 +233,7 @@ class CreationFlow:
         if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
         spec = parsed.spec
-        _, decision = self.judge(user_id, spec, requester=requester)
+        _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent)
         if decision.refusal is not None:
             self._refuse(user_id, str(decision.refusal), spec)
             return SubmitOutcome(ack=_update(self._refusal_reply(decision.refusal)))
@@ -234,38 +241,21 @@ class CreationFlow:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
-        claim = self.d.store.claim(
-            submission_key=view_id,
-            requester_id=user_id,
-            team_id=team_id,
-            channel_id=context.channel_id,
-            spec=spec,
-            quota=self.d.policy.rate_limit.per_user_per_day,
-            now=self.d.clock(),
-        )
-        if isinstance(claim, AlreadyClaimed):
-            return SubmitOutcome(ack=_update(self._status_of(claim.request)))
-        if isinstance(claim, OverQuota):
-            self._refuse(user_id, str(RefusalReason.RATE_LIMITED), spec)
-            return SubmitOutcome(ack=_update(self._refusal_reply(RefusalReason.RATE_LIMITED)))
-        request = claim.request
+        # Storing the request takes the database's write lock; it happens after the ack, so that a busy
+        # database never delays Slack's 3 s deadline. The claim re-checks duplicates and the quota atomically.
         return SubmitOutcome(
             ack=_update(messages.creating_text(spec.username)),
-            start=lambda: self._start_creation(request, context, view_id),
+            start=lambda: self._start_creation(spec, context, view_id, team_id),
         )
 
-    def _start_creation(self, request: StoredRequest, context: SubmissionContext, view_id: str) -> None:
+    def _start_creation(
+        self, spec: AccountSpec, context: SubmissionContext, view_id: str, team_id: str | None
+    ) -> None:
         try:
             self.d.jobs.submit(
-                f"create:{request.id}", lambda: self._create_guarded(request, context, view_id)
+                f"create:{view_id}", lambda: self._create_guarded(spec, context, view_id, team_id)
             )
         except ShuttingDown:
-            self.d.store.transition(
-                request.id,
-                RequestState.FAILED,
-                event=AuditEvent.MIXPANEL_ERROR,
-                detail="the bot was shutting down; Mixpanel was not called",
-            )
             self._tell(context, view_id, messages.RESTARTING)
 
     def _status_of(self, request: StoredRequest) -> str:
@@ -276,15 +266,38 @@ class CreationFlow:
     # --- the background part ---------------------------------------------------------------------------
 
     def _create_guarded(
-        self, request: StoredRequest, context: SubmissionContext, view_id: str | None
+        self, spec: AccountSpec, context: SubmissionContext, view_id: str, team_id: str | None
     ) -> None:
         try:
-            self.create(request, context, view_id)
+            request = self._claim(spec, context, view_id, team_id)
+            if request is not None:
+                self.create(request, context, view_id)
         except Exception:
-            # A bug or an unreachable database. The request keeps its state, so the sweeper settles it
+            # A bug or an unreachable database. A stored request keeps its state, so the sweeper settles it
             # (deleting any account whose token is now lost); the requester hears something plain.
-            log.exception("Creating request %s failed unexpectedly", request.id)
+            log.exception("Creating the account for view %s failed unexpectedly", view_id)
             self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
+
+    def _claim(
+        self, spec: AccountSpec, context: SubmissionContext, view_id: str, team_id: str | None
+    ) -> StoredRequest | None:
+        """Store the submission once, within the quota, atomically across threads and instances."""
+        claim = self.d.store.claim(
+            submission_key=view_id,
+            requester_id=context.user_id,
+            team_id=team_id,
+            channel_id=context.channel_id,
+            spec=spec,
+            within_quota=lambda recent: within_quota(self.d.policy, recent),
+            now=self.d.clock(),
+        )
+        if isinstance(claim, AlreadyClaimed):
+            return None  # the first submission's job owns the request and the modal
+        if isinstance(claim, OverQuota):
+            self._refuse(context.user_id, str(RefusalReason.RATE_LIMITED), spec)
+            self._tell(context, view_id, self._refusal_reply(RefusalReason.RATE_LIMITED))
+            return None
+        return claim.request
 
     def create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None = None) -> None:
         try:
@@ -301,7 +314,6 @@ class CreationFlow:
             )
             self._tell(context, view_id, sentence)
             return
-        self.d.store.transition(request.id, RequestState.CREATING)
         body = NewServiceAccount(
             username=request.username,
             role=request.role,
@@ -484,7 +496,6 @@ class CreationFlow:
         stale = self.d.store.lease_stale(
             (
                 RequestState.SUBMITTED,
-                RequestState.CREATING,
                 RequestState.UNCERTAIN,
                 RequestState.CREATED,
                 RequestState.DELETE_FAILED,
@@ -504,14 +515,7 @@ class CreationFlow:
             log.warning(
                 "Settling request %s left in state %s by an interrupted run", request.id, request.state
             )
-            if request.state is RequestState.SUBMITTED:
-                self.d.store.transition(
-                    request.id,
-                    RequestState.FAILED,
-                    event=AuditEvent.MIXPANEL_ERROR,
-                    detail="interrupted before Mixpanel was called",
-                )
-            elif request.mixpanel_account_id is not None:
+            if request.mixpanel_account_id is not None:
                 self._delete(
                     request,
                     organization_id,
@@ -519,6 +523,7 @@ class CreationFlow:
                     reason="left behind by an interrupted run; token lost",
                 )
             else:
+                # The create call may or may not have been made: ask Mixpanel.
                 found = self._reconcile_once(request, organization_id)
                 if found is None:
                     continue  # Mixpanel unreachable: the next sweep tries again

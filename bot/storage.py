@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,8 +57,7 @@ class UTCDateTime(TypeDecorator):
 
 
 class RequestState(StrEnum):
-    SUBMITTED = "submitted"  # stored, not yet sent to Mixpanel
-    CREATING = "creating"  # the create call is in flight
+    SUBMITTED = "submitted"  # stored; the create call is about to be made or in flight
     CREATED = "created"  # Mixpanel returned the account; the token is in memory only
     DELIVERED = "delivered"  # the token reached the requester
     FAILED = "failed"  # Mixpanel refused; nothing exists
@@ -70,7 +69,6 @@ class RequestState(StrEnum):
 # Attempts that count against the rate limit: anything that may have produced an account.
 QUOTA_STATES = (
     RequestState.SUBMITTED,
-    RequestState.CREATING,
     RequestState.CREATED,
     RequestState.DELIVERED,
     RequestState.UNCERTAIN,
@@ -186,6 +184,7 @@ class OverQuota:
 
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY = "mpsa_read_only"
 
 AUDIT_COLUMNS = [
     "at",
@@ -222,8 +221,10 @@ def build_engine(database_url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
-            # Serializes writers across threads and processes: count-then-insert stays race-free.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front, so count-then-insert is race-free across threads and
+            # processes; readers (WAL) never wait for a writer.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -251,6 +252,9 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @classmethod
     def connect(cls, database_url: str) -> Store:
@@ -266,6 +270,11 @@ class Store:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._read_sessions.begin() as session:
+            yield session
+
     # --- requests --------------------------------------------------------------------------------
 
     def claim(
@@ -276,7 +285,7 @@ class Store:
         team_id: str | None,
         channel_id: str | None,
         spec: AccountSpec,
-        quota: int,
+        within_quota: Callable[[int], bool],
         window: timedelta = timedelta(hours=24),
         now: datetime | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
@@ -295,7 +304,7 @@ class Store:
                         {"key": _lock_key("quota:" + requester_id)},
                     )
                 recent = self._count_recent(session, requester_id, now - window)
-                if recent >= quota:
+                if not within_quota(recent):
                     return OverQuota(recent)
                 row = AccountRequest(
                     id=uuid.uuid4().hex,
@@ -328,8 +337,24 @@ class Store:
     def recent_count(
         self, requester_id: str, *, window: timedelta = timedelta(hours=24), now: datetime | None = None
     ) -> int:
-        with self._transaction() as session:
+        with self._read() as session:
             return self._count_recent(session, requester_id, (now or _now()) - window)
+
+    def submission_status(
+        self,
+        submission_key: str,
+        requester_id: str,
+        *,
+        window: timedelta = timedelta(hours=24),
+        now: datetime | None = None,
+    ) -> tuple[StoredRequest | None, int]:
+        """One read for the submission's ack: was it stored already, and how many did this person make?"""
+        with self._read() as session:
+            row = session.scalar(
+                select(AccountRequest).where(AccountRequest.submission_key == submission_key)
+            )
+            recent = self._count_recent(session, requester_id, (now or _now()) - window)
+            return (StoredRequest.of(row) if row else None), recent
 
     @staticmethod
     def _count_recent(session: Session, requester_id: str, since: datetime) -> int:
@@ -351,7 +376,7 @@ class Store:
             return StoredRequest.of(row) if row else None
 
     def get(self, request_id: str) -> StoredRequest | None:
-        with self._transaction() as session:
+        with self._read() as session:
             row = session.get(AccountRequest, request_id)
             return StoredRequest.of(row) if row else None
 
@@ -408,7 +433,7 @@ class Store:
     def known_account_ids(self, account_ids: list[int]) -> set[int]:
         if not account_ids:
             return set()
-        with self._transaction() as session:
+        with self._read() as session:
             return set(
                 session.scalars(
                     select(AccountRequest.mixpanel_account_id).where(
@@ -455,7 +480,7 @@ class Store:
         )
 
     def audit_trail(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        with self._transaction() as session:
+        with self._read() as session:
             query = select(AuditRecord).order_by(AuditRecord.at, AuditRecord.id)
             if since is not None:
                 query = query.where(AuditRecord.at >= since)

@@ -38,7 +38,13 @@ SPEC = AccountSpec(
 
 def claim(store: Store, key: str, user: str = "U1", quota: int = 10, now: datetime | None = None):
     return store.claim(
-        submission_key=key, requester_id=user, team_id="T1", channel_id="C1", spec=SPEC, quota=quota, now=now
+        submission_key=key,
+        requester_id=user,
+        team_id="T1",
+        channel_id="C1",
+        spec=SPEC,
+        within_quota=lambda recent: recent < quota,
+        now=now,
     )
 
 
@@ -116,7 +122,6 @@ def test_the_quota_window_is_rolling_and_failed_attempts_do_not_count(store):
 
 def test_transitions_write_audit_rows_with_the_request_details(store):
     request = claim(store, "V1").request
-    store.transition(request.id, RequestState.CREATING)
     store.transition(
         request.id,
         RequestState.CREATED,
@@ -138,15 +143,15 @@ def test_transitions_write_audit_rows_with_the_request_details(store):
 def test_stale_requests_are_leased_once(database_url):
     first, second = Store.connect(database_url), Store.connect(database_url)
     request = claim(first, "V1").request
-    first.transition(request.id, RequestState.CREATING)
+    first.transition(request.id, RequestState.UNCERTAIN)
     later = datetime.now(UTC) + timedelta(minutes=11)
     assert (
-        first.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10), now=later)[0].id
+        first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10), now=later)[0].id
         == request.id
     )
     # The lease bumped updated_at: another instance sweeping right after finds nothing.
-    assert second.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10), now=later) == []
-    assert first.lease_stale((RequestState.CREATING,), idle_for=timedelta(minutes=10)) == []
+    assert second.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10), now=later) == []
+    assert first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10)) == []
     first.close()
     second.close()
 
