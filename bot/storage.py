@@ -6,9 +6,11 @@ reminders, deletion from Slack) carry only that id. No token is ever written her
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,12 +31,14 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
     text,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.models import AccountSpec, Role
 
@@ -151,20 +155,20 @@ class StoredRequest:
     created_at: datetime
 
     @classmethod
-    def of(cls, row: AccountRequest) -> StoredRequest:
+    def of(cls, row: Mapping[str, Any]) -> StoredRequest:
         return cls(
-            id=row.id,
-            requester_id=row.requester_id,
-            team_id=row.team_id,
-            channel_id=row.channel_id,
-            username=row.username,
-            role=Role(row.role),
-            project_ids=tuple(row.project_ids or ()),
-            expires_at=row.expires_at,
-            state=RequestState(row.state),
-            mixpanel_account_id=row.mixpanel_account_id,
-            mixpanel_username=row.mixpanel_username,
-            created_at=row.created_at,
+            id=row["id"],
+            requester_id=row["requester_id"],
+            team_id=row["team_id"],
+            channel_id=row["channel_id"],
+            username=row["username"],
+            role=Role(row["role"]),
+            project_ids=tuple(row["project_ids"] or ()),
+            expires_at=row["expires_at"],
+            state=RequestState(row["state"]),
+            mixpanel_account_id=row["mixpanel_account_id"],
+            mixpanel_username=row["mixpanel_username"],
+            created_at=row["created_at"],
         )
 
 
@@ -248,13 +252,21 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+REQUESTS = AccountRequest.__table__
+AUDIT = AuditRecord.__table__
+
+
 class Store:
+    """Hot paths use SQLAlchemy Core statements: a burst of creations is bound by this CPU, not by I/O."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(
-            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._is_postgres = engine.dialect.name == "postgresql"
+        # SQLite's busy handler makes a waiting writer sleep up to 100 ms between tries, and under a burst
+        # that convoy dominates latency. Writers in this process queue on a lock instead and start the
+        # moment the previous one has committed; other processes still meet busy_timeout.
+        self._writer = contextlib.nullcontext() if self._is_postgres else threading.Lock()
 
     @classmethod
     def connect(cls, database_url: str) -> Store:
@@ -266,14 +278,14 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+    def _write(self) -> Iterator[Connection]:
+        with self._writer, self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with self._read_sessions.begin() as session:
-            yield session
+    def _read(self) -> Iterator[Connection]:
+        with self._read_engine.begin() as connection:
+            yield connection
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -292,53 +304,60 @@ class Store:
         """Store a submission exactly once, within the requester's quota, atomically across processes."""
         now = now or _now()
         try:
-            with self._transaction() as session:
-                existing = session.scalar(
-                    select(AccountRequest).where(AccountRequest.submission_key == submission_key)
-                )
+            with self._write() as connection:
+                existing = self._by_key(connection, submission_key)
                 if existing is not None:
-                    return AlreadyClaimed(StoredRequest.of(existing))
-                if session.bind.dialect.name == "postgresql":
-                    session.execute(
+                    return AlreadyClaimed(existing)
+                if self._is_postgres:
+                    connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"),
                         {"key": _lock_key("quota:" + requester_id)},
                     )
-                recent = self._count_recent(session, requester_id, now - window)
+                recent = self._count_recent(connection, requester_id, now - window)
                 if not within_quota(recent):
                     return OverQuota(recent)
-                row = AccountRequest(
-                    id=uuid.uuid4().hex,
-                    submission_key=submission_key,
-                    requester_id=requester_id,
-                    team_id=team_id,
-                    channel_id=channel_id,
-                    username=spec.username,
-                    role=str(spec.role),
-                    project_ids=list(spec.project_ids),
-                    expires_at=spec.expires_at,
-                    state=RequestState.SUBMITTED,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
-                session.flush()
-                self._audit(session, AuditEvent.SUBMITTED, row, at=now)
+                row = {
+                    "id": uuid.uuid4().hex,
+                    "submission_key": submission_key,
+                    "requester_id": requester_id,
+                    "team_id": team_id,
+                    "channel_id": channel_id,
+                    "username": spec.username,
+                    "role": str(spec.role),
+                    "project_ids": list(spec.project_ids),
+                    "expires_at": spec.expires_at,
+                    "state": str(RequestState.SUBMITTED),
+                    "mixpanel_account_id": None,
+                    "mixpanel_username": None,
+                    "error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                connection.execute(insert(REQUESTS).values(row))
+                self._audit(connection, AuditEvent.SUBMITTED, row, at=now)
                 return Claimed(StoredRequest.of(row))
         except IntegrityError:
             # Another process stored the same submission between our check and our insert.
-            with self._transaction() as session:
-                existing = session.scalar(
-                    select(AccountRequest).where(AccountRequest.submission_key == submission_key)
-                )
-                if existing is None:
-                    raise
-                return AlreadyClaimed(StoredRequest.of(existing))
+            with self._read() as connection:
+                existing = self._by_key(connection, submission_key)
+            if existing is None:
+                raise
+            return AlreadyClaimed(existing)
+
+    @staticmethod
+    def _by_key(connection: Connection, submission_key: str) -> StoredRequest | None:
+        row = (
+            connection.execute(select(REQUESTS).where(REQUESTS.c.submission_key == submission_key))
+            .mappings()
+            .first()
+        )
+        return StoredRequest.of(row) if row else None
 
     def recent_count(
         self, requester_id: str, *, window: timedelta = timedelta(hours=24), now: datetime | None = None
     ) -> int:
-        with self._read() as session:
-            return self._count_recent(session, requester_id, (now or _now()) - window)
+        with self._read() as connection:
+            return self._count_recent(connection, requester_id, (now or _now()) - window)
 
     def submission_status(
         self,
@@ -349,35 +368,25 @@ class Store:
         now: datetime | None = None,
     ) -> tuple[StoredRequest | None, int]:
         """One read for the submission's ack: was it stored already, and how many did this person make?"""
-        with self._read() as session:
-            row = session.scalar(
-                select(AccountRequest).where(AccountRequest.submission_key == submission_key)
-            )
-            recent = self._count_recent(session, requester_id, (now or _now()) - window)
-            return (StoredRequest.of(row) if row else None), recent
+        with self._read() as connection:
+            existing = self._by_key(connection, submission_key)
+            return existing, self._count_recent(connection, requester_id, (now or _now()) - window)
 
     @staticmethod
-    def _count_recent(session: Session, requester_id: str, since: datetime) -> int:
-        return session.scalar(
+    def _count_recent(connection: Connection, requester_id: str, since: datetime) -> int:
+        return connection.execute(
             select(func.count())
-            .select_from(AccountRequest)
+            .select_from(REQUESTS)
             .where(
-                AccountRequest.requester_id == requester_id,
-                AccountRequest.created_at > since,
-                AccountRequest.state.in_([str(state) for state in QUOTA_STATES]),
+                REQUESTS.c.requester_id == requester_id,
+                REQUESTS.c.created_at > since,
+                REQUESTS.c.state.in_([str(state) for state in QUOTA_STATES]),
             )
-        )
-
-    def by_submission_key(self, submission_key: str) -> StoredRequest | None:
-        with self._transaction() as session:
-            row = session.scalar(
-                select(AccountRequest).where(AccountRequest.submission_key == submission_key)
-            )
-            return StoredRequest.of(row) if row else None
+        ).scalar_one()
 
     def get(self, request_id: str) -> StoredRequest | None:
-        with self._read() as session:
-            row = session.get(AccountRequest, request_id)
+        with self._read() as connection:
+            row = connection.execute(select(REQUESTS).where(REQUESTS.c.id == request_id)).mappings().first()
             return StoredRequest.of(row) if row else None
 
     def transition(
@@ -391,20 +400,25 @@ class Store:
         mixpanel_username: str | None = None,
     ) -> StoredRequest:
         now = _now()
-        with self._transaction() as session:
-            row = session.get(AccountRequest, request_id, with_for_update=True)
+        values: dict[str, Any] = {"state": str(state), "updated_at": now}
+        if mixpanel_account_id is not None:
+            values["mixpanel_account_id"] = mixpanel_account_id
+        if mixpanel_username is not None:
+            values["mixpanel_username"] = mixpanel_username
+        if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
+            values["error"] = detail
+        with self._write() as connection:
+            row = (
+                connection.execute(
+                    update(REQUESTS).where(REQUESTS.c.id == request_id).values(values).returning(*REQUESTS.c)
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise KeyError(request_id)
-            row.state = str(state)
-            row.updated_at = now
-            if mixpanel_account_id is not None:
-                row.mixpanel_account_id = mixpanel_account_id
-            if mixpanel_username is not None:
-                row.mixpanel_username = mixpanel_username
-            if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
-                row.error = detail
             if event is not None:
-                self._audit(session, event, row, at=now, detail=detail)
+                self._audit(connection, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     def lease_stale(
@@ -413,90 +427,91 @@ class Store:
         """Requests nobody has touched for `idle_for`, leased to the caller by bumping `updated_at`,
         so that several instances sweeping at once never handle the same request twice."""
         now = now or _now()
-        with self._transaction() as session:
+        with self._write() as connection:
             query = (
-                select(AccountRequest)
+                select(REQUESTS.c.id)
                 .where(
-                    AccountRequest.state.in_([str(s) for s in states]),
-                    AccountRequest.updated_at <= now - idle_for,
+                    REQUESTS.c.state.in_([str(s) for s in states]), REQUESTS.c.updated_at <= now - idle_for
                 )
-                .order_by(AccountRequest.created_at)
+                .order_by(REQUESTS.c.created_at)
                 .limit(100)
             )
-            if session.bind.dialect.name == "postgresql":
+            if self._is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            rows = list(session.scalars(query))
-            for row in rows:
-                row.updated_at = now
-            return [StoredRequest.of(row) for row in rows]
+            ids = list(connection.execute(query).scalars())
+            if not ids:
+                return []
+            rows = connection.execute(
+                update(REQUESTS).where(REQUESTS.c.id.in_(ids)).values(updated_at=now).returning(*REQUESTS.c)
+            ).mappings()
+            return sorted((StoredRequest.of(row) for row in rows), key=lambda request: request.created_at)
 
     def known_account_ids(self, account_ids: list[int]) -> set[int]:
         if not account_ids:
             return set()
-        with self._read() as session:
+        with self._read() as connection:
             return set(
-                session.scalars(
-                    select(AccountRequest.mixpanel_account_id).where(
-                        AccountRequest.mixpanel_account_id.in_(account_ids)
+                connection.execute(
+                    select(REQUESTS.c.mixpanel_account_id).where(
+                        REQUESTS.c.mixpanel_account_id.in_(account_ids)
                     )
-                )
+                ).scalars()
             )
 
     # --- audit -----------------------------------------------------------------------------------
 
     def record_refusal(self, requester_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        with self._transaction() as session:
-            session.add(
-                AuditRecord(
+        with self._write() as connection:
+            connection.execute(
+                insert(AUDIT).values(
                     at=_now(),
                     event=str(AuditEvent.REFUSED),
+                    request_id=None,
                     requester_id=requester_id,
                     username=spec.username if spec else None,
                     role=str(spec.role) if spec else None,
                     project_ids=list(spec.project_ids) if spec else None,
                     expires_at=spec.expires_at if spec else None,
+                    mixpanel_account_id=None,
+                    mixpanel_username=None,
                     detail=reason,
                 )
             )
 
     @staticmethod
     def _audit(
-        session: Session, event: AuditEvent, row: AccountRequest, *, at: datetime, detail: str | None = None
+        connection: Connection,
+        event: AuditEvent,
+        row: Mapping[str, Any],
+        *,
+        at: datetime,
+        detail: str | None = None,
     ) -> None:
-        session.add(
-            AuditRecord(
+        connection.execute(
+            insert(AUDIT).values(
                 at=at,
                 event=str(event),
-                request_id=row.id,
-                requester_id=row.requester_id,
-                username=row.username,
-                role=row.role,
-                project_ids=list(row.project_ids or ()),
-                expires_at=row.expires_at,
-                mixpanel_account_id=row.mixpanel_account_id,
-                mixpanel_username=row.mixpanel_username,
+                request_id=row["id"],
+                requester_id=row["requester_id"],
+                username=row["username"],
+                role=row["role"],
+                project_ids=list(row["project_ids"] or ()),
+                expires_at=row["expires_at"],
+                mixpanel_account_id=row["mixpanel_account_id"],
+                mixpanel_username=row["mixpanel_username"],
                 detail=detail,
             )
         )
 
     def audit_trail(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        with self._read() as session:
-            query = select(AuditRecord).order_by(AuditRecord.at, AuditRecord.id)
+        with self._read() as connection:
+            query = select(AUDIT).order_by(AUDIT.c.at, AUDIT.c.id)
             if since is not None:
-                query = query.where(AuditRecord.at >= since)
-            return [
-                {
-                    "at": record.at.isoformat(),
-                    "event": record.event,
-                    "request_id": record.request_id,
-                    "requester_id": record.requester_id,
-                    "username": record.username,
-                    "role": record.role,
-                    "project_ids": record.project_ids,
-                    "expires_at": record.expires_at.isoformat() if record.expires_at else None,
-                    "mixpanel_account_id": record.mixpanel_account_id,
-                    "mixpanel_username": record.mixpanel_username,
-                    "detail": record.detail,
-                }
-                for record in session.scalars(query)
-            ]
+                query = query.where(AUDIT.c.at >= since)
+            trail = []
+            for record in connection.execute(query).mappings():
+                entry = {column: record[column] for column in AUDIT_COLUMNS}
+                for moment in ("at", "expires_at"):
+                    entry[moment] = entry[moment].isoformat() if entry[moment] else None
+                trail.append(entry)
+            return trail
