@@ -326,13 +326,8 @@ class CreationFlow:
             self._after_failed_create(request, context, view_id, organization_id, error)
             return
         redactor.add(account.token.get_secret_value())
-        request = self.d.store.transition(
-            request.id,
-            RequestState.CREATED,
-            event=AuditEvent.CREATED,
-            mixpanel_account_id=account.id,
-            mixpanel_username=account.username,
-        )
+        # Deliver first, then record creation and delivery in one write: a crash in between leaves the
+        # request `submitted`, and the sweeper then finds the account by name and deletes it.
         self._deliver(request, context, view_id, organization_id, account)
 
     def _deliver(
@@ -355,21 +350,28 @@ class CreationFlow:
         )
         outcome = self.d.delivery.to_requester(context, message)
         del message
+        created = ((AuditEvent.CREATED, None),)
         if outcome.delivered:
-            self.d.store.transition(
+            request = self.d.store.transition(
                 request.id,
                 RequestState.DELIVERED,
+                earlier_events=created,
                 event=AuditEvent.TOKEN_DELIVERED,
                 detail=f"via {outcome.path}",
+                mixpanel_account_id=account.id,
+                mixpanel_username=account.username,
             )
             self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self._announce(self._audit_of("created", request, projects))
             return
-        self.d.store.transition(
+        request = self.d.store.transition(
             request.id,
             RequestState.CREATED,
+            earlier_events=created,
             event=AuditEvent.DELIVERY_FAILED,
             detail="; ".join(outcome.failures),
+            mixpanel_account_id=account.id,
+            mixpanel_username=account.username,
         )
         deleted = self._delete(request, organization_id, account.id, reason="token could not be delivered")
         template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN

@@ -398,7 +398,9 @@ class Store:
         detail: str | None = None,
         mixpanel_account_id: int | None = None,
         mixpanel_username: str | None = None,
+        earlier_events: tuple[tuple[AuditEvent, str | None], ...] = (),
     ) -> StoredRequest:
+        """Move a request to `state`; record `earlier_events`, then `event`, in the same transaction."""
         now = _now()
         values: dict[str, Any] = {"state": str(state), "updated_at": now}
         if mixpanel_account_id is not None:
@@ -417,6 +419,8 @@ class Store:
             )
             if row is None:
                 raise KeyError(request_id)
+            for earlier, earlier_detail in earlier_events:
+                self._audit(connection, earlier, row, at=now, detail=earlier_detail)
             if event is not None:
                 self._audit(connection, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
