@@ -42,10 +42,10 @@ def _stop_on_signals() -> threading.Event:
     return stopping
 
 
-def _start_runtime(settings: Settings) -> tuple[Runtime, App]:
+def _start_runtime(settings: Settings, *, background_tasks: bool = True) -> tuple[Runtime, App]:
     """Everything that can be wrong at start-up surfaces here as a SettingsError naming the setting."""
     try:
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, background_tasks=background_tasks)
     except PolicyError as error:
         raise SettingsError(str(error).splitlines()) from None
     except SQLAlchemyError as error:
@@ -67,26 +67,48 @@ def run(settings: Settings, mode: str) -> None:
         mode = "socket" if settings.slack_app_token else "http"
     if mode == "socket" and settings.slack_app_token is None:
         raise SettingsError(["SLACK_APP_TOKEN: missing (required for Socket Mode)"])
+    if mode == "http":
+        _serve_http(settings, stopping)
+        return
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
     runtime, app = _start_runtime(settings)
-    if mode == "socket":
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-        log.info("Connecting to Slack in Socket Mode")
-        handler.connect()
-        stopping.wait()
-        handler.close()
-    else:
-        from bot.http import create_http_server, stop_http_server
-
-        server = create_http_server(app, host="0.0.0.0", port=settings.port, threads=settings.http_threads)  # noqa: S104
-        log.info("Serving Slack requests at http://0.0.0.0:%s/slack/events", server.effective_port)
-        threading.Thread(target=server.run, name="http", daemon=True).start()
-        stopping.wait()
-        stop_http_server(server)
-    # New requests are refused from here on; in-flight creations get the grace period to finish.
+    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    log.info("Connecting to Slack in Socket Mode")
+    handler.connect()
+    stopping.wait()
+    handler.close()
+    # New events are refused from here on; in-flight creations get the grace period to finish.
     finished = runtime.close()
     log.info("Stopped%s", "" if finished else " with creations still running (see above)")
+
+
+def _serve_http(settings: Settings, stopping: threading.Event) -> None:
+    from bot.http import HttpServer, wsgi_app
+
+    # Check everything once, before forking, so that a bad setting is named instead of crash-looping workers.
+    runtime, _ = _start_runtime(settings, background_tasks=False)
+    runtime.close(grace=0)
+    if stopping.is_set():
+        return
+
+    def build_worker():
+        worker_runtime, app = _start_runtime(settings)
+        return wsgi_app(app), worker_runtime.close
+
+    log.info(
+        "Serving Slack requests at http://0.0.0.0:%s/slack/events with %d worker process(es)",
+        settings.port,
+        settings.web_concurrency,
+    )
+    HttpServer(
+        build_worker,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        threads=settings.http_threads,
+        shutdown_grace=settings.shutdown_grace_seconds,
+        log_level=settings.log_level,
+    ).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ Every measurement is taken from outside the app process:
 - submit-to-token: from just before the view submission is sent until the token's POST arrives at the
   person's response_url (``SlackCall.at``; both ends are ``time.monotonic``, the fakes' clock);
 - start-up: from just before the spawn until a signed request (``/mp-service-account help``) is answered;
-- peak RSS: ``VmHWM`` of the app process, read just before it is stopped.
+- peak RSS: the largest ``VmHWM`` among the app's processes (the gunicorn master and its workers), read
+  just before it is stopped.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class ServerKind:
     argv: tuple[str, ...]
 
 
-OURS = ServerKind("ours", "waitress: python app.py --mode http", ("app.py", "--mode", "http"))
+OURS = ServerKind(
+    "ours", "gunicorn (WEB_CONCURRENCY workers): python app.py --mode http", ("app.py", "--mode", "http")
+)
 BASELINE = ServerKind(
     "baseline", "Bolt app.start(): python -m bench.baseline_server", ("-m", "bench.baseline_server")
 )
@@ -218,14 +221,37 @@ class AppProcess:
             time.sleep(0.005)
         raise RuntimeError(f"not serving after {STARTUP_TIMEOUT:.0f}s:\n{self.log_tail()}")
 
-    def peak_rss_mb(self) -> float | None:
+    def process_tree(self) -> list[int]:
+        """The app's pid and its descendants' (gunicorn workers are children of the master)."""
         assert self.proc is not None
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return None
-        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
-        return int(match.group(1)) / 1024 if match else None
+        parents: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+        tree, pending = [], [self.proc.pid]
+        while pending:
+            pid = pending.pop()
+            tree.append(pid)
+            pending.extend(parents.get(pid, []))
+        return tree
+
+    def peak_rss_mb(self) -> float | None:
+        """The largest per-process peak RSS in the app's process tree."""
+        peaks = []
+        for pid in self.process_tree():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+        return max(peaks) if peaks else None
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -332,7 +332,7 @@ def render(
         + both_cols(lambda s: "-" if s.startup is None else f"{s.startup:.2f} s")
     )
     add(
-        f"{'peak RSS of the app (VmHWM)':<34}"
+        f"{'peak RSS, largest app process':<34}"
         + both_cols(lambda s: "-" if s.peak_rss_mb is None else f"{s.peak_rss_mb:.0f} MB")
     )
     add(

@@ -1,22 +1,30 @@
-"""HTTP mode: Bolt behind waitress, a production WSGI server that serves requests concurrently.
+"""HTTP mode: Bolt behind gunicorn, pre-forked worker processes each serving requests on threads.
 
 Bolt's own `app.start()` handles one request at a time; under load, Slack's 3 s deadline would be missed.
+A Python process uses one core at a time, so HTTP mode runs `WEB_CONCURRENCY` processes, each with its own
+runtime (clients, caches, background creations); the database coordinates them.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gunicorn.app.base import BaseApplication
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from waitress import create_server
 
 SLACK_EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
+log = logging.getLogger(__name__)
 
-def wsgi_app(app: App) -> Callable[[dict[str, Any], Callable], Iterable[bytes]]:
+WSGIApp = Callable[[dict[str, Any], Callable], Iterable[bytes]]
+
+
+def wsgi_app(app: App) -> WSGIApp:
     slack = SlackRequestHandler(app, path=SLACK_EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -28,28 +36,49 @@ def wsgi_app(app: App) -> Callable[[dict[str, Any], Callable], Iterable[bytes]]:
     return application
 
 
-def stop_http_server(server) -> None:
-    """Stop accepting, from any thread: the close runs inside waitress's own loop, which then exits."""
-    from waitress import wasyncore
+class HttpServer(BaseApplication):
+    """gunicorn, configured in code: `build_worker` runs in each worker after the fork and returns the
+    WSGI app plus a `close(grace)` that lets in-flight creations finish when the worker stops."""
 
-    try:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-    except OSError:
-        # The loop has already ended (its trigger is closed): nothing is listening any more.
-        wasyncore.close_all(server._map, ignore_all=True)
-    server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+    def __init__(
+        self,
+        build_worker: Callable[[], tuple[WSGIApp, Callable[[], object]]],
+        *,
+        port: int,
+        workers: int,
+        threads: int,
+        shutdown_grace: float,
+        log_level: str,
+    ):
+        self._build_worker = build_worker
+        self._close_worker: Callable[[], object] | None = None
+        self._options = {
+            "bind": f"0.0.0.0:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            # Slack retries after 3 s; a request queued for longer only produces a duplicate.
+            "backlog": 1024,
+            "keepalive": 5,
+            "timeout": 60,
+            # Workers first finish their requests, then their creations (see worker_exit).
+            "graceful_timeout": math.ceil(shutdown_grace) + 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": log_level.lower(),
+            "proc_name": "mp-service-account",
+            "worker_exit": self._on_worker_exit,
+        }
+        super().__init__()
 
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
 
-def create_http_server(app: App, *, host: str, port: int, threads: int):
-    """A waitress server, not yet running: call `.run()` (blocking) and `.close()`."""
-    return create_server(
-        wsgi_app(app),
-        host=host,
-        port=port,
-        threads=threads,
-        ident="mp-service-account",
-        # Slack retries a request after 3 s; queueing longer than that only produces duplicates.
-        channel_timeout=30,
-        connection_limit=1000,
-        backlog=1024,
-    )
+    def load(self) -> WSGIApp:
+        application, self._close_worker = self._build_worker()
+        return application
+
+    def _on_worker_exit(self, _server, _worker) -> None:
+        if self._close_worker is not None:
+            self._close_worker()

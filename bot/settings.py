@@ -6,6 +6,7 @@ in the policy file, see `bot.policy`.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -74,6 +75,8 @@ class Settings(DatabaseSettings):
     mixpanel_reconcile_delays: list[Annotated[float, Field(ge=0, le=300)]] = [0.0, 5.0, 30.0]
     slack_timeout: PositiveSeconds = 10.0
     shutdown_grace_seconds: PositiveSeconds = 25.0
+    # HTTP mode: worker processes (Heroku sets WEB_CONCURRENCY), and request threads in each.
+    web_concurrency: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=64)
     http_threads: int = Field(default=32, ge=4, le=512)
     creation_workers: int = Field(default=64, ge=1, le=1024)
     project_cache_seconds: int = Field(default=300, ge=0)

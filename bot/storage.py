@@ -7,6 +7,7 @@ reminders, deletion from Slack) carry only that id. No token is ever written her
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import threading
 import uuid
@@ -252,6 +253,39 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+class SQLiteWriterQueue:
+    """One writer at a time, across the threads and the worker processes that share a SQLite file.
+
+    SQLite's own busy handler makes a waiting writer sleep up to 100 ms between tries; under a burst that
+    convoy dominates latency. Waiters here block in the kernel and start the moment the previous writer
+    has committed. The lock file sits beside the database.
+    """
+
+    def __init__(self, database: str | None):
+        self._threads = threading.Lock()
+        in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
+        self._path = None if in_memory else Path(database).with_name(Path(database).name + ".writer.lock")
+        self._file: Any = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._path is not None:
+                if self._file is None:  # opened lazily: after a fork each process needs its own
+                    self._file = self._path.open("a")
+                fcntl.flock(self._file, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 REQUESTS = AccountRequest.__table__
 AUDIT = AuditRecord.__table__
 
@@ -263,10 +297,9 @@ class Store:
         self.engine = engine
         self._read_engine = engine.execution_options(**{READ_ONLY: True})
         self._is_postgres = engine.dialect.name == "postgresql"
-        # SQLite's busy handler makes a waiting writer sleep up to 100 ms between tries, and under a burst
-        # that convoy dominates latency. Writers in this process queue on a lock instead and start the
-        # moment the previous one has committed; other processes still meet busy_timeout.
-        self._writer = contextlib.nullcontext() if self._is_postgres else threading.Lock()
+        self._writer = (
+            contextlib.nullcontext() if self._is_postgres else SQLiteWriterQueue(engine.url.database)
+        )
 
     @classmethod
     def connect(cls, database_url: str) -> Store:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from app import create_app
-from bot.http import SLACK_EVENTS_PATH, create_http_server, stop_http_server
+from bot.http import SLACK_EVENTS_PATH
 from bot.policy import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
@@ -21,6 +21,7 @@ from bot.storage import Store
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import fresh_postgres_url, postgres_url  # noqa: F401
+from tests.server import create_http_server, stop_http_server
 from tests.slack_requests import SlackSender
 
 SIGNING_SECRET = "test-signing-secret-0123456789"

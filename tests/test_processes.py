@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ class BotProcess:
             env={**base, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so that a kill reaches every worker
         )
 
     def logs(self) -> str:
@@ -62,9 +64,11 @@ class BotProcess:
             self._log.close()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL the whole process group, as a crash or an OOM kill of the machine would."""
+        if self.process.poll() is None and os.getpgid(self.process.pid) == self.process.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def wait_healthy(base: str, bot: BotProcess) -> None:
@@ -92,6 +96,7 @@ def process_env(slack, mixpanel, tmp_path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
         "LOG_LEVEL": "DEBUG",
         "MIXPANEL_RECONCILE_DELAYS": "[0]",
+        "WEB_CONCURRENCY": "2",
     }
 
 
@@ -178,8 +183,7 @@ def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(
             opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
         )
         mixpanel.wait_for("create")
-        first.process.kill()  # dies mid-create: Mixpanel still makes the account, the token is lost
-        first.process.wait()
+        first.kill()  # dies mid-create: Mixpanel still makes the account, the token is lost
     finally:
         first.kill()
     mixpanel.wait_for(lambda call: call.route == "create" and call.status is not None, timeout=10)
