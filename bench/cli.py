@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.harness import BASELINE, FAKE_BACKLOG, OURS, ServerBench, widen_fake_backlogs
+from bench.harness import BASELINE, FAKE_BACKLOG, OURS, ServerBench
 
 DEFAULT_LEVELS = (1, 10, 50)
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     progress(f"work dir {workdir}; plan {plan}")
-    info["fake_backlog"] = FAKE_BACKLOG if widen_fake_backlogs() else "default (5)"
+    info["fake_backlog"] = FAKE_BACKLOG
     ours = ServerBench(OURS, list(plan.items()), workdir, progress).run()
     base = None
     if not args.no_baseline:

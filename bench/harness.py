@@ -30,10 +30,9 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-import tests.fakes.mixpanel
-import tests.fakes.slack_api
 from bot import views
 from bot.settings import Settings
+from tests.fakes._server import LoopbackHTTPServer
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack, SlackCall
 from tests.slack_requests import SlackResult, SlackSender
@@ -56,7 +55,7 @@ TOKEN_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.003
 TOKEN_RE = re.compile(r"[0-9a-f]{32}")  # FakeMixpanel issues secrets.token_hex(16)
-FAKE_BACKLOG = 1024
+FAKE_BACKLOG = LoopbackHTTPServer.request_queue_size  # the fakes widen their listen backlog themselves
 PROBE_USER = "UBPROBE"
 WARMUP_USER = "UBWARMUP"
 
@@ -270,22 +269,6 @@ class AppProcess:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def widen_fake_backlogs() -> bool:
-    """Let the fakes queue connections like Slack's and Mixpanel's front ends do.
-
-    The fakes are ``http.server.ThreadingHTTPServer``s, whose listen backlog is 5: in a 50-person burst the
-    app's own calls to them (views.open, users.info, response_url) would have SYNs dropped and retried after
-    1 s, a delay of the harness, not of the app. True if the fakes' server classes were found.
-    """
-    widened = False
-    for module in (tests.fakes.slack_api, tests.fakes.mixpanel):
-        server_class = getattr(module, "_Server", None)
-        if isinstance(server_class, type) and hasattr(server_class, "request_queue_size"):
-            server_class.request_queue_size = FAKE_BACKLOG
-            widened = True
-    return widened
 
 
 def _describe(error: requests.RequestException) -> str:

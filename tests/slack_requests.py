@@ -45,7 +45,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -69,6 +69,8 @@ __all__ = [
 TEAM = {"id": "T1", "domain": "test"}
 API_APP_ID = "A1"
 LEGACY_TOKEN = "legacy-verification-token"
+# SlackSender.send_raw's keyword options; a sending method hands every other keyword to its payload builder.
+_SEND_OPTIONS = ("sign", "secret", "timestamp", "headers", "url")
 
 
 def sign_request(secret: str, timestamp: str | int, body: str | bytes) -> str:
@@ -427,97 +429,27 @@ class SlackSender:
         """POST ``payload=<json>`` (how Slack sends every interactivity request)."""
         return self.send_form({"payload": json.dumps(payload)}, **options)
 
-    def slash_command(
-        self,
-        user_id: str,
-        *,
-        text: str = "",
-        channel_id: str = "C0GENERAL",
-        response_url: str,
-        trigger_id: str | None = None,
-        team_id: str = "T1",
-        command: str = "/mp-service-account",
-        user_name: str | None = None,
-        channel_name: str | None = None,
-        **options: Any,
-    ) -> SlackResult:
-        fields = build_payload_slash_command(
-            user_id,
-            text=text,
-            channel_id=channel_id,
-            response_url=response_url,
-            trigger_id=trigger_id,
-            team_id=team_id,
-            command=command,
-            user_name=user_name,
-            channel_name=channel_name,
-        )
-        return self.send_form(fields, **options)
+    # Each of these takes its build_payload_* function's arguments plus send_raw's keyword options.
 
-    def view_submission(
-        self,
-        view: Mapping[str, Any],
-        *,
-        user_id: str,
-        values: Mapping[str, Any],
-        trigger_id: str | None = None,
-        team_id: str = "T1",
-        **options: Any,
-    ) -> SlackResult:
-        payload = build_payload_view_submission(
-            view, user_id=user_id, values=values, trigger_id=trigger_id, team_id=team_id
-        )
-        return self.send_interaction(payload, **options)
+    def slash_command(self, user_id: str, **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_form, build_payload_slash_command, user_id, **arguments)
 
-    def view_closed(
-        self,
-        view: Mapping[str, Any],
-        *,
-        user_id: str,
-        team_id: str = "T1",
-        is_cleared: bool = False,
-        **options: Any,
-    ) -> SlackResult:
-        payload = build_payload_view_closed(view, user_id=user_id, team_id=team_id, is_cleared=is_cleared)
-        return self.send_interaction(payload, **options)
+    def view_submission(self, view: Mapping[str, Any], **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_interaction, build_payload_view_submission, view, **arguments)
 
-    def block_suggestion(
-        self,
-        view: Mapping[str, Any],
-        *,
-        user_id: str,
-        block_id: str,
-        action_id: str,
-        value: str,
-        team_id: str = "T1",
-        **options: Any,
-    ) -> SlackResult:
-        payload = build_payload_block_suggestion(
-            view, user_id=user_id, block_id=block_id, action_id=action_id, value=value, team_id=team_id
-        )
-        return self.send_interaction(payload, **options)
+    def view_closed(self, view: Mapping[str, Any], **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_interaction, build_payload_view_closed, view, **arguments)
 
-    def block_actions(
-        self,
-        *,
-        user_id: str,
-        actions: Iterable[Mapping[str, Any]],
-        view: Mapping[str, Any] | None = None,
-        container: Mapping[str, Any] | None = None,
-        response_url: str | None = None,
-        channel_id: str | None = None,
-        trigger_id: str | None = None,
-        team_id: str = "T1",
-        **options: Any,
+    def block_suggestion(self, view: Mapping[str, Any], **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_interaction, build_payload_block_suggestion, view, **arguments)
+
+    def block_actions(self, **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_interaction, build_payload_block_actions, **arguments)
+
+    @staticmethod
+    def _build_and_send(
+        send: Callable[..., SlackResult], build: Callable[..., Any], *args: Any, **arguments: Any
     ) -> SlackResult:
-        payload = build_payload_block_actions(
-            user_id=user_id,
-            actions=actions,
-            view=view,
-            container=container,
-            response_url=response_url,
-            channel_id=channel_id,
-            trigger_id=trigger_id,
-            team_id=team_id,
-        )
-        return self.send_interaction(payload, **options)
+        """``send(build(*args, **payload_arguments), **options)``, options being send_raw's keywords."""
+        options = {name: arguments.pop(name) for name in _SEND_OPTIONS if name in arguments}
+        return send(build(*args, **arguments), **options)

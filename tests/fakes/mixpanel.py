@@ -61,24 +61,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import itertools
 import json
 import re
 import secrets
-import sys
-import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from requests.structures import CaseInsensitiveDict
+from tests.fakes._server import LoopbackHandler, LoopbackHTTPFake, Reply
 
 __all__ = [
     "DEFAULT_PROJECTS",
@@ -183,19 +178,11 @@ class MixpanelCall:
     status: int | None = None
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+def _json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(payload).encode(), headers=dict(headers or {}))
 
 
-def _json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
-    return _Reply(status, json.dumps(payload).encode(), headers=dict(headers or {}))
-
-
-def _error(status: int, message: str) -> _Reply:
+def _error(status: int, message: str) -> Reply:
     return _json_reply(status, {"status": "error", "error": message})
 
 
@@ -203,29 +190,8 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and hang up are expected in fault tests; keep stderr clean of those."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    fake: FakeMixpanel
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
+class _Handler(LoopbackHandler):
+    """Also DELETE; PUT and PATCH reach ``_dispatch`` too, so they get the fake's JSON 404, not a 501."""
 
     def do_DELETE(self) -> None:
         self._handle()
@@ -236,34 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._handle()
 
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = CaseInsensitiveDict(dict(self.headers.items()))
-        fake = self.server.fake
-        try:
-            reply = fake._dispatch(self.command, self.path, headers, body)
-        except Exception:  # a bug in the fake or in a test's callable: answer 500 and keep it visible
-            fake.internal_errors.append(traceback.format_exc())
-            reply = _Reply(500, b"fake internal error (see .internal_errors)", "text/plain; charset=utf-8")
-        if reply is None:  # drop: no status line at all
-            self.close_connection = True
-            return
-        with contextlib.suppress(OSError):  # the client may have given up (timeout) meanwhile
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-
 
 # ---------------------------------------------------------------------- the fake
 
 
-class FakeMixpanel:
+class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
     """In-process Mixpanel app API; thread-safe, one thread per request."""
+
+    _handler = _Handler
 
     def __init__(
         self,
@@ -272,6 +218,7 @@ class FakeMixpanel:
         organizations: Mapping[int, str | Mapping[str, Any]] | None = None,
         projects: Iterable[Mapping[str, Any]] | None = None,
     ) -> None:
+        super().__init__()
         self.username = username
         self.secret = secret
         orgs = {1234: "Acme"} if organizations is None else organizations
@@ -292,56 +239,11 @@ class FakeMixpanel:
         self.tokens: dict[int, str] = {}
         self.deleted_accounts: dict[int, dict[str, Any]] = {}
         self.schema_violations: list[str] = []
-        self.internal_errors: list[str] = []  # tracebacks of bugs in the fake
-
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._calls: list[MixpanelCall] = []
         self._issued_tokens: list[str] = []
         self._scripts: dict[str, deque[Fault]] = {}
         self._ids = itertools.count(7001)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeMixpanel:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeMixpanel", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; wakes hanging requests, which are then dropped."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeMixpanel:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeMixpanel is not started")
-        return int(self._server.server_address[1])
+    # ------------------------------------------------------------------ address (start/stop: LoopbackFake)
 
     @property
     def base_url(self) -> str:
@@ -401,17 +303,15 @@ class FakeMixpanel:
 
     def calls(self, method: str | None = None, path_contains: str | None = None) -> list[MixpanelCall]:
         """Recorded requests in arrival order, optionally filtered by HTTP method and path."""
-        with self._lock:
-            return [
-                c
-                for c in self._calls
-                if (method is None or c.method == method.upper())
+        return self._calls_where(
+            lambda c: (
+                (method is None or c.method == method.upper())
                 and (path_contains is None or path_contains in c.path)
-            ]
+            )
+        )
 
     def _route_calls(self, route: str) -> list[MixpanelCall]:
-        with self._lock:
-            return [c for c in self._calls if c.route == route]
+        return self._calls_where(lambda c: c.route == route)
 
     def create_calls(self) -> list[MixpanelCall]:
         return self._route_calls("create")
@@ -432,36 +332,14 @@ class FakeMixpanel:
         count: int = 1,
     ) -> list[MixpanelCall]:
         """Block until ``count`` matching requests exist; return all matching requests."""
-        if isinstance(predicate_or_route, str):
-            route = predicate_or_route
+        return self._wait_for_calls(predicate_or_route, "route", timeout, count)
 
-            def match(c: MixpanelCall) -> bool:
-                return c.route == route
-        elif predicate_or_route is None:
-
-            def match(c: MixpanelCall) -> bool:
-                return True
-        else:
-            match = predicate_or_route
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [c for c in self._calls if match(c)]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(min(remaining, 0.05))
+    def _timeout_report(self) -> str:
         dump = "\n".join(
             f"  {c.method} {c.path} ({c.route}) -> {c.status} json={json.dumps(c.json, default=str)[:250]}"
             for c in self.calls()
         )
-        raise AssertionError(
-            f"FakeMixpanel.wait_for({predicate_or_route!r}, count={count}) timed out after {timeout}s: "
-            f"{len(found)} matching.\nRecorded requests:\n{dump or '  (none)'}\n"
-            f"schema_violations={self.schema_violations}"
-        )
+        return f"Recorded requests:\n{dump or '  (none)'}\nschema_violations={self.schema_violations}"
 
     # ------------------------------------------------------------------ dispatch
 
@@ -477,7 +355,7 @@ class FakeMixpanel:
             return {"GET": "get", "DELETE": "delete"}.get(verb), [segments[1], segments[3]]
         return None, []
 
-    def _dispatch(self, verb: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
+    def _dispatch(self, verb: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply | None:
         parts = urlsplit(raw_path)
         text = body.decode("utf-8", "replace")
         try:
@@ -497,9 +375,7 @@ class FakeMixpanel:
             route=route,
             body=text,
         )
-        with self._changed:
-            self._calls.append(call)
-            self._changed.notify_all()
+        self._record(call)
         reply = self._serve(call, route, params, headers, body)
         with self._changed:
             call.status = None if reply is None else reply.status
@@ -517,12 +393,12 @@ class FakeMixpanel:
         params: list[str],
         headers: Mapping[str, str],
         body: bytes,
-    ) -> _Reply | None:
+    ) -> Reply | None:
         if route is None:
             return _error(404, f"Not found: {call.method} {call.path}")
         if self.redirect_slash and not call.path.endswith("/"):
             location = call.path + "/" + (f"?{urlencode(call.query)}" if call.query else "")
-            return _Reply(self.redirect_slash, b"", "text/html", {"Location": location})
+            return Reply(self.redirect_slash, b"", "text/html", {"Location": location})
         if not self._sleep(self.latency.get(route, 0.0)):
             return None
         with self._lock:
@@ -532,7 +408,7 @@ class FakeMixpanel:
             if fault.kind == "respond":
                 return _json_reply(fault.status, fault.body, fault.headers)
             if fault.kind == "html":
-                return _Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
+                return Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
             if fault.kind == "drop":
                 return None
             if fault.kind == "hang" and not self._sleep(fault.seconds):
@@ -541,7 +417,7 @@ class FakeMixpanel:
         if fault is not None and fault.kind == "create_then" and reply.status == 201:
             if not self._sleep(fault.seconds) or fault.then_drop:
                 return None
-            return _Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
+            return Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
         return reply
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
@@ -557,7 +433,7 @@ class FakeMixpanel:
 
     def _normal(
         self, route: str, params: list[str], headers: Mapping[str, str], body: bytes, call: MixpanelCall
-    ) -> _Reply:
+    ) -> Reply:
         if not self._authorized(headers):
             return _error(401, "Authentication failed: invalid service account username or secret")
         if route == "me":
@@ -590,7 +466,7 @@ class FakeMixpanel:
             self.tokens.pop(account_id, None)
             return _json_reply(200, {"status": "ok"})
 
-    def _me(self) -> _Reply:
+    def _me(self) -> Reply:
         orgs = {str(i): dict(o) for i, o in self.organizations.items()}
         projects = {
             str(pid): {
@@ -619,7 +495,7 @@ class FakeMixpanel:
 
     # ------------------------------------------------------------------ create
 
-    def _violation(self, message: str) -> _Reply:
+    def _violation(self, message: str) -> Reply:
         self.schema_violations.append(message)
         return _error(400, message)
 
@@ -681,7 +557,7 @@ class FakeMixpanel:
                 return f"projects[{i}].role must be one of {', '.join(ROLES)}, got {item['role']!r}"
         return None
 
-    def _create(self, org_id: int, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _create(self, org_id: int, headers: Mapping[str, str], body: bytes) -> Reply:
         data = self._validate_write(org_id, headers, body)
         if isinstance(data, str):
             return self._violation(data)

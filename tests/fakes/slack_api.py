@@ -59,25 +59,20 @@ usergroups.users.list, conversations.open, auth.test and apps.connections.open s
 
 from __future__ import annotations
 
-import contextlib
 import email.parser
 import email.policy
 import itertools
 import json
 import secrets
-import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from requests.structures import CaseInsensitiveDict
+from tests.fakes._server import LoopbackHTTPFake, Reply
 
 __all__ = ["FakeSlack", "SlackCall"]
 
@@ -116,14 +111,6 @@ class _ResponseUrl:
     url: str
     label: str | None
     uses: int = 0
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _maybe_json(value: Any) -> Any:
@@ -172,59 +159,11 @@ def _parse_body(content_type: str, body: bytes) -> dict[str, Any]:
     return _flatten_qs(body.decode("utf-8", "replace"))
 
 
-def _json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, json.dumps(payload).encode(), headers=headers or {})
+def _json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers or {})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that time out and hang up are expected in fault tests; keep stderr clean of those."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-    fake: FakeSlack
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        fake = self.server.fake
-        try:
-            reply = fake._dispatch(
-                self.command, self.path, CaseInsensitiveDict(dict(self.headers.items())), body
-            )
-        except Exception:  # a bug in the fake or in a test's callable: answer 500 and keep it visible
-            fake.internal_errors.append(traceback.format_exc())
-            reply = _Reply(500, b"fake internal error (see .internal_errors)", "text/plain; charset=utf-8")
-        if reply is None:  # stopping: drop the connection
-            self.close_connection = True
-            return
-        with contextlib.suppress(OSError):  # the client may have given up (timeout) meanwhile
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-
-class FakeSlack:
+class FakeSlack(LoopbackHTTPFake[SlackCall]):
     """In-process Slack Web API; thread-safe, one thread per request."""
 
     def __init__(
@@ -232,6 +171,7 @@ class FakeSlack:
         bot_token: str = "xoxb-test-token",  # noqa: S107 - a fake's fixture token
         users: Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        super().__init__()
         self.bot_token = bot_token
         self.app_token: str | None = None
         self.socket_mode_url: str | None = None
@@ -243,13 +183,8 @@ class FakeSlack:
         self.response_url_max_uses = 5
         self.trigger_ttl = 3.0
         self.view_errors: list[str] = []
-        self.internal_errors: list[str] = []  # tracebacks of bugs in the fake / a test's `when` callable
         self.views: dict[str, dict[str, Any]] = {}
 
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._calls: list[SlackCall] = []
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._error_faults: dict[str, list[_ErrorFault]] = {}
@@ -260,8 +195,6 @@ class FakeSlack:
         self._triggers: dict[str, float | None] = {}  # id -> issued at (None once used)
         self._view_ids = itertools.count(1)
         self._seq = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
         if isinstance(users, Mapping):
             for uid, kwargs in users.items():
@@ -270,44 +203,7 @@ class FakeSlack:
             for uid in users:
                 self.add_user(uid)
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeSlack:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeSlack", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; wakes any request sleeping in an injected delay."""
-        self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not started")
-        return int(self._server.server_address[1])
+    # ------------------------------------------------------------------ address (start/stop: LoopbackFake)
 
     @property
     def url(self) -> str:
@@ -321,8 +217,7 @@ class FakeSlack:
 
     def calls(self, method: str | None = None) -> list[SlackCall]:
         """Recorded calls in arrival order, optionally only one method."""
-        with self._lock:
-            return [c for c in self._calls if method is None or c.method == method]
+        return self._calls_where(lambda c: method is None or c.method == method)
 
     def response_url_posts(self, url: str | None = None) -> list[SlackCall]:
         """POSTs to response URLs, optionally to one URL."""
@@ -346,31 +241,10 @@ class FakeSlack:
         count: int = 1,
     ) -> list[SlackCall]:
         """Block until ``count`` matching calls exist; return all matching calls."""
-        if isinstance(method_or_predicate, str):
-            wanted = method_or_predicate
+        return self._wait_for_calls(method_or_predicate, "method", timeout, count)
 
-            def match(c: SlackCall) -> bool:
-                return c.method == wanted
-        elif method_or_predicate is None:
-
-            def match(c: SlackCall) -> bool:
-                return True
-        else:
-            match = method_or_predicate
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [c for c in self._calls if match(c)]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(min(remaining, 0.05))
-        raise AssertionError(
-            f"FakeSlack.wait_for({method_or_predicate!r}, count={count}) timed out after {timeout}s: "
-            f"{len(found)} matching.\nRecorded calls:\n{self._dump()}"
-        )
+    def _timeout_report(self) -> str:
+        return f"Recorded calls:\n{self._dump()}"
 
     def _dump(self) -> str:
         lines = []
@@ -551,12 +425,7 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _record(self, call: SlackCall) -> None:
-        with self._changed:
-            self._calls.append(call)
-            self._changed.notify_all()
-
-    def _finish(self, call: SlackCall, reply: _Reply) -> _Reply:
+    def _finish(self, call: SlackCall, reply: Reply) -> Reply:
         try:
             response: Any = json.loads(reply.body)
         except ValueError:
@@ -567,7 +436,7 @@ class FakeSlack:
             self._changed.notify_all()
         return reply
 
-    def _dispatch(self, verb: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
+    def _dispatch(self, verb: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply | None:
         parts = urlsplit(raw_path)
         path = parts.path
         if path.startswith("/response/"):
@@ -615,18 +484,18 @@ class FakeSlack:
         return secrets.compare_digest(token, self.bot_token)
 
     @staticmethod
-    def _http_fault_reply(fault: _HttpFault) -> _Reply:
+    def _http_fault_reply(fault: _HttpFault) -> Reply:
         headers: dict[str, str] = {}
         if fault.status == 429 and fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
         if fault.body is not None:
-            return _Reply(fault.status, fault.body.encode(), "text/plain; charset=utf-8", headers)
+            return Reply(fault.status, fault.body.encode(), "text/plain; charset=utf-8", headers)
         if fault.status == 429:
             return _json_reply({"ok": False, "error": "ratelimited"}, 429, headers)
         html = f"<html><body><h1>{fault.status}</h1>upstream error</body></html>"
-        return _Reply(fault.status, html.encode(), "text/html; charset=utf-8", headers)
+        return Reply(fault.status, html.encode(), "text/html; charset=utf-8", headers)
 
-    def _handle_response_url(self, path: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _handle_response_url(self, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         args = _parse_body(headers.get("Content-Type", "application/json"), body)
         if "payload" in args:
             payload = _maybe_json(args.pop("payload"))
@@ -647,13 +516,13 @@ class FakeSlack:
             else:
                 over_limit = False
         if fault is not None:
-            reply = _Reply(fault.status, (fault.body or "").encode(), "text/html; charset=utf-8")
+            reply = Reply(fault.status, (fault.body or "").encode(), "text/html; charset=utf-8")
         elif entry is None:
-            reply = _Reply(404, b"no_service", "text/html; charset=utf-8")
+            reply = Reply(404, b"no_service", "text/html; charset=utf-8")
         elif over_limit:
-            reply = _Reply(404, b"used_url", "text/html; charset=utf-8")
+            reply = Reply(404, b"used_url", "text/html; charset=utf-8")
         else:
-            reply = _Reply(200, b"ok", "text/html; charset=utf-8")
+            reply = Reply(200, b"ok", "text/html; charset=utf-8")
         return self._finish(call, reply)
 
     # ------------------------------------------------------------------ methods (called with _lock held)
@@ -738,39 +607,39 @@ class FakeSlack:
     def _new_view_id(self) -> str:
         return f"V{next(self._view_ids):04d}"
 
-    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _rejected_view(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to a missing or invalid ``view`` (also kept in ``.view_errors``); None if it is fine."""
         problem = self._check_view(args.get("view"))
-        if problem:
-            self.view_errors.append(problem)
-            return self._invalid(problem)
+        if not problem:
+            return None
+        self.view_errors.append(problem)
+        return self._invalid(problem)
+
+    def _open_view(self, args: dict[str, Any], *, new_root: bool) -> dict[str, Any]:
+        """views.open (``new_root``: the view is its own root) and views.push: both spend a trigger id."""
+        rejected = self._rejected_view(args)
+        if rejected:
+            return rejected
         trigger_error = self._use_trigger(args)
         if trigger_error == "invalid_arguments":
             return self._invalid("[ERROR] missing required field: trigger_id")
         if trigger_error:
             return {"ok": False, "error": trigger_error}
         view_id = self._new_view_id()
-        view = self._store_view(args["view"], id=view_id, root_view_id=view_id, previous_view_id=None)
+        root_view_id = view_id if new_root else None
+        view = self._store_view(args["view"], id=view_id, root_view_id=root_view_id, previous_view_id=None)
         return {"ok": True, "view": view}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._open_view(args, new_root=True)
 
     def _views_push(self, args: dict[str, Any]) -> dict[str, Any]:
-        problem = self._check_view(args.get("view"))
-        if problem:
-            self.view_errors.append(problem)
-            return self._invalid(problem)
-        trigger_error = self._use_trigger(args)
-        if trigger_error == "invalid_arguments":
-            return self._invalid("[ERROR] missing required field: trigger_id")
-        if trigger_error:
-            return {"ok": False, "error": trigger_error}
-        view_id = self._new_view_id()
-        view = self._store_view(args["view"], id=view_id, root_view_id=None, previous_view_id=None)
-        return {"ok": True, "view": view}
+        return self._open_view(args, new_root=False)
 
     def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        problem = self._check_view(args.get("view"))
-        if problem:
-            self.view_errors.append(problem)
-            return self._invalid(problem)
+        rejected = self._rejected_view(args)
+        if rejected:
+            return rejected
         view_id = args.get("view_id")
         external_id = args.get("external_id")
         current: dict[str, Any] | None = None
@@ -794,10 +663,9 @@ class FakeSlack:
         return {"ok": True, "view": view}
 
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
-        problem = self._check_view(args.get("view"))
-        if problem:
-            self.view_errors.append(problem)
-            return self._invalid(problem)
+        rejected = self._rejected_view(args)
+        if rejected:
+            return rejected
         if not args.get("user_id"):
             return self._invalid("[ERROR] missing required field: user_id")
         existing = next(

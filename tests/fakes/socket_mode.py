@@ -42,11 +42,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.fakes._server import LoopbackFake
+
 __all__ = ["FakeSocketModeServer"]
 
 
-class FakeSocketModeServer:
+class FakeSocketModeServer(LoopbackFake):
     """A WebSocket server speaking just enough of Slack's Socket Mode protocol; thread-safe."""
+
+    _thread_name = "FakeSocketMode"
 
     def __init__(
         self,
@@ -55,28 +59,22 @@ class FakeSocketModeServer:
         send_hello: bool = True,
         ping_interval: float | None = 0.2,
     ) -> None:
+        super().__init__()
         self.ticket = ticket
         self.ping_interval = ping_interval
         self.app_id = app_id
         self.send_hello = send_hello
         self.received: list[dict[str, Any]] = []
         self.request_paths: list[str] = []
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._send_lock = threading.Lock()
         self._connections: list[ServerConnection] = []
         self._acks: dict[str, dict[str, Any]] = {}
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ serving (start/stop: LoopbackFake)
 
-    def start(self) -> FakeSocketModeServer:
-        """Listen on 127.0.0.1 (free port) in a daemon thread."""
-        if self._server is not None:
-            return self
+    def _listen(self) -> Server:
         # The builtin client never answers a close frame, so keep the closing handshake short.
-        self._server = serve(
+        return serve(
             self._handle,
             "127.0.0.1",
             0,
@@ -86,30 +84,9 @@ class FakeSocketModeServer:
             compression=None,
             max_size=None,
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="FakeSocketMode", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        """Close all connections and the listening socket."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSocketModeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeSocketModeServer is not started")
-        return int(self._server.socket.getsockname()[1])
+    def _bound_port(self, server: Server) -> int:
+        return int(server.socket.getsockname()[1])
 
     @property
     def url(self) -> str:
@@ -164,21 +141,10 @@ class FakeSocketModeServer:
                 self._acks[envelope_id] = data
             self._changed.notify_all()
 
-    def _wait(self, ready: Any, timeout: float) -> bool:
-        """Wait (holding the condition) until ``ready()`` is truthy or the deadline passes."""
-        deadline = time.monotonic() + timeout
-        while not ready():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.wait(min(remaining, 0.05))
-        return True
-
     def wait_for_connection(self, timeout: float = 5) -> None:
         """Block until at least one client is connected."""
-        with self._changed:
-            if self._wait(self._live, timeout):
-                return
+        if self._wait_until(self._live, timeout):
+            return
         raise AssertionError(f"no Socket Mode client connected within {timeout}s")
 
     # ------------------------------------------------------------------ sending
@@ -218,7 +184,7 @@ class FakeSocketModeServer:
     def wait_ack(self, envelope_id: str, timeout: float = 5) -> dict[str, Any]:
         """The client's ack for ``envelope_id``."""
         with self._changed:
-            if self._wait(lambda: envelope_id in self._acks, timeout):
+            if self._wait_until(lambda: envelope_id in self._acks, timeout):
                 return self._acks[envelope_id]
             received = list(self.received)
         raise AssertionError(
