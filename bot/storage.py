@@ -63,7 +63,7 @@ class UTCDateTime(TypeDecorator):
 
 class RequestState(StrEnum):
     SUBMITTED = "submitted"  # stored; the create call is about to be made or in flight
-    CREATED = "created"  # Mixpanel returned the account; the token is in memory only
+    CREATED = "created"  # Mixpanel made the account but no path delivered its token; deletion follows
     DELIVERED = "delivered"  # the token reached the requester
     FAILED = "failed"  # Mixpanel refused; nothing exists
     UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
