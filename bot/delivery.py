@@ -20,6 +20,20 @@ from bot.models import SubmissionContext
 log = logging.getLogger(__name__)
 
 SLACK_RESPONSE_URL_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def response_url_hosts(slack_api_url: str | None) -> frozenset[str]:
+    """Hosts whose response_url the bot will post a token to.
+
+    Slack's own hooks hosts, and, where SLACK_API_URL points elsewhere (a test double or a proxy), that
+    host too; a loopback Slack double may serve response URLs on any loopback address and port.
+    """
+    if not slack_api_url:
+        return SLACK_RESPONSE_URL_HOSTS
+    host = urlparse(slack_api_url).hostname or ""
+    extra = LOOPBACK_HOSTS if host in LOOPBACK_HOSTS or host.startswith("127.") else frozenset({host})
+    return SLACK_RESPONSE_URL_HOSTS | extra
 
 
 @dataclass
@@ -40,17 +54,28 @@ def _slack_error(error: Exception) -> str:
 
 class SlackDelivery:
     def __init__(
-        self, client: WebClient, *, timeout: float, extra_response_url_hosts: frozenset[str] = frozenset()
+        self,
+        client: WebClient,
+        *,
+        timeout: float,
+        response_url_hosts: frozenset[str] = SLACK_RESPONSE_URL_HOSTS,
     ):
         self._client = client
         self._timeout = timeout
-        self._response_url_hosts = SLACK_RESPONSE_URL_HOSTS | extra_response_url_hosts
+        self._response_url_hosts = response_url_hosts
 
     def _trusted_response_url(self, url: str | None) -> bool:
         if not url:
             return False
         parsed = urlparse(url)
-        return parsed.netloc in self._response_url_hosts and parsed.scheme in ("https", "http")
+        host = parsed.hostname or ""
+        trusted = host in self._response_url_hosts or (
+            host.startswith("127.") and "127.0.0.1" in self._response_url_hosts
+        )
+        # Slack's real hooks are https only; plain http is for loopback doubles.
+        return trusted and (
+            parsed.scheme == "https" or (parsed.scheme == "http" and host not in SLACK_RESPONSE_URL_HOSTS)
+        )
 
     def to_requester(self, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
         """Try each private path in turn; stop at the first that Slack accepts."""

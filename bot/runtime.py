@@ -9,13 +9,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlparse
 
 from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.catalog import ProjectCatalog
-from bot.delivery import SlackDelivery
+from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner
 from bot.mixpanel import MixpanelClient
@@ -122,9 +121,6 @@ def build_runtime(
         mixpanel, organization_id=settings.mixpanel_organization_id, ttl=settings.project_cache_seconds
     )
     jobs = JobRunner(settings.creation_workers)
-    extra_hosts = (
-        frozenset({urlparse(settings.slack_api_url).netloc}) if settings.slack_api_url else frozenset()
-    )
     deps = FlowDependencies(
         policy=policy,
         store=store,
@@ -134,7 +130,9 @@ def build_runtime(
             web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()
         ),
         delivery=SlackDelivery(
-            web_client, timeout=settings.slack_timeout, extra_response_url_hosts=extra_hosts
+            web_client,
+            timeout=settings.slack_timeout,
+            response_url_hosts=response_url_hosts(settings.slack_api_url),
         ),
         slack=web_client,
         jobs=jobs,

@@ -19,7 +19,7 @@ def register(app: App, flow: CreationFlow) -> None:
             return
         ack()  # first: the form is opened below, and nothing may delay Slack's 3 s deadline
         outcome = flow.open_form(
-            trigger_id=command["trigger_id"],
+            trigger_id=command.get("trigger_id", ""),
             context=SubmissionContext(
                 user_id=command["user_id"],
                 team_id=command.get("team_id"),

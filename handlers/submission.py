@@ -1,16 +1,28 @@
 """The creation modal's submit button."""
 
+import hashlib
+import json
+
 from slack_bolt import Ack, App
 
 from bot.service import CreationFlow
 from bot.views import CREATE_CALLBACK_ID
 
 
+def submission_key(body: dict, view: dict) -> str:
+    """Slack gives every modal an id, and a double click or a retry carries the same one. Without it
+    (hand-made payloads), identical submissions still map to one key."""
+    if view.get("id"):
+        return view["id"]
+    same = [body["user"]["id"], view.get("private_metadata"), view.get("state")]
+    return "sha256:" + hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:40]
+
+
 def register(app: App, flow: CreationFlow) -> None:
     @app.view(CREATE_CALLBACK_ID)
     def on_submit(ack: Ack, body: dict, view: dict) -> None:
         outcome = flow.submit(
-            view_id=view["id"],
+            view_id=submission_key(body, view),
             values=(view.get("state") or {}).get("values") or {},
             private_metadata=view.get("private_metadata"),
             user_id=body["user"]["id"],

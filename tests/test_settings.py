@@ -64,3 +64,24 @@ def test_every_problem_is_reported_at_once(monkeypatch):
     problems = "\n".join(raised.value.problems)
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PORT", "SLACK_APP_TOKEN"):
         assert name in problems
+
+
+@pytest.mark.parametrize(
+    ("slack_api_url", "response_url", "trusted"),
+    [
+        (None, "https://hooks.slack.com/commands/T1/1/abc", True),
+        (None, "http://hooks.slack.com/commands/T1/1/abc", False),
+        (None, "https://evil.example/commands", False),
+        (None, "http://127.0.0.1:9999/response/x", False),
+        ("http://127.0.0.1:8000/api/", "http://127.0.0.1:9999/response/x", True),
+        ("http://127.0.0.1:8000/api/", "http://localhost:9999/response/x", True),
+        ("http://127.0.0.1:8000/api/", "https://evil.example/response/x", False),
+        ("https://slack-proxy.internal/api/", "https://slack-proxy.internal/hooks/x", True),
+        ("https://slack-proxy.internal/api/", "http://127.0.0.1:9/x", False),
+    ],
+)
+def test_tokens_are_posted_only_to_trusted_response_urls(slack_api_url, response_url, trusted):
+    from bot.delivery import SlackDelivery, response_url_hosts
+
+    delivery = SlackDelivery(None, timeout=1, response_url_hosts=response_url_hosts(slack_api_url))
+    assert delivery._trusted_response_url(response_url) is trusted
