@@ -26,6 +26,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
+        self._closing = threading.Event()
 
     def submit(self, name: str, work: Callable[[], None]) -> Future:
         def run() -> None:
@@ -48,6 +49,10 @@ class JobRunner:
             if not self._in_flight:
                 self._idle.notify_all()
 
+    def pause(self, seconds: float) -> bool:
+        """Wait, unless shutdown begins first: then return False at once."""
+        return not self._closing.wait(seconds)
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._in_flight)
@@ -61,6 +66,7 @@ class JobRunner:
         with self._lock:
             self._closed = True
             pending = len(self._in_flight)
+        self._closing.set()
         if pending:
             log.info("Waiting up to %.0fs for %d in-flight creation(s)", grace, pending)
         finished = self.wait_idle(grace)

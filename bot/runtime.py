@@ -93,7 +93,6 @@ def build_runtime(
     web_client: WebClient | None = None,
     store: Store | None = None,
     clock: Callable[[], datetime] | None = None,
-    sleep: Callable[[float], None] | None = None,
     background_tasks: bool = True,
 ) -> Runtime:
     install_log_redaction()
@@ -138,11 +137,10 @@ def build_runtime(
         jobs=jobs,
         public_host=settings.mixpanel_public_host,
         reconcile_delays=list(settings.mixpanel_reconcile_delays),
+        pause=jobs.pause,
     )
     if clock is not None:
         deps.clock = clock
-    if sleep is not None:
-        deps.sleep = sleep
     runtime = Runtime(
         settings=settings,
         policy=policy,

@@ -74,7 +74,8 @@ class FlowDependencies:
     public_host: str
     reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    sleep: Callable[[float], None] = time.sleep
+    # Waits between reconciliation passes; False means the process is stopping.
+    pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
 
 
 class CreationFlow:
@@ -179,9 +180,11 @@ class CreationFlow:
         return CommandOutcome()
 
     def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
+        """The opened view's id ("" if Slack did not say), or None if it could not be opened."""
         try:
-            return self.d.slack.views_open(trigger_id=trigger_id, view=view)["view"]["id"]
-        except (SlackClientError, OSError, KeyError) as error:
+            response = self.d.slack.views_open(trigger_id=trigger_id, view=view)
+            return (response.get("view") or {}).get("id", "")
+        except (SlackClientError, OSError) as error:
             log.warning("views.open failed: %s", type(error).__name__)
             return None
 
@@ -428,12 +431,14 @@ class CreationFlow:
         )
         told = False
         listed = False
+        settled = False
         for delay in self.d.reconcile_delays or [0.0]:
-            if delay:
-                self.d.sleep(delay)
+            if delay and not self.d.pause(delay):
+                break  # shutting down: the sweeper of the next run takes over
             found = self._reconcile_once(request, organization_id)
             listed = listed or found is not None
             if found:
+                settled = True
                 break
             if found is not None and not told:
                 # Nothing there yet; say so now, and keep looking in case Mixpanel finishes late.
@@ -443,17 +448,19 @@ class CreationFlow:
                     messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
                 )
                 told = True
-        if not listed:
-            # Mixpanel could not be asked at all: stay UNCERTAIN, so the sweeper keeps trying later.
+        else:
+            settled = listed
+        if not settled:
+            # Mixpanel could not be asked, or we are stopping: stay UNCERTAIN, so the sweeper keeps trying.
             log.warning(
-                "Request %s: could not check Mixpanel after an ambiguous create; leaving it to the sweeper",
-                request.id,
+                "Request %s: not settled after an ambiguous create; leaving it to the sweeper", request.id
             )
-            self._tell(
-                context,
-                view_id,
-                messages.mixpanel_failure_text(error, contact=self._contact, unconfirmed=True),
-            )
+            if not told:
+                self._tell(
+                    context,
+                    view_id,
+                    messages.mixpanel_failure_text(error, contact=self._contact, unconfirmed=True),
+                )
             return
         current = self.d.store.get(request.id)
         if current is not None and current.state is RequestState.UNCERTAIN:

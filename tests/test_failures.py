@@ -288,3 +288,16 @@ def test_when_mixpanel_cannot_even_be_asked_the_request_stays_open_for_the_sweep
     assert bot.runtime.flow.sweep_stale(timedelta(0)) == 1
     assert bot.mixpanel.accounts == {}
     assert only_request_state(bot) is RequestState.DELETED
+
+
+def test_shutdown_does_not_wait_for_a_pending_reconciliation(bots):
+    bot = bots.start(mixpanel_reconcile_delays=[0.0, 300.0])
+    bot.mixpanel.script("create", respond(500, {"status": "error", "error": "internal"}))
+    _, view, _ = bot.open_form()
+    bot.submit(view, form_values(expires_on=expiry()))
+    bot.slack.wait_for(lambda c: c.method == "response_url" and "safe to try again" in c.args.get("text", ""))
+
+    finished = bot.runtime.close(grace=10)
+
+    assert finished, "the 300 s wait before the next look must end when shutdown begins"
+    assert only_request_state(bot) is RequestState.UNCERTAIN  # left for the sweeper of the next run
