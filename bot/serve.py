@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.policy import PolicyError
@@ -51,6 +52,12 @@ def _start_runtime(
     except BoltError as error:
         runtime.close(grace=0)
         raise SettingsError([f"SLACK_BOT_TOKEN: Slack did not accept it ({_short(error)})"]) from None
+    except (SlackClientError, OSError) as error:
+        runtime.close(grace=0)
+        where = "SLACK_API_URL" if settings.slack_api_url else "the network"
+        raise SettingsError(
+            [f"{where}: could not reach Slack to check SLACK_BOT_TOKEN ({_short(error)})"]
+        ) from None
 
 
 def _short(error: Exception) -> str:

@@ -37,7 +37,9 @@ PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 class DatabaseSettings(BaseSettings):
     """Just enough to read the audit trail (`python -m bot audit`) without Slack or Mixpanel credentials."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", frozen=True
+    )
 
     database_url: str = "sqlite:///mp_service_accounts.db"
 

@@ -77,3 +77,18 @@ def test_a_bad_policy_file_stops_the_app_naming_the_key(tmp_path):
     assert "expiry.max_dayz: unknown key" in result.stderr
     assert "policy.yml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_env_file_with_empty_optionals_reaches_slack_and_says_when_it_cannot(tmp_path):
+    # Empty values in .env mean "unset"; an unreachable Slack is one plain line, not a traceback.
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    result = run_app(
+        {"SLACK_API_URL": "http://127.0.0.1:9/api/", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"},
+        tmp_path,
+        "--mode",
+        "http",
+    )
+    assert result.returncode == 2
+    assert "SLACK_API_URL: could not reach Slack" in result.stderr
+    assert "MIXPANEL_ORGANIZATION_ID" not in result.stderr
+    assert "Traceback" not in result.stderr
