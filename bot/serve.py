@@ -79,7 +79,13 @@ def run(settings: Settings, mode: str, create_app: AppFactory) -> None:
     runtime, app = _start_runtime(settings, create_app)
     handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
     log.info("Connecting to Slack in Socket Mode")
-    handler.connect()
+    try:
+        handler.connect()
+    except (SlackClientError, OSError) as error:
+        runtime.close(grace=0)
+        raise SettingsError(
+            [f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({_short(error)})"]
+        ) from None
     stopping.wait()
     handler.close()
     # New events are refused from here on; in-flight creations get the grace period to finish.

@@ -92,3 +92,24 @@ def test_the_example_env_file_with_empty_optionals_reaches_slack_and_says_when_i
     assert "SLACK_API_URL: could not reach Slack" in result.stderr
     assert "MIXPANEL_ORGANIZATION_ID" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_rejected_app_token_stops_socket_mode_with_one_line(tmp_path, slack):
+    slack.app_token = "xapp-the-right-one"  # the fake refuses any other app token
+    result = run_app(
+        {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_APP_TOKEN": "xapp-a-wrong-one",
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": "u",
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": "p",
+            "SLACK_API_URL": slack.base_url,
+            "MIXPANEL_API_URL": "http://127.0.0.1:9/api/app",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "SLACK_APP_TOKEN: could not open a Socket Mode connection" in result.stderr
+    assert "xapp-a-wrong-one" not in result.stderr
+    assert "Traceback" not in result.stderr
