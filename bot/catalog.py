@@ -53,10 +53,6 @@ class ProjectCatalog:
             self.refresh_in_background()
         return snapshot
 
-    def is_fresh(self) -> bool:
-        with self._lock:
-            return self._snapshot is not None and self._clock() - self._snapshot.fetched_at <= self._ttl
-
     def load(self) -> Snapshot:
         """Fetch now; raises MixpanelError or OrganizationUnknown."""
         with self._refreshing:
