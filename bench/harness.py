@@ -32,6 +32,7 @@ import requests
 
 from bot import views
 from bot.settings import Settings
+from tests.fakes import bot_environment
 from tests.fakes._server import LoopbackHTTPServer
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack, SlackCall
@@ -292,13 +293,7 @@ def app_environment(slack: FakeSlack, mixpanel: FakeMixpanel, workdir: Path, por
     policy.write_text("rate_limit:\n  per_user_per_day: 1000\n")
     env.update(
         {
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": MP_USERNAME,
-            "MIXPANEL_SERVICE_ACCOUNT_SECRET": MP_SECRET,
-            "MIXPANEL_ORGANIZATION_ID": str(ORG_ID),
-            "SLACK_API_URL": slack.base_url,
-            "MIXPANEL_API_URL": mixpanel.base_url,
+            **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),
             "PORT": str(port),
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
             "LOG_LEVEL": "WARNING",

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from tests.conftest import ALICE, BOT_TOKEN, MP_SECRET, MP_USERNAME, ORG_ID, SIGNING_SECRET, form_values
+from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, form_values
+from tests.fakes import bot_environment
 from tests.fakes.socket_mode import FakeSocketModeServer
 from tests.slack_requests import SlackSender, build_payload_slash_command, build_payload_view_submission
 
@@ -86,13 +87,7 @@ def wait_healthy(base: str, bot: BotProcess) -> None:
 @pytest.fixture
 def process_env(slack, mixpanel, tmp_path) -> dict[str, str]:
     return {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "MIXPANEL_SERVICE_ACCOUNT_USERNAME": MP_USERNAME,
-        "MIXPANEL_SERVICE_ACCOUNT_SECRET": MP_SECRET,
-        "MIXPANEL_ORGANIZATION_ID": str(ORG_ID),
-        "SLACK_API_URL": slack.base_url,
-        "MIXPANEL_API_URL": mixpanel.base_url,
+        **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
         "LOG_LEVEL": "DEBUG",
         "MIXPANEL_RECONCILE_DELAYS": "[0]",
