@@ -23,6 +23,10 @@ SLACK_RESPONSE_URL_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 def response_url_hosts(slack_api_url: str | None) -> frozenset[str]:
     """Hosts whose response_url the bot will post a token to.
 
@@ -32,7 +36,7 @@ def response_url_hosts(slack_api_url: str | None) -> frozenset[str]:
     if not slack_api_url:
         return SLACK_RESPONSE_URL_HOSTS
     host = urlparse(slack_api_url).hostname or ""
-    extra = LOOPBACK_HOSTS if host in LOOPBACK_HOSTS or host.startswith("127.") else frozenset({host})
+    extra = LOOPBACK_HOSTS if _is_loopback(host) else frozenset({host})
     return SLACK_RESPONSE_URL_HOSTS | extra
 
 
@@ -69,13 +73,13 @@ class SlackDelivery:
             return False
         parsed = urlparse(url)
         host = parsed.hostname or ""
+        if host in SLACK_RESPONSE_URL_HOSTS:
+            return parsed.scheme == "https"
         trusted = host in self._response_url_hosts or (
-            host.startswith("127.") and "127.0.0.1" in self._response_url_hosts
+            _is_loopback(host) and self._response_url_hosts >= LOOPBACK_HOSTS
         )
-        # Slack's real hooks are https only; plain http is for loopback doubles.
-        return trusted and (
-            parsed.scheme == "https" or (parsed.scheme == "http" and host not in SLACK_RESPONSE_URL_HOSTS)
-        )
+        # Plain http only ever reaches a double or proxy that SLACK_API_URL named.
+        return trusted and parsed.scheme in ("http", "https")
 
     def to_requester(self, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
         """Try each private path in turn; stop at the first that Slack accepts."""
