@@ -29,10 +29,15 @@ log = logging.getLogger(__name__)
 LISTENER_THREADS = 32
 
 
-def configure_logging(settings: Settings) -> None:
+def protect_secrets(settings: Settings) -> None:
+    """Redact the bot's own credentials from every log record; safe to call more than once."""
     install_log_redaction()
     for secret in settings.secrets():
         redactor.add(secret)
+
+
+def configure_logging(settings: Settings) -> None:
+    protect_secrets(settings)
     logging.basicConfig(
         level=settings.log_level,
         stream=sys.stderr,
@@ -95,9 +100,7 @@ def build_runtime(
     clock: Callable[[], datetime] | None = None,
     background_tasks: bool = True,
 ) -> Runtime:
-    install_log_redaction()
-    for secret in settings.secrets():
-        redactor.add(secret)
+    protect_secrets(settings)  # also for runtimes built without main(), as in the tests
     policy = policy if policy is not None else load_policy(settings.resolved_policy_file)
     if web_client is None:
         kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
