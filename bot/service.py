@@ -202,7 +202,8 @@ class CreationFlow:
 
     def project_options(self, user_id: str, query: str) -> list[dict[str, Any]]:
         """Options for the external project select: only what this person may choose."""
-        requester, decision = self.judge(user_id)
+        # Asked on every keystroke; the quota does not change which projects may be chosen, so skip its read.
+        requester, decision = self.judge(user_id, recent_creations=0)
         snapshot = self.d.catalog.cached()
         if decision.entitlement is None or requester is None or snapshot is None:
             return []
