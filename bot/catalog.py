@@ -64,7 +64,8 @@ class ProjectCatalog:
 
     def get(self) -> Snapshot:
         """Any snapshot: the cached one (even stale), else the fetch in flight, else a new fetch."""
-        return self._await(reuse_snapshot=True)
+        snapshot = self.cached()
+        return snapshot if snapshot is not None else self._await(reuse_snapshot=True)
 
     def organization_id(self) -> int:
         if self._configured_org is not None:
@@ -100,7 +101,7 @@ class ProjectCatalog:
     def _fly(self, flight: Future[Snapshot], in_background: bool) -> None:
         try:
             snapshot = self._fetch()
-        except Exception as error:
+        except BaseException as error:  # whatever it is, those waiting on this flight must hear it
             with self._lock:
                 self._in_flight = None
             flight.set_exception(error)
@@ -108,7 +109,7 @@ class ProjectCatalog:
                 if isinstance(error, MixpanelError | OrganizationUnknown):
                     log.warning("Could not refresh Mixpanel projects: %s", error)
                 else:
-                    log.exception("Refreshing Mixpanel projects failed unexpectedly")
+                    log.error("Refreshing Mixpanel projects failed unexpectedly", exc_info=error)
             return
         with self._lock:
             self._snapshot = snapshot

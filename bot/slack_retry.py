@@ -82,9 +82,9 @@ class BudgetedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         remaining = min(self.budget - waited, getattr(_local, "deadline", math.inf) - time.monotonic())
         if retry_after is None or max(retry_after, 1) + _SDK_JITTER > remaining:
             log.warning(
-                "Slack rate-limited a call (HTTP 429, Retry-After %s); that is past its %.0f s budget",
+                "Slack rate-limited a call (HTTP 429, Retry-After %s); not waiting, %.1f s of budget left",
                 retry_after,
-                self.budget,
+                max(remaining, 0.0),
             )
             return False
         log.info("Slack rate-limited a call (HTTP 429); retrying after %s s as asked", retry_after)

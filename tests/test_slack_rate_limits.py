@@ -11,8 +11,9 @@ import pytest
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 
 from bot import messages, views
+from bot.policy import RefusalReason
 from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, BudgetedRateLimitRetryHandler, retry_budget
-from tests.conftest import ALICE, GENERAL, form_values
+from tests.conftest import ALICE, GENERAL, GUEST, form_values
 
 
 def expiry() -> str:
@@ -94,6 +95,23 @@ def test_a_long_retry_after_on_views_open_is_not_waited_for_and_the_person_is_to
     assert told.args["text"] == messages.FORM_NOT_OPENED
     assert told.args["response_type"] == "ephemeral"
     assert statuses(bot.slack.calls("views.open")) == [429]  # a 30 s wait would outlive the trigger id
+
+
+def test_a_rate_limited_response_url_still_tells_a_refused_person_why(bot):
+    response_url = bot.slack.new_response_url()
+    bot.slack.fail_response_urls(status=429, body="rate_limited", times=1, retry_after="1")
+
+    result = bot.sender.slash_command(GUEST, channel_id=GENERAL, response_url=response_url)
+
+    assert result.status == 200
+    [told] = bot.slack.wait_for(lambda call: call.method == "response_url" and call.status == 200)
+    assert statuses(bot.slack.response_url_posts(response_url)) == [429, 200]
+    assert told.args["text"] == messages.refusal_text(
+        RefusalReason.NOT_A_MEMBER,
+        contact=bot.runtime.policy.contact,
+        quota=bot.runtime.policy.rate_limit.per_user_per_day,
+    )
+    assert bot.slack.calls("chat.postEphemeral") == []
 
 
 def test_a_rate_limited_ephemeral_message_still_delivers_the_token(bot):
