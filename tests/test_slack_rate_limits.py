@@ -71,6 +71,20 @@ def test_a_rate_limited_users_info_still_gets_the_person_the_form(bot):
     assert bot.slack.response_url_posts() == []  # no refusal, no other sentence
 
 
+def test_a_users_info_rate_limited_past_the_budget_still_fails_closed(bot):
+    bot.slack.set_http_status("users.info", 429, times=1, retry_after="5")
+    response_url = bot.slack.new_response_url()
+
+    result = bot.sender.slash_command(ALICE, channel_id=GENERAL, response_url=response_url)
+
+    assert result.status == 200
+    [told] = bot.slack.wait_for(lambda call: call.method == "response_url" and call.status == 200)
+    assert "could not verify your Slack membership" in told.args["text"]
+    assert statuses(bot.slack.calls("users.info")) == [429]
+    assert bot.slack.calls("views.open") == []
+    assert [row["detail"] for row in bot.store.audit_trail() if row["event"] == "refused"] == ["unverified"]
+
+
 def test_a_rate_limited_views_open_still_opens_the_form(bot):
     bot.slack.set_http_status("views.open", 429, times=1, retry_after="1")
 
