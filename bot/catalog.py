@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from bot.mixpanel import MixpanelClient, MixpanelError
@@ -29,6 +30,9 @@ class Snapshot:
 
 
 class ProjectCatalog:
+    """One fetch of /me at a time per process (single flight): whoever asks while a fetch is in flight
+    waits for that fetch and shares its answer or its error, instead of fetching again."""
+
     def __init__(
         self,
         mixpanel: MixpanelClient,
@@ -42,11 +46,11 @@ class ProjectCatalog:
         self._ttl = ttl
         self._clock = clock
         self._snapshot: Snapshot | None = None
-        self._lock = threading.Lock()
-        self._refreshing = threading.Lock()
+        self._in_flight: Future[Snapshot] | None = None
+        self._lock = threading.Lock()  # guards the two fields above; never held while fetching
 
     def cached(self) -> Snapshot | None:
-        """The last good snapshot, even if stale (a refresh is started in the background)."""
+        """The last good snapshot, even if stale (a refresh is started in the background). Never blocks."""
         with self._lock:
             snapshot = self._snapshot
         if snapshot is not None and self._clock() - snapshot.fetched_at > self._ttl:
@@ -54,30 +58,14 @@ class ProjectCatalog:
         return snapshot
 
     def load(self) -> Snapshot:
-        """Fetch now; raises MixpanelError or OrganizationUnknown."""
-        with self._refreshing:
-            me = self._mixpanel.me()
-            organization_id = self._configured_org
-            if organization_id is None:
-                if len(me.organization_ids) != 1:
-                    raise OrganizationUnknown(
-                        f"the bot's Mixpanel account belongs to {len(me.organization_ids)} organizations; "
-                        "set MIXPANEL_ORGANIZATION_ID"
-                    )
-                organization_id = me.organization_ids[0]
-            projects = sorted(
-                (p for p in me.projects if p.organization_id == organization_id),
-                key=lambda p: (p.name.casefold(), p.id),
-            )
-            snapshot = Snapshot(organization_id=organization_id, projects=projects, fetched_at=self._clock())
-            with self._lock:
-                self._snapshot = snapshot
-            return snapshot
+        """A fetch that starts no earlier than now: the one in flight, or a new one.
+        Raises MixpanelError or OrganizationUnknown."""
+        return self._await(reuse_snapshot=False)
 
     def get(self) -> Snapshot:
-        """A fresh-enough snapshot, loading it if there is none yet."""
+        """Any snapshot: the cached one (even stale), else the fetch in flight, else a new fetch."""
         snapshot = self.cached()
-        return snapshot if snapshot is not None else self.load()
+        return snapshot if snapshot is not None else self._await(reuse_snapshot=True)
 
     def organization_id(self) -> int:
         if self._configured_org is not None:
@@ -85,13 +73,61 @@ class ProjectCatalog:
         return self.get().organization_id
 
     def refresh_in_background(self) -> None:
-        if self._refreshing.locked():
+        """Start a fetch unless one is in flight; never waits for it."""
+        flight, leader = self._join_or_start(reuse_snapshot=False)
+        if leader:
+            threading.Thread(
+                target=self._fly, args=(flight, True), name="project-catalog-refresh", daemon=True
+            ).start()
+
+    def _await(self, *, reuse_snapshot: bool) -> Snapshot:
+        flight, leader = self._join_or_start(reuse_snapshot=reuse_snapshot)
+        if leader:
+            self._fly(flight, False)
+        return flight.result()
+
+    def _join_or_start(self, *, reuse_snapshot: bool) -> tuple[Future[Snapshot], bool]:
+        """The flight to wait for, and whether the caller must fly it."""
+        with self._lock:
+            if reuse_snapshot and self._snapshot is not None:
+                done: Future[Snapshot] = Future()
+                done.set_result(self._snapshot)
+                return done, False
+            if self._in_flight is not None:
+                return self._in_flight, False
+            self._in_flight = Future()
+            return self._in_flight, True
+
+    def _fly(self, flight: Future[Snapshot], in_background: bool) -> None:
+        try:
+            snapshot = self._fetch()
+        except BaseException as error:  # whatever it is, those waiting on this flight must hear it
+            with self._lock:
+                self._in_flight = None
+            flight.set_exception(error)
+            if in_background:
+                if isinstance(error, MixpanelError | OrganizationUnknown):
+                    log.warning("Could not refresh Mixpanel projects: %s", error)
+                else:
+                    log.error("Refreshing Mixpanel projects failed unexpectedly", exc_info=error)
             return
+        with self._lock:
+            self._snapshot = snapshot
+            self._in_flight = None
+        flight.set_result(snapshot)
 
-        def refresh() -> None:
-            try:
-                self.load()
-            except (MixpanelError, OrganizationUnknown) as error:
-                log.warning("Could not refresh Mixpanel projects: %s", error)
-
-        threading.Thread(target=refresh, name="project-catalog-refresh", daemon=True).start()
+    def _fetch(self) -> Snapshot:
+        me = self._mixpanel.me()
+        organization_id = self._configured_org
+        if organization_id is None:
+            if len(me.organization_ids) != 1:
+                raise OrganizationUnknown(
+                    f"the bot's Mixpanel account belongs to {len(me.organization_ids)} organizations; "
+                    "set MIXPANEL_ORGANIZATION_ID"
+                )
+            organization_id = me.organization_ids[0]
+        projects = sorted(
+            (p for p in me.projects if p.organization_id == organization_id),
+            key=lambda p: (p.name.casefold(), p.id),
+        )
+        return Snapshot(organization_id=organization_id, projects=projects, fetched_at=self._clock())

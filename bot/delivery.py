@@ -13,9 +13,11 @@ from urllib.parse import urlparse
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from bot.models import SubmissionContext
+from bot.slack_retry import DELIVERY_RETRY_BUDGET, retry_budget
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,12 @@ class SlackDelivery:
         *,
         timeout: float,
         response_url_hosts: frozenset[str] = SLACK_RESPONSE_URL_HOSTS,
+        retry_handlers: list[RetryHandler] | None = None,
     ):
         self._client = client
         self._timeout = timeout
         self._response_url_hosts = response_url_hosts
+        self._retry_handlers = retry_handlers  # for response_url posts; None: slack_sdk's default
 
     def _trusted_response_url(self, url: str | None) -> bool:
         if not url:
@@ -82,11 +86,19 @@ class SlackDelivery:
         return trusted and parsed.scheme in ("http", "https")
 
     def to_requester(self, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
-        """Try each private path in turn; stop at the first that Slack accepts."""
+        """Try each private path in turn; stop at the first that Slack accepts. Rate limits (429) are
+        waited out, over all paths together, for at most DELIVERY_RETRY_BUDGET seconds."""
+        with retry_budget(DELIVERY_RETRY_BUDGET):
+            return self._to_requester(context, message)
+
+    def _to_requester(self, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
         outcome = DeliveryOutcome()
         if self._trusted_response_url(context.response_url):
             try:
-                response = WebhookClient(context.response_url, timeout=self._timeout).send_dict(
+                webhook = WebhookClient(
+                    context.response_url, timeout=self._timeout, retry_handlers=self._retry_handlers
+                )
+                response = webhook.send_dict(
                     {"response_type": "ephemeral", "replace_original": False, **message}
                 )
                 if response.status_code == 200:

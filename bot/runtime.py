@@ -22,6 +22,7 @@ from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.service import CreationFlow, FlowDependencies
 from bot.settings import Settings
+from bot.slack_retry import BACKGROUND_RETRY_BUDGET, TRIGGER_WINDOW_RETRY_BUDGET, retry_handlers
 from bot.storage import Store
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def configure_logging(settings: Settings) -> None:
 class Runtime:
     settings: Settings
     policy: Policy
-    web_client: WebClient
+    web_client: WebClient  # for calls inside Slack's 3 s windows; delivery has its own, more patient one
     mixpanel: MixpanelClient
     store: Store
     catalog: ProjectCatalog
@@ -91,6 +92,17 @@ class Runtime:
         return finished
 
 
+def slack_client(settings: Settings, *, retry_budget: float) -> WebClient:
+    """A Slack Web API client that waits out HTTP 429s for at most `retry_budget` seconds per call."""
+    kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        timeout=max(1, round(settings.slack_timeout)),
+        retry_handlers=retry_handlers(retry_budget),
+        **kwargs,
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -103,12 +115,10 @@ def build_runtime(
     protect_secrets(settings)  # also for runtimes built without main(), as in the tests
     policy = policy if policy is not None else load_policy(settings.resolved_policy_file)
     if web_client is None:
-        kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
-        web_client = WebClient(
-            token=settings.slack_bot_token.get_secret_value(),
-            timeout=max(1, round(settings.slack_timeout)),
-            **kwargs,
-        )
+        web_client = slack_client(settings, retry_budget=TRIGGER_WINDOW_RETRY_BUDGET)
+        background_client = slack_client(settings, retry_budget=BACKGROUND_RETRY_BUDGET)
+    else:
+        background_client = web_client
     mixpanel = MixpanelClient(
         settings.mixpanel_app_api_base,
         settings.mixpanel_service_account_username,
@@ -132,9 +142,10 @@ def build_runtime(
             web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()
         ),
         delivery=SlackDelivery(
-            web_client,
+            background_client,
             timeout=settings.slack_timeout,
             response_url_hosts=response_url_hosts(settings.slack_api_url),
+            retry_handlers=retry_handlers(BACKGROUND_RETRY_BUDGET),
         ),
         slack=web_client,
         jobs=jobs,
@@ -155,7 +166,8 @@ def build_runtime(
         flow=CreationFlow(deps),
     )
     if background_tasks:
-        # Warm the project list so the first modal opens complete; failure only means a loading view later.
+        # Warm the project list in every worker process, so the first modal opens complete; a cold form
+        # arriving meanwhile joins this fetch. Failure only means a loading view and a fetch later.
         catalog.refresh_in_background()
         runtime.start_sweeper()
     return runtime

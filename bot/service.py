@@ -166,7 +166,8 @@ class CreationFlow:
 
         def complete_the_form() -> None:
             try:
-                snapshot = self.d.catalog.load()
+                # Joins the fetch already in flight (the start-up warm-up, or another cold form's).
+                snapshot = self.d.catalog.get()
             except (MixpanelError, OrganizationUnknown) as error:
                 log.warning("Could not load Mixpanel projects for the form: %s", error)
                 snapshot = None
@@ -178,6 +179,14 @@ class CreationFlow:
         except ShuttingDown:
             self.d.delivery.update_view(opened, status_view(messages.failed_view_text(messages.RESTARTING)))
         return CommandOutcome()
+
+    def answer(self, context: SubmissionContext, sentence: str) -> None:
+        """Tell the requester one plain sentence, privately, off the listener pool (Slack may ask us to
+        wait before it takes the message)."""
+        try:
+            self.d.jobs.submit("answer", lambda: self.d.delivery.to_requester(context, {"text": sentence}))
+        except ShuttingDown:
+            self.d.delivery.to_requester(context, {"text": sentence})
 
     def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
         """The opened view's id ("" if Slack did not say), or None if it could not be opened."""

@@ -128,11 +128,22 @@ class BotFactory:
         values.update(overrides)
         return Settings(_env_file=None, **values)
 
-    def start(self, *, policy: Policy | None = None, warm_cache: bool = True, **overrides: Any) -> RunningBot:
+    def start(
+        self,
+        *,
+        policy: Policy | None = None,
+        warm_cache: bool = True,
+        background_tasks: bool | None = None,
+        **overrides: Any,
+    ) -> RunningBot:
+        """warm_cache: the project catalog is loaded before the first request. background_tasks (default:
+        as warm_cache): the start-up warm-up and the sweeper run, as in production; with warm_cache=False
+        this is a cold start, where the first requests race the warm-up fetch."""
         settings = self.settings(**overrides)
-        runtime = build_runtime(settings, policy=policy or Policy(), background_tasks=warm_cache)
+        background = warm_cache if background_tasks is None else background_tasks
+        runtime = build_runtime(settings, policy=policy or Policy(), background_tasks=background)
         if warm_cache:
-            runtime.catalog.load()  # deterministic: the first form is complete
+            runtime.catalog.load()  # deterministic: the first form is complete (joins the warm-up fetch)
         app = create_app(runtime)
         server = create_http_server(app, host="127.0.0.1", port=0, threads=settings.http_threads)
         thread = threading.Thread(target=server.run, daemon=True)

@@ -38,7 +38,7 @@ Public API::
         .fail(method, error="user_not_in_channel", times=None, when=None)   {"ok": false, "error": error}
         .set_http_status(method, status, times=None, body=None, retry_after="1")   (429 -> Retry-After)
         .delay(method, seconds)              (interrupted by .stop())
-        .fail_response_urls(status=404, body="no_service", times=None)
+        .fail_response_urls(status=404, body="no_service", times=None, retry_after="1")   (429 -> Retry-After)
         .clear_faults()
 
       response_url
@@ -388,11 +388,15 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             self._delays[method] = seconds
 
     def fail_response_urls(
-        self, status: int = 404, body: str = "no_service", times: int | None = None
+        self,
+        status: int = 404,
+        body: str = "no_service",
+        times: int | None = None,
+        retry_after: str | None = "1",
     ) -> None:
-        """Make POSTs to response URLs fail with ``status``/``body``."""
+        """Make POSTs to response URLs fail with ``status``/``body`` (429 carries ``Retry-After``)."""
         with self._lock:
-            self._response_url_faults.append(_HttpFault(status, times, body, None))
+            self._response_url_faults.append(_HttpFault(status, times, body, retry_after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -516,7 +520,8 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             else:
                 over_limit = False
         if fault is not None:
-            reply = Reply(fault.status, (fault.body or "").encode(), "text/html; charset=utf-8")
+            headers = {"Retry-After": fault.retry_after} if fault.status == 429 and fault.retry_after else {}
+            reply = Reply(fault.status, (fault.body or "").encode(), "text/html; charset=utf-8", headers)
         elif entry is None:
             reply = Reply(404, b"no_service", "text/html; charset=utf-8")
         elif over_limit:
