@@ -94,7 +94,14 @@ class SlackGate:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return self._app(environ, start_response)
+        try:
+            # Bolt's adapter answers only once the response is complete: nothing is sent if this raises.
+            return self._app(environ, start_response)
+        except Exception as error:  # Bolt's own code chokes on some shapes, even in its error handler
+            log.warning("Could not handle a signed request: %s", _one_line_error(error))
+            return _refuse(
+                environ, start_response, _Refusal(400, "could not handle it", signed=True), log_it=False
+            )
 
     def _admit(self, environ: dict[str, Any]) -> bytes:
         if environ.get("PATH_INFO") != self._path:
@@ -109,9 +116,13 @@ class SlackGate:
         if abs(self._clock() - int(timestamp)) > SIGNATURE_MAX_AGE:
             raise _Refusal(401, "stale Slack signature")
         body = self._read_body(environ)
-        if not self._verifier.is_valid(body, timestamp, signature):
+        try:
+            text = body.decode("utf-8")  # Slack's bodies are UTF-8, and the verifier needs text
+        except UnicodeDecodeError:
+            raise _Refusal(400, "body not UTF-8") from None
+        if not self._verifier.is_valid(text, timestamp, signature):
             raise _Refusal(401, "bad Slack signature")
-        _check_parseable(body, environ)
+        _check_parseable(text, environ)
         return body
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
@@ -171,29 +182,31 @@ def _read_deadline(sock: Any, timeout: float) -> Iterator[None]:
             sock.settimeout(before)
 
 
-def _check_parseable(body: bytes, environ: dict[str, Any]) -> None:
+def _check_parseable(text: str, environ: dict[str, Any]) -> None:
     """Parse as Bolt will (its own code), so that a body it would choke on never reaches it."""
     try:
-        text = body.decode("utf-8")
         headers = {"content-type": environ.get("CONTENT_TYPE") or ""}
         request = BoltRequest(body=text, headers=headers)
-    except Exception as error:  # malformed JSON, bad UTF-8, a payload that is not an object...
+    except Exception as error:  # malformed JSON, a payload that is not an object...
         raise _Refusal(400, "unparseable signed body", signed=True) from error
     if not isinstance(request.body, dict):
         raise _Refusal(400, "signed body is not an object", signed=True)
 
 
-def _refuse(environ: dict[str, Any], start_response: Callable, refusal: _Refusal) -> Iterable[bytes]:
+def _refuse(
+    environ: dict[str, Any], start_response: Callable, refusal: _Refusal, *, log_it: bool = True
+) -> Iterable[bytes]:
     # One short line; nothing from the request but its method and (truncated) path, escaped by the log
     # record factory (bot.redaction). No body, no header values.
-    log.log(
-        refusal.level,
-        "Refused %s %s: %s (%d)",
-        str(environ.get("REQUEST_METHOD", "?"))[:10],
-        str(environ.get("PATH_INFO", ""))[:80],
-        refusal.why,
-        refusal.status,
-    )
+    if log_it:
+        log.log(
+            refusal.level,
+            "Refused %s %s: %s (%d)",
+            str(environ.get("REQUEST_METHOD", "?"))[:10],
+            str(environ.get("PATH_INFO", ""))[:80],
+            refusal.why,
+            refusal.status,
+        )
     headers = [("Content-Type", "text/plain; charset=utf-8")]
     if refusal.status == 405:
         headers.append(("Allow", "POST"))
@@ -236,3 +249,13 @@ def _short_signature_failures(record: logging.LogRecord) -> bool:
     if record.getMessage().startswith("Invalid request signature"):
         record.msg, record.args = "Refused a request whose Slack signature did not verify", None
     return True
+
+
+def _one_line_error(error: BaseException) -> str:
+    """The error's type and the line that raised it: enough to find a bug, without the payload a
+    traceback's message might quote."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    return f"{type(error).__name__} at {'/'.join(last.filename.split('/')[-2:])}:{last.lineno}"
