@@ -29,9 +29,14 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def one_line(text: str) -> str:
     """`text` with every control character escaped (a newline becomes the two characters \\n)."""
-    return CONTROL_CHARACTERS.sub(
-        lambda match: _ESCAPES.get(match.group(), f"\\x{ord(match.group()):02x}"), text
-    )
+    return CONTROL_CHARACTERS.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(character: str) -> str:
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class Redactor:
