@@ -63,6 +63,7 @@ class HttpServer(BaseApplication):
         self._options = {
             "bind": f"0.0.0.0:{port}",
             "workers": workers,
+            # gthread, reading requests off-thread; plain HTTP/1.1 only (TLS ends at the platform's router).
             "worker_class": BufferingThreadWorker,
             "threads": threads,
             # Slack retries after 3 s; a request queued for longer only produces a duplicate.

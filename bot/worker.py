@@ -38,6 +38,8 @@ RECV_SIZE = 64 * 1024
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*(?=\r\n|$)")
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked")
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def request_complete(data: bytes | bytearray, max_body: int = MAX_BODY_BYTES) -> bool:
@@ -72,6 +74,7 @@ class BufferingThreadWorker(ThreadWorker):
             return
         conn.sock.setblocking(False)
         conn.arriving = bytearray()
+        conn.continued = False
         conn.arrival_deadline = time.monotonic() + REQUEST_ARRIVAL_TIMEOUT
         self._arriving.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_arriving_readable, conn))
@@ -88,6 +91,7 @@ class BufferingThreadWorker(ThreadWorker):
             return
         conn.arriving += data
         if not request_complete(conn.arriving):
+            self._continue_if_expected(conn)
             return
         self.poller.unregister(conn.sock)
         self._arriving.remove(conn)
@@ -98,6 +102,18 @@ class BufferingThreadWorker(ThreadWorker):
         conn.data_ready = True
         conn.request_arrived = True
         super().enqueue_req(conn)
+
+    def _continue_if_expected(self, conn) -> None:
+        """A client that sent `Expect: 100-continue` waits for this before its body (curl, for a second)."""
+        if getattr(conn, "continued", False):
+            return
+        head_end = conn.arriving.find(b"\r\n\r\n")
+        if head_end >= 0 and _EXPECT_CONTINUE.search(bytes(conn.arriving[:head_end]).lower()):
+            conn.continued = True
+            with contextlib.suppress(
+                OSError
+            ):  # a few bytes into an empty send buffer; if not, the client waits
+                conn.sock.send(CONTINUE)
 
     def _drop(self, conn) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):

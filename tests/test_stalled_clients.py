@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from urllib.parse import urlencode
 
 import pytest
 
 from bot.gate import MAX_BODY_BYTES
+from bot.worker import MAX_HEAD_BYTES, request_complete
 from tests.conftest import ALICE, SIGNING_SECRET
-from tests.slack_requests import SlackSender, sign_request
+from tests.slack_requests import SlackSender, build_payload_slash_command, sign_request
 from tests.test_processes import BotProcess, free_port, process_env, wait_healthy  # noqa: F401
 
 SLACK_DEADLINE = 3.0
@@ -91,3 +93,51 @@ def _read_answer(conn: socket.socket) -> bytes:
                 break
             answer += chunk
     return answer
+
+
+def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(gunicorn_bot):
+    _, port = gunicorn_bot
+    body = urlencode(build_payload_slash_command(ALICE, text="help", response_url="https://x.invalid/"))
+    timestamp = str(int(time.time()))
+    head = (
+        "POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"X-Slack-Request-Timestamp: {timestamp}\r\n"
+        f"X-Slack-Signature: {sign_request(SIGNING_SECRET, timestamp, body)}\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head.encode())
+        assert _read_answer(conn).startswith(b"HTTP/1.1 100 Continue")
+        conn.sendall(body.encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert b"HTTP/1.1 200" in answer and b"/mp-service-account" in answer
+
+
+@pytest.mark.parametrize(
+    "data, complete",
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nX-Sl", False),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc", False),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", True),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (f"POST / HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode(), True),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", False),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", True),
+        (b"POST / HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1), True),
+    ],
+    ids=[
+        "mid-head",
+        "short-body",
+        "whole",
+        "no-body",
+        "over-cap",
+        "chunked-open",
+        "chunked-done",
+        "huge-head",
+    ],
+)
+def test_a_connection_reaches_a_thread_once_its_request_has_arrived(data, complete):
+    assert request_complete(data) is complete
