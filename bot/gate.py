@@ -45,6 +45,7 @@ SIGNATURE_MAX_AGE = 5 * 60
 
 TIMESTAMP_SHAPE = re.compile(r"[0-9]{1,12}")
 SIGNATURE_SHAPE = re.compile(r"v0=[0-9a-f]{64}")
+LENGTH_SHAPE = re.compile(r"[0-9]{1,12}")
 
 _REASONS = {
     400: "400 Bad Request",
@@ -129,7 +130,7 @@ class SlackGate:
         chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
         declared = (environ.get("CONTENT_LENGTH") or "").strip()
         if declared:
-            if not declared.isdigit():
+            if not LENGTH_SHAPE.fullmatch(declared):
                 raise _Refusal(400, "malformed Content-Length")
             length = int(declared)
             if length > self._max_body_bytes:
