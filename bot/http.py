@@ -3,6 +3,9 @@
 Bolt's own `app.start()` handles one request at a time; under load, Slack's 3 s deadline would be missed.
 A Python process uses one core at a time, so HTTP mode runs `WEB_CONCURRENCY` processes, each with its own
 runtime (clients, caches, background creations); the database coordinates them.
+
+Before Bolt, `bot.gate.SlackGate` refuses whatever Slack did not sign; before a request thread, the worker
+(`bot.worker.BufferingThreadWorker`) waits for the whole request, so slow clients hold no thread.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from gunicorn.app.base import BaseApplication
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.gate import SlackGate
+from bot.worker import BufferingThreadWorker
+
 SLACK_EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
@@ -24,8 +30,10 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable], Iterable[bytes]]
 
 
-def wsgi_app(app: App) -> WSGIApp:
-    slack = SlackRequestHandler(app, path=SLACK_EVENTS_PATH)
+def wsgi_app(app: App, *, signing_secret: str) -> WSGIApp:
+    slack = SlackGate(
+        SlackRequestHandler(app, path=SLACK_EVENTS_PATH), signing_secret, path=SLACK_EVENTS_PATH
+    )
 
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -55,7 +63,8 @@ class HttpServer(BaseApplication):
         self._options = {
             "bind": f"0.0.0.0:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            # gthread, reading requests off-thread; plain HTTP/1.1 only (TLS ends at the platform's router).
+            "worker_class": BufferingThreadWorker,
             "threads": threads,
             # Slack retries after 3 s; a request queued for longer only produces a duplicate.
             "backlog": 1024,

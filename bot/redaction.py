@@ -1,8 +1,10 @@
-"""Keep secrets out of logs.
+"""Keep secrets out of logs, and keep every log message on one line.
 
 slack_sdk logs whole request bodies at DEBUG, and those bodies carry the token we deliver. Redaction
 happens when a log record is created, so it protects every handler, level and formatter, including
-handlers attached later (pytest's, a hosting platform's).
+handlers attached later (pytest's, a hosting platform's). The same place escapes line breaks and other
+control characters in messages: text that came from outside (a request field, a library echoing a body)
+cannot start a forged log line.
 """
 
 from __future__ import annotations
@@ -20,17 +22,44 @@ BASIC_AUTH_PATTERN = re.compile(
     r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer)\s+)[A-Za-z0-9+/=._-]+"
 )
 MIN_SECRET_LENGTH = 6
+# C0 and C1 control characters, DEL, and Unicode's own line and paragraph separators.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character escaped (a newline becomes the two characters \\n)."""
+    return CONTROL_CHARACTERS.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(character: str) -> str:
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class Redactor:
-    """Remembers secrets the process has seen and scrubs them (and anything token-shaped) from text."""
+    """Scrubs secrets (and anything token-shaped) from text.
+
+    The process's own credentials are pinned for its lifetime; the tokens it hands out are remembered in a
+    bounded list, newest kept, so that a long-running bot does not grow without limit."""
 
     def __init__(self, capacity: int = 512):
         self._capacity = capacity
+        self._pinned: set[str] = set()
         self._secrets: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def pin(self, secret: str | None) -> None:
+        """A secret that stays redacted for as long as the process lives, however many tokens follow."""
+        if not secret or len(secret) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            self._pinned.add(secret)
+
     def add(self, secret: str | None) -> None:
+        """A handed-out token; the oldest is forgotten once `capacity` newer ones have been added."""
         if not secret or len(secret) < MIN_SECRET_LENGTH:
             return
         with self._lock:
@@ -41,7 +70,8 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         with self._lock:
-            secrets = list(self._secrets)
+            # Longest first, so that a secret containing another is replaced whole.
+            secrets = sorted(self._pinned.union(self._secrets), key=len, reverse=True)
         for secret in secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -59,7 +89,7 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # a broken format string must not hide the record, nor leak its args
         message = str(record.msg)
-    record.msg = redactor.redact(message)
+    record.msg = one_line(redactor.redact(message))
     record.args = None
     if record.exc_info:
         formatter = logging.Formatter()

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory
+from bot.gate import answer_unexpected_errors
 from bot.jobs import JobRunner
 from bot.mixpanel import MixpanelClient
 from bot.policy import Policy, load_policy
@@ -34,7 +35,7 @@ def protect_secrets(settings: Settings) -> None:
     """Redact the bot's own credentials from every log record; safe to call more than once."""
     install_log_redaction()
     for secret in settings.secrets():
-        redactor.add(secret)
+        redactor.pin(secret)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -60,13 +61,17 @@ class Runtime:
 
     def new_bolt_app(self) -> App:
         # Bolt's default listener pool has 5 threads; listeners here are short, but Slack bursts are not.
-        return App(
+        app = App(
             client=self.web_client,
             signing_secret=self.settings.slack_signing_secret.get_secret_value(),
             process_before_response=False,
             listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
             logger=logging.getLogger("slack_bolt"),
+            # Unhandled requests go to the error handler too, which logs them in one line without the body.
+            raise_error_for_unhandled_request=True,
         )
+        answer_unexpected_errors(app)
+        return app
 
     def start_sweeper(self) -> None:
         """Settle requests that an interrupted run left half-done: now, then every few minutes."""

@@ -104,7 +104,8 @@ def _serve_http(settings: Settings, stopping: threading.Event, create_app: AppFa
 
     def build_worker():
         worker_runtime, app = _start_runtime(settings, create_app)
-        return wsgi_app(app), worker_runtime.close
+        secret = settings.slack_signing_secret.get_secret_value()
+        return wsgi_app(app, signing_secret=secret), worker_runtime.close
 
     log.info(
         "Serving Slack requests at http://0.0.0.0:%s/slack/events with %d worker process(es)",

@@ -145,7 +145,13 @@ class BotFactory:
         if warm_cache:
             runtime.catalog.load()  # deterministic: the first form is complete (joins the warm-up fetch)
         app = create_app(runtime)
-        server = create_http_server(app, host="127.0.0.1", port=0, threads=settings.http_threads)
+        server = create_http_server(
+            app,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            host="127.0.0.1",
+            port=0,
+            threads=settings.http_threads,
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.effective_port}{SLACK_EVENTS_PATH}"

@@ -10,9 +10,14 @@ from waitress import create_server, wasyncore
 from bot.http import wsgi_app
 
 
-def create_http_server(app, *, host: str, port: int, threads: int):
+def create_http_server(app, *, signing_secret: str, host: str, port: int, threads: int):
     return create_server(
-        wsgi_app(app), host=host, port=port, threads=threads, channel_timeout=30, backlog=1024
+        wsgi_app(app, signing_secret=signing_secret),
+        host=host,
+        port=port,
+        threads=threads,
+        channel_timeout=30,
+        backlog=1024,
     )
 
 

@@ -42,3 +42,30 @@ def test_exceptions_carrying_a_secret_are_redacted(caplog):
 def test_short_strings_are_not_treated_as_secrets():
     redactor.add("ab")
     assert redactor.redact("abc ab") == "abc ab"
+
+
+def test_the_bots_own_secrets_stay_redacted_after_600_handed_out_tokens(bots, caplog):
+    from bot.runtime import protect_secrets
+    from tests.conftest import BOT_TOKEN, MP_SECRET, SIGNING_SECRET
+
+    protect_secrets(bots.settings())
+    for number in range(600):
+        redactor.add(f"handed-out-token-{number:04d}-abcdef")
+    caplog.set_level(logging.DEBUG)
+
+    logging.getLogger("bot.test").info("secrets: %s %s %s", SIGNING_SECRET, MP_SECRET, BOT_TOKEN)
+    logging.getLogger("bot.test").info("newest token: handed-out-token-0599-abcdef")
+
+    assert SIGNING_SECRET not in caplog.text and MP_SECRET not in caplog.text and BOT_TOKEN not in caplog.text
+    assert "handed-out-token-0599-abcdef" not in caplog.text
+    assert caplog.text.count(REDACTED) == 4
+
+
+def test_log_messages_are_kept_on_one_line(caplog):
+    install_log_redaction()
+    caplog.set_level(logging.DEBUG)
+
+    logging.getLogger("bot.test").info("user said %s", "hi\r\nINFO forged line\x1b[2K\u2028more")
+
+    [record] = [r for r in caplog.records if r.name == "bot.test"]
+    assert record.getMessage() == "user said hi\\r\\nINFO forged line\\x1b[2K\\u2028more"
