@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.cache import TTLCache
-from bot.models import Requester, Standing
+from bot.models import Requester, Standing, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,12 @@ def standing_of(user: dict[str, Any]) -> Standing:
     if user.get("is_restricted") or user.get("is_ultra_restricted"):
         return Standing.GUEST
     return Standing.MEMBER
+
+
+def installation_of(client: WebClient) -> Workspace:
+    """The workspace (and Grid organization) the bot's token belongs to, as auth.test reports it."""
+    answer = client.auth_test()
+    return Workspace(team_id=answer.get("team_id") or None, enterprise_id=answer.get("enterprise_id") or None)
 
 
 class SlackDirectory:
@@ -61,8 +67,15 @@ class SlackDirectory:
     def requester(self, user_id: str) -> Requester:
         user = self._user(user_id)
         groups = frozenset(group for group in self._usergroups if user_id in self._group_members(group))
+        enterprise = user.get("enterprise_user") or {}
         return Requester(
-            user_id=user_id, standing=standing_of(user), usergroups=groups, timezone=user.get("tz") or "UTC"
+            user_id=user_id,
+            standing=standing_of(user),
+            usergroups=groups,
+            timezone=user.get("tz") or "UTC",
+            team_id=user.get("team_id"),
+            enterprise_id=enterprise.get("enterprise_id") if isinstance(enterprise, dict) else None,
+            is_stranger=bool(user.get("is_stranger")),
         )
 
     def try_requester(self, user_id: str) -> Requester | None:

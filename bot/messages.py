@@ -32,6 +32,11 @@ def refusal_text(reason: RefusalReason, *, contact: str, quota: int) -> str:
             "Only full members of this workspace may create Mixpanel service accounts "
             "(not guests, bots or apps)."
         )
+    elif reason is RefusalReason.EXTERNAL:
+        why = (
+            "Only people in the workspace this bot is installed in may create Mixpanel service accounts; "
+            "your Slack account belongs to another workspace or organization."
+        )
     elif reason is RefusalReason.NOT_LISTED:
         why = "You are not on the list of people who may create Mixpanel service accounts."
     elif reason is RefusalReason.RATE_LIMITED:

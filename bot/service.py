@@ -26,7 +26,7 @@ from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
-from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
+from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
@@ -72,6 +72,7 @@ class FlowDependencies:
     slack: WebClient
     jobs: JobRunner
     public_host: str
+    installation: Workspace  # whom the bot is installed for (auth.test); others are external
     reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
@@ -106,6 +107,7 @@ class CreationFlow:
             self.d.policy,
             requester,
             spec,
+            installation=self.d.installation,
             today=today_in(requester.timezone if requester else "UTC", self.d.clock()),
             recent_creations=recent_creations,
             known_project_ids=[p.id for p in snapshot.projects] if snapshot else None,

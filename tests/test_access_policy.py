@@ -89,6 +89,53 @@ def test_guests_bots_and_deactivated_users_are_refused_even_when_named(bots, use
     assert "full members" in text and CONTACT in text
 
 
+OUTSIDER = "UOUTSIDER"
+STRANGER = "USTRANGER"
+PARTNER_TEAM = "T0PARTNER"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "who"),
+    [(OUTSIDER, {"team_id": PARTNER_TEAM}), (STRANGER, {"is_stranger": True})],
+    ids=["another-team", "slack-connect-stranger"],
+)
+def test_people_from_other_workspaces_are_refused_by_default(bots, slack, user_id, who):
+    slack.add_user(user_id, tz="UTC", **who)
+    bot = bots.start(policy=Policy(contact=CONTACT, audit_channel=AUDIT))
+
+    text = refused_without_form(bot, user_id)
+
+    assert "another workspace" in text and CONTACT in text
+    [row] = audit_events(bot)
+    assert (row["event"], row["requester_id"], row["detail"]) == ("refused", user_id, "external")
+    assert bot.slack.wait_for("chat.postMessage")[0].args["channel"] == AUDIT
+
+
+def test_a_team_named_by_the_policy_gets_the_form(bots, slack):
+    slack.add_user(OUTSIDER, tz="UTC", team_id=PARTNER_TEAM)
+    slack.add_user(STRANGER, tz="UTC", team_id="T0OTHER", is_stranger=True)
+    bot = bots.start(policy=Policy(external_teams=[PARTNER_TEAM], contact=CONTACT))
+
+    _, view, _ = bot.open_form(OUTSIDER)
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    bot.slack.reset()
+    assert "another workspace" in refused_without_form(bot, STRANGER)  # only the named team
+
+
+def test_on_enterprise_grid_other_workspaces_of_the_same_organization_are_members(bots, slack):
+    slack.enterprise_id = "E0ACME"
+    slack.add_user(OUTSIDER, tz="UTC", team_id="T0SISTER", enterprise_id="E0ACME")
+    slack.add_user(STRANGER, tz="UTC", team_id="T0RIVAL", enterprise_id="E0RIVAL")
+    bot = bots.start(policy=Policy(contact=CONTACT))
+
+    _, view, _ = bot.open_form(OUTSIDER)
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    bot.slack.reset()
+    assert "another workspace" in refused_without_form(bot, STRANGER)
+
+
 def test_a_member_of_an_allowed_user_group_gets_the_form(bots, slack, listed_policy):
     slack.add_user(BOB, tz="UTC")
     slack.set_usergroup(DATA_GROUP, ["UOTHER", BOB])
