@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -34,12 +36,29 @@ def installation_of(client: WebClient) -> Workspace:
     return Workspace(team_id=answer.get("team_id") or None, enterprise_id=answer.get("enterprise_id") or None)
 
 
+# How long a user group's last known members are still trusted when Slack cannot list them (outage, or
+# usergroups.users.list's rate limit of about 20 calls a minute). People are never served stale: a
+# deactivated or demoted person must not keep access through a cache.
+MEMBERS_STALE_SECONDS = 15 * 60
+
+
 class SlackDirectory:
-    def __init__(self, client: WebClient, *, ttl: float, usergroups: set[str]):
+    """Lookups are cached and single-flight: a burst of people on a cold cache makes one call per group."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        ttl: float,
+        usergroups: set[str],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._client = client
         self._usergroups = sorted(usergroups)  # only the groups the policy names are ever fetched
-        self._users: TTLCache[dict[str, Any]] = TTLCache(ttl)
-        self._members: TTLCache[frozenset[str]] = TTLCache(ttl)
+        self._users: TTLCache[dict[str, Any]] = TTLCache(ttl, clock=clock)
+        self._members: TTLCache[frozenset[str]] = TTLCache(
+            ttl, clock=clock, stale_for=MEMBERS_STALE_SECONDS, stale_on=(DirectoryUnavailable,)
+        )
 
     def _user(self, user_id: str) -> dict[str, Any]:
         def load() -> dict[str, Any]:
