@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # How far Mixpanel's clock may differ from ours when matching an ambiguous create to a listed account.
 CLOCK_SKEW = timedelta(minutes=5)
+# A person's refusals are all stored, but the audit channel hears of at most one per this interval.
+REFUSAL_NOTICE_INTERVAL = timedelta(minutes=10)
 
 
 @dataclass
@@ -120,7 +122,15 @@ class CreationFlow:
         )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        self.d.store.record_refusal(user_id, reason, spec)
+        recorded = self.d.store.record_refusal(
+            user_id,
+            reason,
+            spec,
+            announce_every=REFUSAL_NOTICE_INTERVAL if self.d.policy.audit_channel else None,
+            now=self.d.clock(),
+        )
+        if not recorded.announce:
+            return
         self._announce(
             messages.audit_message(
                 event="refused",
@@ -131,6 +141,7 @@ class CreationFlow:
                 projects=self._project_names(),
                 expires_at=spec.expires_at if spec else None,
                 detail=reason,
+                suppressed=recorded.suppressed,
             )
         )
 
