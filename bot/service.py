@@ -29,6 +29,7 @@ from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, N
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
+from bot.refusals import record_refusal
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
 from bot.views import (
     creation_view,
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 
 # How far Mixpanel's clock may differ from ours when matching an ambiguous create to a listed account.
 CLOCK_SKEW = timedelta(minutes=5)
-# A person's refusals are all stored, but the audit channel hears of at most one per this interval.
-REFUSAL_NOTICE_INTERVAL = timedelta(minutes=10)
 
 
 @dataclass
@@ -122,28 +121,17 @@ class CreationFlow:
         )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        recorded = self.d.store.record_refusal(
+        notice = record_refusal(
+            self.d.store,
+            self.d.policy,
             user_id,
             reason,
             spec,
-            announce_every=REFUSAL_NOTICE_INTERVAL if self.d.policy.audit_channel else None,
             now=self.d.clock(),
+            projects=self._project_names,
         )
-        if not recorded.announce:
-            return
-        self._announce(
-            messages.audit_message(
-                event="refused",
-                requester_id=user_id,
-                username=spec.username if spec else None,
-                role=spec.role if spec else None,
-                project_ids=spec.project_ids if spec else (),
-                projects=self._project_names(),
-                expires_at=spec.expires_at if spec else None,
-                detail=reason,
-                suppressed=recorded.suppressed,
-            )
-        )
+        if notice is not None:
+            self._announce(notice)
 
     def _announce(self, message: dict[str, Any]) -> None:
         channel = self.d.policy.audit_channel
