@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.cache import TTLCache
-from bot.models import Requester, Standing
+from bot.models import Requester, Standing, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,35 @@ def standing_of(user: dict[str, Any]) -> Standing:
     return Standing.MEMBER
 
 
+def installation_of(client: WebClient) -> Workspace:
+    """The workspace (and Grid organization) the bot's token belongs to, as auth.test reports it."""
+    answer = client.auth_test()
+    return Workspace(team_id=answer.get("team_id") or None, enterprise_id=answer.get("enterprise_id") or None)
+
+
+# How long a user group's last known members are still trusted when Slack cannot list them (outage, or
+# usergroups.users.list's rate limit of about 20 calls a minute). People are never served stale: a
+# deactivated or demoted person must not keep access through a cache.
+MEMBERS_STALE_SECONDS = 15 * 60
+
+
 class SlackDirectory:
-    def __init__(self, client: WebClient, *, ttl: float, usergroups: set[str]):
+    """Lookups are cached and single-flight: a burst of people on a cold cache makes one call per group."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        ttl: float,
+        usergroups: set[str],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._client = client
         self._usergroups = sorted(usergroups)  # only the groups the policy names are ever fetched
-        self._users: TTLCache[dict[str, Any]] = TTLCache(ttl)
-        self._members: TTLCache[frozenset[str]] = TTLCache(ttl)
+        self._users: TTLCache[dict[str, Any]] = TTLCache(ttl, clock=clock)
+        self._members: TTLCache[frozenset[str]] = TTLCache(
+            ttl, clock=clock, stale_for=MEMBERS_STALE_SECONDS, stale_on=(DirectoryUnavailable,)
+        )
 
     def _user(self, user_id: str) -> dict[str, Any]:
         def load() -> dict[str, Any]:
@@ -61,8 +86,15 @@ class SlackDirectory:
     def requester(self, user_id: str) -> Requester:
         user = self._user(user_id)
         groups = frozenset(group for group in self._usergroups if user_id in self._group_members(group))
+        enterprise = user.get("enterprise_user") or {}
         return Requester(
-            user_id=user_id, standing=standing_of(user), usergroups=groups, timezone=user.get("tz") or "UTC"
+            user_id=user_id,
+            standing=standing_of(user),
+            usergroups=groups,
+            timezone=user.get("tz") or "UTC",
+            team_id=user.get("team_id"),
+            enterprise_id=enterprise.get("enterprise_id") if isinstance(enterprise, dict) else None,
+            is_stranger=bool(user.get("is_stranger")),
         )
 
     def try_requester(self, user_id: str) -> Requester | None:

@@ -32,6 +32,11 @@ def refusal_text(reason: RefusalReason, *, contact: str, quota: int) -> str:
             "Only full members of this workspace may create Mixpanel service accounts "
             "(not guests, bots or apps)."
         )
+    elif reason is RefusalReason.EXTERNAL:
+        why = (
+            "Only people in the workspace this bot is installed in may create Mixpanel service accounts; "
+            "your Slack account belongs to another workspace or organization."
+        )
     elif reason is RefusalReason.NOT_LISTED:
         why = "You are not on the list of people who may create Mixpanel service accounts."
     elif reason is RefusalReason.RATE_LIMITED:
@@ -207,8 +212,10 @@ def audit_message(
     projects: dict[int, Project] | None = None,
     expires_at: datetime | None = None,
     detail: str | None = None,
+    suppressed: int = 0,
 ) -> dict[str, Any]:
-    """A readable announcement for the audit channel. Never given a token, so it cannot contain one."""
+    """A readable announcement for the audit channel. Never given a token, so it cannot contain one.
+    `suppressed`: this person's refusals since the last notice that were stored but not announced."""
     account = (
         f"`{full_username}` (id {account_id})" if full_username else (f"`{username}`" if username else "")
     )
@@ -227,5 +234,8 @@ def audit_message(
         lines.append(f"*Expires:* {_expiry_phrase(expires_at)}")
     if detail:
         lines.append(f"*Why:* {detail}")
+    if suppressed:
+        times = "time" if suppressed == 1 else "times"
+        lines.append(f"_Also refused {suppressed} more {times} since the last notice (see the audit trail)._")
     text = "\n".join(lines)
     return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -172,6 +172,29 @@ def retry_after_seconds(header: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None for anything unparseable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    port = port or _DEFAULT_PORTS.get(scheme)
+    if not parts.hostname or port is None:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def same_origin(target: str, source: str) -> bool:
+    """May a redirect from `source` to `target` carry the bot's credentials? Only within one origin."""
+    origin = _origin(source)
+    return origin is not None and _origin(target) == origin
 
 
 def _reason_from(payload: Any) -> str | None:
@@ -342,12 +365,12 @@ class MixpanelClient:
             location = response.headers.get("Location")
             if response.status_code in (301, 302, 303, 307, 308) and location:
                 target = urljoin(url, location)
-                if urlparse(target).netloc != urlparse(url).netloc:
-                    # Never send the bot's credentials to another host.
+                if not same_origin(target, url):
+                    # Never send the bot's credentials elsewhere, nor in clear text after a downgrade to http.
                     raise MixpanelError(
                         ErrorKind.INVALID_RESPONSE,
                         status=response.status_code,
-                        reason="redirected to another host",
+                        reason="redirected to another scheme, host or port",
                     )
                 url = target  # keep method and body: some routes only add a trailing slash
                 continue

@@ -49,11 +49,32 @@ class Standing(StrEnum):
 
 
 @dataclass(frozen=True)
+class Workspace:
+    """A Slack workspace (team) and, on Enterprise Grid, its organization: whom an installation belongs to."""
+
+    team_id: str | None
+    enterprise_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Requester:
     user_id: str
     standing: Standing
     usergroups: frozenset[str] = frozenset()
     timezone: str = "UTC"
+    # Where the person's account lives (users.info `team_id`, `enterprise_user.enterprise_id`), and whether
+    # Slack marks them as a stranger (Slack Connect). None: Slack did not say, which counts as external.
+    team_id: str | None = None
+    enterprise_id: str | None = None
+    is_stranger: bool = False
+
+    def belongs_to(self, installation: Workspace) -> bool:
+        """Is this person a member of the installation's own workspace (or, on Grid, organization)?"""
+        if self.is_stranger:
+            return False
+        if self.team_id is not None and self.team_id == installation.team_id:
+            return True
+        return self.enterprise_id is not None and self.enterprise_id == installation.enterprise_id
 
 
 @dataclass(frozen=True)

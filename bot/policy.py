@@ -6,6 +6,7 @@ only what is allowed) and when the form comes back (to refuse anything forged or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.models import AccountSpec, Requester, Role, Standing
+from bot.models import AccountSpec, Requester, Role, Standing, Workspace
 
 
 class _Strict(BaseModel):
@@ -62,8 +63,27 @@ class Policy(_Strict):
     expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
     projects: ProjectPolicy = Field(default_factory=ProjectPolicy)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    # Other workspaces (T...) or Grid organizations (E...) whose people may use the bot; default none.
+    external_teams: list[str] = Field(default_factory=list)
     audit_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]+$")
     contact: str = Field(default="the bot's administrators", min_length=1, max_length=200)
+
+    @field_validator("external_teams")
+    @classmethod
+    def _team_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not isinstance(value, str) or not re.fullmatch(r"[TE][A-Z0-9]+", value):
+                raise ValueError(
+                    f"{value!r} is not a Slack team or organization id (like T0123ABC or E0123ABC)"
+                )
+        return values
+
+    def admits_external(self, requester: Requester) -> bool:
+        """Does the policy name the other workspace or organization this person comes from?"""
+        teams = set(self.external_teams)
+        return (requester.team_id is not None and requester.team_id in teams) or (
+            requester.enterprise_id is not None and requester.enterprise_id in teams
+        )
 
     def usergroups_in_use(self) -> set[str]:
         groups = set(self.requesters.usergroups) if self.requesters else set()
@@ -104,6 +124,7 @@ def load_policy(path: Path | None) -> Policy:
 
 class RefusalReason(StrEnum):
     NOT_A_MEMBER = "not_a_member"
+    EXTERNAL = "external"
     NOT_LISTED = "not_listed"
     RATE_LIMITED = "rate_limited"
     UNVERIFIED = "unverified"
@@ -174,6 +195,7 @@ def decide(
     requester: Requester | None,
     spec: AccountSpec | None,
     *,
+    installation: Workspace,
     today: date,
     recent_creations: int,
     known_project_ids: Iterable[int] | None = None,
@@ -181,11 +203,14 @@ def decide(
     """May this person create this account?
 
     `requester` is None when Slack could not tell us who they are: that is a refusal, never a pass.
-    `spec` is None at command time, when only the person is judged. `today` is the requester's local
-    date. `known_project_ids` are the organization's projects, when known.
+    `spec` is None at command time, when only the person is judged. `installation` is the workspace the
+    bot is installed in: people from elsewhere pass only if the policy names their team. `today` is the
+    requester's local date. `known_project_ids` are the organization's projects, when known.
     """
     if requester is None:
         return Decision(entitlement=None, refusal=RefusalReason.UNVERIFIED)
+    if not requester.belongs_to(installation) and not policy.admits_external(requester):
+        return Decision(entitlement=None, refusal=RefusalReason.EXTERNAL)
     if requester.standing is not Standing.MEMBER:
         return Decision(entitlement=None, refusal=RefusalReason.NOT_A_MEMBER)
     if policy.requesters is not None and not policy.requesters.matches(requester):

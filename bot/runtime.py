@@ -12,17 +12,19 @@ from datetime import datetime, timedelta
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery, response_url_hosts
-from bot.directory import SlackDirectory
+from bot.directory import SlackDirectory, installation_of
 from bot.gate import answer_unexpected_errors
 from bot.jobs import JobRunner
 from bot.mixpanel import MixpanelClient
+from bot.models import Workspace
 from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.service import CreationFlow, FlowDependencies
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.slack_retry import BACKGROUND_RETRY_BUDGET, TRIGGER_WINDOW_RETRY_BUDGET, retry_handlers
 from bot.storage import Store
 
@@ -108,6 +110,20 @@ def slack_client(settings: Settings, *, retry_budget: float) -> WebClient:
     )
 
 
+def _installation(web_client: WebClient, settings: Settings) -> Workspace:
+    """Asked once at start: the policy refuses people from other workspaces unless it names them."""
+    try:
+        return installation_of(web_client)
+    except SlackApiError as error:
+        reason = str(error.response.get("error") or "rejected")[:100]
+        raise SettingsError([f"SLACK_BOT_TOKEN: Slack did not accept it ({reason})"]) from None
+    except (SlackClientError, OSError) as error:
+        where = "SLACK_API_URL" if settings.slack_api_url else "the network"
+        raise SettingsError(
+            [f"{where}: could not reach Slack to check SLACK_BOT_TOKEN ({type(error).__name__})"]
+        ) from None
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -124,6 +140,7 @@ def build_runtime(
         background_client = slack_client(settings, retry_budget=BACKGROUND_RETRY_BUDGET)
     else:
         background_client = web_client
+    installation = _installation(web_client, settings)
     mixpanel = MixpanelClient(
         settings.mixpanel_app_api_base,
         settings.mixpanel_service_account_username,
@@ -155,6 +172,7 @@ def build_runtime(
         slack=web_client,
         jobs=jobs,
         public_host=settings.mixpanel_public_host,
+        installation=installation,
         reconcile_delays=list(settings.mixpanel_reconcile_delays),
         pause=jobs.pause,
     )

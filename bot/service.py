@@ -26,9 +26,10 @@ from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
-from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
+from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
+from bot.refusals import record_refusal
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
 from bot.views import (
     creation_view,
@@ -72,6 +73,7 @@ class FlowDependencies:
     slack: WebClient
     jobs: JobRunner
     public_host: str
+    installation: Workspace  # whom the bot is installed for (auth.test); others are external
     reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
@@ -106,6 +108,7 @@ class CreationFlow:
             self.d.policy,
             requester,
             spec,
+            installation=self.d.installation,
             today=today_in(requester.timezone if requester else "UTC", self.d.clock()),
             recent_creations=recent_creations,
             known_project_ids=[p.id for p in snapshot.projects] if snapshot else None,
@@ -118,19 +121,17 @@ class CreationFlow:
         )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        self.d.store.record_refusal(user_id, reason, spec)
-        self._announce(
-            messages.audit_message(
-                event="refused",
-                requester_id=user_id,
-                username=spec.username if spec else None,
-                role=spec.role if spec else None,
-                project_ids=spec.project_ids if spec else (),
-                projects=self._project_names(),
-                expires_at=spec.expires_at if spec else None,
-                detail=reason,
-            )
+        notice = record_refusal(
+            self.d.store,
+            self.d.policy,
+            user_id,
+            reason,
+            spec,
+            now=self.d.clock(),
+            projects=self._project_names,
         )
+        if notice is not None:
+            self._announce(notice)
 
     def _announce(self, message: dict[str, Any]) -> None:
         channel = self.d.policy.audit_channel

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -136,6 +137,10 @@ class AuditRecord(Base):
     mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
     mixpanel_username: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[str | None] = mapped_column(Text)
+    # Refusals only: was the audit channel told about this one (None: no channel was configured)?
+    announced: Mapped[bool | None] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_audit_events_requester_at", "requester_id", "at"),)
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,15 @@ class AlreadyClaimed:
 @dataclass(frozen=True)
 class OverQuota:
     recent: int
+
+
+@dataclass(frozen=True)
+class RecordedRefusal:
+    """Whether to tell the audit channel about this refusal, and how many of the person's refusals since
+    the last notice went untold."""
+
+    announce: bool
+    suppressed: int = 0
 
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -497,11 +511,31 @@ class Store:
 
     # --- audit -----------------------------------------------------------------------------------
 
-    def record_refusal(self, requester_id: str, reason: str, spec: AccountSpec | None = None) -> None:
+    def record_refusal(
+        self,
+        requester_id: str,
+        reason: str,
+        spec: AccountSpec | None = None,
+        *,
+        announce_every: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> RecordedRefusal:
+        """Every refusal is stored. With `announce_every` (an audit channel exists), at most one refusal per
+        person per interval is marked for announcement: decided in the same write, from the stored rows,
+        so several threads or instances never announce the same burst twice."""
+        now = now or _now()
         with self._write() as connection:
+            notice = RecordedRefusal(announce=False)
+            if announce_every is not None:
+                if self._is_postgres:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": _lock_key("refusals:" + requester_id)},
+                    )
+                notice = self._refusal_notice(connection, requester_id, now - announce_every)
             connection.execute(
                 insert(AUDIT).values(
-                    at=_now(),
+                    at=now,
                     event=str(AuditEvent.REFUSED),
                     request_id=None,
                     requester_id=requester_id,
@@ -512,8 +546,23 @@ class Store:
                     mixpanel_account_id=None,
                     mixpanel_username=None,
                     detail=reason,
+                    announced=notice.announce if announce_every is not None else None,
                 )
             )
+        return notice
+
+    @staticmethod
+    def _refusal_notice(connection: Connection, requester_id: str, quiet_since: datetime) -> RecordedRefusal:
+        refused = (AUDIT.c.requester_id == requester_id, AUDIT.c.event == str(AuditEvent.REFUSED))
+        last_told = connection.execute(
+            select(func.max(AUDIT.c.at)).where(*refused, AUDIT.c.announced.is_(True))
+        ).scalar_one()
+        if last_told is not None and last_told > quiet_since:
+            return RecordedRefusal(announce=False)
+        untold = select(func.count()).select_from(AUDIT).where(*refused, AUDIT.c.announced.is_(False))
+        if last_told is not None:
+            untold = untold.where(AUDIT.c.at >= last_told)
+        return RecordedRefusal(announce=True, suppressed=connection.execute(untold).scalar_one())
 
     @staticmethod
     def _audit(

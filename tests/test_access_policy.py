@@ -89,6 +89,53 @@ def test_guests_bots_and_deactivated_users_are_refused_even_when_named(bots, use
     assert "full members" in text and CONTACT in text
 
 
+OUTSIDER = "UOUTSIDER"
+STRANGER = "USTRANGER"
+PARTNER_TEAM = "T0PARTNER"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "who"),
+    [(OUTSIDER, {"team_id": PARTNER_TEAM}), (STRANGER, {"is_stranger": True})],
+    ids=["another-team", "slack-connect-stranger"],
+)
+def test_people_from_other_workspaces_are_refused_by_default(bots, slack, user_id, who):
+    slack.add_user(user_id, tz="UTC", **who)
+    bot = bots.start(policy=Policy(contact=CONTACT, audit_channel=AUDIT))
+
+    text = refused_without_form(bot, user_id)
+
+    assert "another workspace" in text and CONTACT in text
+    [row] = audit_events(bot)
+    assert (row["event"], row["requester_id"], row["detail"]) == ("refused", user_id, "external")
+    assert bot.slack.wait_for("chat.postMessage")[0].args["channel"] == AUDIT
+
+
+def test_a_team_named_by_the_policy_gets_the_form(bots, slack):
+    slack.add_user(OUTSIDER, tz="UTC", team_id=PARTNER_TEAM)
+    slack.add_user(STRANGER, tz="UTC", team_id="T0OTHER", is_stranger=True)
+    bot = bots.start(policy=Policy(external_teams=[PARTNER_TEAM], contact=CONTACT))
+
+    _, view, _ = bot.open_form(OUTSIDER)
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    bot.slack.reset()
+    assert "another workspace" in refused_without_form(bot, STRANGER)  # only the named team
+
+
+def test_on_enterprise_grid_other_workspaces_of_the_same_organization_are_members(bots, slack):
+    slack.enterprise_id = "E0ACME"
+    slack.add_user(OUTSIDER, tz="UTC", team_id="T0SISTER", enterprise_id="E0ACME")
+    slack.add_user(STRANGER, tz="UTC", team_id="T0RIVAL", enterprise_id="E0RIVAL")
+    bot = bots.start(policy=Policy(contact=CONTACT))
+
+    _, view, _ = bot.open_form(OUTSIDER)
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    bot.slack.reset()
+    assert "another workspace" in refused_without_form(bot, STRANGER)
+
+
 def test_a_member_of_an_allowed_user_group_gets_the_form(bots, slack, listed_policy):
     slack.add_user(BOB, tz="UTC")
     slack.set_usergroup(DATA_GROUP, ["UOTHER", BOB])
@@ -280,3 +327,80 @@ def test_owner_is_offered_only_where_a_ceiling_allows_it(bots):
     _, view, _ = bot.open_form()
     assert options_of(view, views.BLOCK_ROLE) == ["consumer", "analyst", "admin", "owner"]
     assert ORG_ID  # the form is for the configured organization
+
+
+# --- refusals: every one stored, the audit channel told at most once per person per interval -------------
+
+
+def announcements(bot) -> list[str]:
+    bot.wait_idle()  # announcements are posted in the background
+    return [json.dumps(call.args) for call in bot.slack.calls("chat.postMessage")]
+
+
+def refuse_repeatedly(bot, user_id: str, times: int) -> list[str]:
+    """Type the command `times` times, each refused; returns what the audit channel got meanwhile."""
+    posted = []
+    for _ in range(times):
+        assert "not on the list" in refused_without_form(bot, user_id)
+        posted += announcements(bot)
+        bot.slack.reset()  # refused_without_form checks that no form opened since the last reset
+    return posted
+
+
+def test_a_person_repeating_a_refused_command_is_announced_once_but_every_attempt_is_stored(
+    bots, slack, listed_policy
+):
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(DATA_GROUP, [])
+    bot = bots.start(policy=listed_policy)
+
+    posted = refuse_repeatedly(bot, BOB, 5)
+
+    rows = [r for r in audit_events(bot) if r["event"] == "refused"]
+    assert [(r["requester_id"], r["detail"]) for r in rows] == [(BOB, "not_listed")] * 5
+    assert len(posted) == 1 and BOB in posted[0] and "more time" not in posted[0]
+    # Throttled per person: someone else's refusal is still announced.
+    slack.add_user("UCAROL", tz="UTC")
+    [other] = refuse_repeatedly(bot, "UCAROL", 1)
+    assert "UCAROL" in other
+
+
+def test_the_next_notice_after_the_interval_counts_the_untold_refusals(bots, slack, listed_policy):
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(DATA_GROUP, [])
+    bot = bots.start(policy=listed_policy)
+    moment = [datetime.now(ZoneInfo("UTC"))]
+    bot.runtime.flow.d.clock = lambda: moment[0]
+
+    assert len(refuse_repeatedly(bot, BOB, 4)) == 1  # the first is told, three are not
+    moment[0] += timedelta(minutes=9)
+    assert refuse_repeatedly(bot, BOB, 1) == []  # nine minutes after the notice: still quiet
+    moment[0] += timedelta(minutes=2)
+    [notice] = refuse_repeatedly(bot, BOB, 1)
+
+    assert "Also refused 4 more times since the last notice" in notice
+    assert len([r for r in audit_events(bot) if r["event"] == "refused"]) == 6
+
+
+@pytest.mark.postgres
+def test_two_instances_sharing_postgres_announce_a_burst_of_refusals_once(bots, slack, fresh_postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    slack.add_user(BOB, tz="UTC")
+    slack.set_usergroup(DATA_GROUP, [])
+    policy = Policy(requesters=PersonSelector(usergroups=[DATA_GROUP]), audit_channel=AUDIT)
+    first = bots.start(policy=policy, database_url=fresh_postgres_url)
+    second = bots.start(policy=policy, database_url=fresh_postgres_url)
+
+    def command(bot) -> int:
+        return bot.sender.slash_command(BOB, response_url=slack.new_response_url()).status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(command, [first, second] * 4))
+    assert statuses == [200] * 8
+    slack.wait_for("response_url", count=8)
+    first.wait_idle()
+    second.wait_idle()
+
+    assert len([r for r in audit_events(first) if r["event"] == "refused"]) == 8
+    assert len(slack.calls("chat.postMessage")) == 1

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -15,6 +23,7 @@ from bot.mixpanel import (
     NewServiceAccount,
     ProjectGrant,
     retry_after_seconds,
+    same_origin,
 )
 from bot.models import Role
 from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID
@@ -75,6 +84,125 @@ def test_a_redirect_to_another_host_is_not_followed(client, mixpanel):
     with pytest.raises(MixpanelError) as raised:
         client.create_service_account(ORG_ID, ACCOUNT)
     assert raised.value.kind is ErrorKind.INVALID_RESPONSE
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "same"),
+    [
+        ("https://mixpanel.com/api/x", "https://mixpanel.com/api/x/", True),
+        ("https://mixpanel.com/api/x", "https://MIXPANEL.com:443/api/x/", True),
+        ("http://127.0.0.1:80/a", "http://127.0.0.1/b", True),
+        ("https://mixpanel.com/api/x", "http://mixpanel.com/api/x", False),
+        ("https://mixpanel.com/api/x", "https://mixpanel.com:8443/api/x", False),
+        ("https://mixpanel.com/api/x", "https://eu.mixpanel.com/api/x", False),
+        ("https://mixpanel.com/api/x", "https://mixpanel.com:notaport/", False),
+        ("https://mixpanel.com/api/x", "ftp://mixpanel.com/api/x", False),
+    ],
+)
+def test_same_origin_compares_scheme_host_and_port(source, target, same):
+    assert same_origin(target, source) is same
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request with the server's `reply`; records (method, path, Authorization)."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format, *args):
+        pass
+
+    def _answer(self):
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        status, headers = self.server.reply
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _answer
+
+
+@contextmanager
+def _loopback(reply, tls: ssl.SSLContext | None = None) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen, server.reply = [], reply
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def loopback_certificate(tmp_path) -> Path:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a loopback certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert
+
+
+def test_an_https_redirect_to_http_is_refused_before_any_credential_leaves(loopback_certificate, monkeypatch):
+    """The downgrade keeps host and port, so only the scheme tells it apart: credentials would go in clear."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(loopback_certificate))  # requests prefers it to .verify
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(loopback_certificate, loopback_certificate.with_name("key.pem"))
+    with _loopback((500, {}), tls=tls) as secure:
+        port = secure.server_address[1]
+        secure.reply = (301, {"Location": f"http://127.0.0.1:{port}/api/app/me"})
+        base = f"https://127.0.0.1:{port}/api/app"
+        client = MixpanelClient(base, MP_USERNAME, SecretStr(MP_SECRET), read_attempts=1)
+        try:
+            with pytest.raises(MixpanelError) as raised:
+                client.me()
+        finally:
+            client.close()
+    # One request, over TLS, to the configured origin; the redirect itself was never followed.
+    assert [(method, path) for method, path, _ in secure.seen] == [
+        ("GET", "/api/app/me?include_workspace_users=false")
+    ]
+    assert secure.seen[0][2] is not None
+    assert raised.value.kind is ErrorKind.INVALID_RESPONSE
+    assert "another scheme" in str(raised.value)
+
+
+def test_a_redirect_to_another_port_is_refused(client, mixpanel):
+    with _loopback((200, {})) as elsewhere:
+        moved = {"Location": f"http://127.0.0.1:{elsewhere.server_address[1]}/api/app/me"}
+        mixpanel.script("create", respond(308, {}, headers=moved))
+        with pytest.raises(MixpanelError) as raised:
+            client.create_service_account(ORG_ID, ACCOUNT)
+    assert raised.value.kind is ErrorKind.INVALID_RESPONSE
+    assert elsewhere.seen == []
+    assert len(mixpanel.create_calls()) == 1
 
 
 def test_429_on_create_is_retried_after_retry_after(client, mixpanel):

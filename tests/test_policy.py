@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.models import AccountSpec, Requester, Role, Standing
+from bot.models import AccountSpec, Requester, Role, Standing, Workspace
 from bot.policy import (
     ElevatedGrant,
     ExpiryPolicy,
@@ -25,10 +25,11 @@ from bot.policy import (
 )
 
 TODAY = date(2026, 11, 28)
+HOME = Workspace(team_id="T1")
 
 
 def member(user_id: str = "U1", *groups: str) -> Requester:
-    return Requester(user_id=user_id, standing=Standing.MEMBER, usergroups=frozenset(groups))
+    return Requester(user_id=user_id, standing=Standing.MEMBER, usergroups=frozenset(groups), team_id="T1")
 
 
 def spec(role: Role = Role.ANALYST, projects=(3001,), days: int | None = 30) -> AccountSpec:
@@ -51,12 +52,63 @@ def spec(role: Role = Role.ANALYST, projects=(3001,), days: int | None = 30) -> 
 )
 def test_only_full_members_pass_even_when_listed(standing, reason):
     policy = Policy(requesters=PersonSelector(users=["U1"]))
-    requester = Requester(user_id="U1", standing=standing)
-    assert decide(policy, requester, None, today=TODAY, recent_creations=0).refusal == reason
+    requester = Requester(user_id="U1", standing=standing, team_id="T1")
+    assert (
+        decide(policy, requester, None, installation=HOME, today=TODAY, recent_creations=0).refusal == reason
+    )
 
 
 def test_unverifiable_people_are_refused():
-    assert decide(Policy(), None, spec(), today=TODAY, recent_creations=0).refusal is RefusalReason.UNVERIFIED
+    assert (
+        decide(Policy(), None, spec(), installation=HOME, today=TODAY, recent_creations=0).refusal
+        is RefusalReason.UNVERIFIED
+    )
+
+
+GRID = Workspace(team_id="T1", enterprise_id="E1")
+
+
+@pytest.mark.parametrize(
+    ("team", "enterprise", "stranger", "installation", "external_teams", "refusal"),
+    [
+        ("T1", None, False, HOME, [], None),
+        ("T2", None, False, HOME, [], RefusalReason.EXTERNAL),
+        ("T2", None, False, HOME, ["T2"], None),
+        ("T2", None, False, HOME, ["T3", "E2"], RefusalReason.EXTERNAL),
+        ("T1", None, True, HOME, [], RefusalReason.EXTERNAL),  # Slack Connect, whatever the team says
+        ("T2", None, True, HOME, ["T2"], None),
+        (None, None, False, HOME, [], RefusalReason.EXTERNAL),  # Slack did not say: not ours
+        ("T2", "E1", False, GRID, [], None),  # another workspace of the same Grid organization
+        ("T2", "E2", False, GRID, [], RefusalReason.EXTERNAL),
+        ("T2", "E2", False, GRID, ["E2"], None),
+        ("T2", None, False, Workspace(team_id=None, enterprise_id="E1"), [], RefusalReason.EXTERNAL),
+    ],
+)
+def test_people_from_other_workspaces_pass_only_when_the_policy_names_their_team(
+    team, enterprise, stranger, installation, external_teams, refusal
+):
+    requester = Requester(
+        user_id="U1", standing=Standing.MEMBER, team_id=team, enterprise_id=enterprise, is_stranger=stranger
+    )
+    policy = Policy(external_teams=external_teams)
+    for account in (None, spec()):
+        decision = decide(
+            policy, requester, account, installation=installation, today=TODAY, recent_creations=0
+        )
+        assert decision.refusal is refusal
+        assert (decision.entitlement is None) is (refusal is not None)
+
+
+def test_a_named_external_team_does_not_bypass_the_other_rules():
+    guest = Requester(user_id="U1", standing=Standing.GUEST, team_id="T2")
+    unlisted = Requester(user_id="U1", standing=Standing.MEMBER, team_id="T2")
+    policy = Policy(external_teams=["T2"], requesters=PersonSelector(users=["U9"]))
+    assert decide(policy, guest, None, installation=HOME, today=TODAY, recent_creations=0).refusal is (
+        RefusalReason.NOT_A_MEMBER
+    )
+    assert decide(policy, unlisted, None, installation=HOME, today=TODAY, recent_creations=0).refusal is (
+        RefusalReason.NOT_LISTED
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +123,9 @@ def test_unverifiable_people_are_refused():
     ],
 )
 def test_requesters_list(requesters, who, allowed):
-    decision = decide(Policy(requesters=requesters), who, None, today=TODAY, recent_creations=0)
+    decision = decide(
+        Policy(requesters=requesters), who, None, installation=HOME, today=TODAY, recent_creations=0
+    )
     assert (decision.refusal is None) is allowed
     if not allowed:
         assert decision.refusal is RefusalReason.NOT_LISTED
@@ -95,7 +149,9 @@ def test_role_ceiling_and_elevated_grants(groups, role, ok):
             ElevatedGrant(usergroups=["SOWNER"], max_role=Role.OWNER),
         ]
     )
-    decision = decide(policy, member("U1", *groups), spec(role=role), today=TODAY, recent_creations=0)
+    decision = decide(
+        policy, member("U1", *groups), spec(role=role), installation=HOME, today=TODAY, recent_creations=0
+    )
     assert decision.allowed is ok
     if not ok:
         assert [v.field for v in decision.violations] == [FormField.ROLE]
@@ -103,7 +159,7 @@ def test_role_ceiling_and_elevated_grants(groups, role, ok):
 
 def test_an_elevated_grant_never_lowers_the_ceiling():
     policy = Policy(max_role=Role.ADMIN, elevated=[ElevatedGrant(users=["U1"], max_role=Role.CONSUMER)])
-    decision = decide(policy, member("U1"), None, today=TODAY, recent_creations=0)
+    decision = decide(policy, member("U1"), None, installation=HOME, today=TODAY, recent_creations=0)
     assert decision.entitlement.max_role is Role.ADMIN
 
 
@@ -122,7 +178,13 @@ def test_an_elevated_grant_never_lowers_the_ceiling():
 def test_projects(allowed, known, chosen, ok):
     policy = Policy(projects=ProjectPolicy(allowed=allowed))
     decision = decide(
-        policy, member(), spec(projects=chosen), today=TODAY, recent_creations=0, known_project_ids=known
+        policy,
+        member(),
+        spec(projects=chosen),
+        installation=HOME,
+        today=TODAY,
+        recent_creations=0,
+        known_project_ids=known,
     )
     assert decision.allowed is ok
     if not ok:
@@ -145,7 +207,7 @@ def test_projects(allowed, known, chosen, ok):
 )
 def test_expiry(max_days, allow_never, days, ok):
     policy = Policy(expiry=ExpiryPolicy(max_days=max_days, allow_never=allow_never))
-    decision = decide(policy, member(), spec(days=days), today=TODAY, recent_creations=0)
+    decision = decide(policy, member(), spec(days=days), installation=HOME, today=TODAY, recent_creations=0)
     assert decision.allowed is ok
     if not ok:
         assert [v.field for v in decision.violations] == [FormField.EXPIRY]
@@ -154,7 +216,7 @@ def test_expiry(max_days, allow_never, days, ok):
 @pytest.mark.parametrize(("recent", "ok"), [(0, True), (2, True), (3, False), (10, False)])
 def test_rate_limit(recent, ok):
     policy = Policy(rate_limit=RateLimit(per_user_per_day=3))
-    decision = decide(policy, member(), spec(), today=TODAY, recent_creations=recent)
+    decision = decide(policy, member(), spec(), installation=HOME, today=TODAY, recent_creations=recent)
     assert decision.allowed is ok
     assert (decision.refusal is RefusalReason.RATE_LIMITED) is not ok
 
@@ -177,12 +239,19 @@ policies = st.builds(
     expiry=st.builds(ExpiryPolicy, max_days=st.integers(1, 3650), allow_never=st.booleans()),
     projects=st.builds(ProjectPolicy, allowed=st.none() | st.lists(st.integers(1, 6), max_size=4)),
     rate_limit=st.builds(RateLimit, per_user_per_day=st.integers(1, 20)),
+    external_teams=st.lists(st.sampled_from(["T1", "T2", "E1", "E2"]), max_size=2),
 )
 requesters = st.builds(
     Requester,
     user_id=user_ids,
     standing=st.sampled_from(list(Standing)),
     usergroups=st.frozensets(group_ids),
+    team_id=st.sampled_from(["T1", "T1", "T2", None]),
+    enterprise_id=st.sampled_from([None, None, "E1", "E2"]),
+    is_stranger=st.sampled_from([False, False, False, True]),
+)
+installations = st.builds(
+    Workspace, team_id=st.sampled_from(["T1", "T2", None]), enterprise_id=st.sampled_from([None, "E1"])
 )
 specs = st.builds(
     AccountSpec,
@@ -195,15 +264,32 @@ specs = st.builds(
 
 @given(policies, requesters, specs, st.integers(0, 30))
 def test_a_guest_bot_or_deactivated_user_is_never_allowed(policy, requester, account, recent):
-    decision = decide(policy, requester, account, today=TODAY, recent_creations=recent)
+    decision = decide(policy, requester, account, installation=HOME, today=TODAY, recent_creations=recent)
     if requester.standing is not Standing.MEMBER:
         assert not decision.allowed and decision.entitlement is None
+
+
+@given(policies, requesters, specs, installations, st.integers(0, 30))
+def test_an_external_requester_not_allowed_by_policy_is_never_allowed(
+    policy, requester, account, installation, recent
+):
+    same_team = requester.team_id is not None and requester.team_id == installation.team_id
+    same_org = requester.enterprise_id is not None and requester.enterprise_id == installation.enterprise_id
+    external = requester.is_stranger or not (same_team or same_org)
+    named = {requester.team_id, requester.enterprise_id} & set(policy.external_teams)
+    for asked in (None, account):
+        decision = decide(
+            policy, requester, asked, installation=installation, today=TODAY, recent_creations=recent
+        )
+        if external and not named:
+            assert not decision.allowed and decision.entitlement is None
+            assert decision.refusal is RefusalReason.EXTERNAL
 
 
 @given(policies, requesters, specs, st.integers(0, 30))
 def test_a_role_above_every_applicable_ceiling_is_never_allowed(policy, requester, account, recent):
     ceilings = [policy.max_role] + [g.max_role for g in policy.elevated if g.matches(requester)]
-    decision = decide(policy, requester, account, today=TODAY, recent_creations=recent)
+    decision = decide(policy, requester, account, installation=HOME, today=TODAY, recent_creations=recent)
     if all(account.role.rank > ceiling.rank for ceiling in ceilings):
         assert not decision.allowed
 
@@ -211,10 +297,17 @@ def test_a_role_above_every_applicable_ceiling_is_never_allowed(policy, requeste
 @given(policies, requesters, specs, st.integers(0, 30))
 def test_allowed_means_every_limit_holds(policy, requester, account, recent):
     decision = decide(
-        policy, requester, account, today=TODAY, recent_creations=recent, known_project_ids=range(1, 5)
+        policy,
+        requester,
+        account,
+        installation=HOME,
+        today=TODAY,
+        recent_creations=recent,
+        known_project_ids=range(1, 5),
     )
     if decision.allowed:
         assert requester.standing is Standing.MEMBER
+        assert requester.belongs_to(HOME) or policy.admits_external(requester)
         assert policy.requesters is None or policy.requesters.matches(requester)
         assert recent < policy.rate_limit.per_user_per_day
         assert account.project_ids and set(account.project_ids) <= set(range(1, 5))
@@ -229,8 +322,8 @@ def test_allowed_means_every_limit_holds(policy, requester, account, recent):
 @given(policies, requesters, specs, st.integers(0, 30))
 def test_the_form_offers_exactly_what_submission_accepts(policy, requester, account, recent):
     """Command time and submission time agree: every offered role passes, every other role fails."""
-    at_command = decide(policy, requester, None, today=TODAY, recent_creations=recent)
-    at_submit = decide(policy, requester, account, today=TODAY, recent_creations=recent)
+    at_command = decide(policy, requester, None, installation=HOME, today=TODAY, recent_creations=recent)
+    at_submit = decide(policy, requester, account, installation=HOME, today=TODAY, recent_creations=recent)
     assert at_command.refusal == at_submit.refusal
     if at_command.entitlement is not None and at_submit.refusal is None:
         role_refused = any(v.field is FormField.ROLE for v in at_submit.violations)
@@ -261,6 +354,8 @@ def test_missing_file_means_conservative_defaults():
         ("expiry:\n  max_days: 0\n", "expiry.max_days"),
         ("requesters:\n  users: [alice]\n", "requesters.users"),
         ("audit_channel: general\n", "audit_channel"),
+        ("external_teams: [acme]\n", "external_teams"),
+        ("external_team: [T0123]\n", "external_team: unknown key"),
         ("- just\n- a list\n", "mapping"),
         ("max_role: [unclosed\n", "not valid YAML"),
     ],

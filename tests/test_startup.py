@@ -113,3 +113,25 @@ def test_a_rejected_app_token_stops_socket_mode_with_one_line(tmp_path, slack):
     assert "SLACK_APP_TOKEN: could not open a Socket Mode connection" in result.stderr
     assert "xapp-a-wrong-one" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bot_token_slack_rejects_stops_the_app_with_one_line(tmp_path, slack):
+    # auth.test is asked at start (it names the installation's workspace); a rejection is a setting problem.
+    result = run_app(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-not-the-one-SECRETVALUE",
+            "SLACK_SIGNING_SECRET": "s",
+            "MIXPANEL_SERVICE_ACCOUNT_USERNAME": "u",
+            "MIXPANEL_SERVICE_ACCOUNT_SECRET": "p",
+            "SLACK_API_URL": slack.base_url,
+            "MIXPANEL_API_URL": "http://127.0.0.1:9/api/app",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        },
+        tmp_path,
+        "--mode",
+        "http",
+    )
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN: Slack did not accept it (invalid_auth)" in result.stderr
+    assert [call.method for call in slack.calls()] == ["auth.test"]
+    assert "SECRETVALUE" not in result.stderr and "Traceback" not in result.stderr

@@ -168,3 +168,30 @@ def test_the_whole_flow_on_postgres(bots, fresh_postgres_url):
     assert [r["event"] for r in bot.store.audit_trail()] == ["submitted", "created", "token_delivered"]
     assert token not in dump_database(bot.store)
     assert bot.store.engine.dialect.name == "postgresql"
+
+
+def test_refusals_racing_from_many_threads_are_all_stored_and_announced_once(store):
+    start = threading.Barrier(8)
+    notices = []
+    now = datetime.now(UTC)
+
+    def refuse() -> None:
+        start.wait(10)
+        notices.append(
+            store.record_refusal("U1", "not_listed", announce_every=timedelta(minutes=10), now=now)
+        )
+
+    threads = [threading.Thread(target=refuse) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    assert sorted(notice.announce for notice in notices) == [False] * 7 + [True]
+    assert len([r for r in store.audit_trail() if r["event"] == "refused"]) == 8
+    later = store.record_refusal(
+        "U1", "not_listed", announce_every=timedelta(minutes=10), now=now + timedelta(minutes=11)
+    )
+    assert later.announce and later.suppressed == 7
+    quiet = store.record_refusal("U2", "not_listed")  # no audit channel: stored, never announced
+    assert not quiet.announce

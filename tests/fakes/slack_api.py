@@ -11,7 +11,8 @@ Public API::
         .url                 "http://127.0.0.1:PORT/"
         .bot_token, .app_token (None: any "xapp-..." bearer is accepted by apps.connections.open)
         .socket_mode_url     returned by apps.connections.open
-        .team_id="T1", .bot_user_id="UBOT", .bot_id="BBOT", .app_id="A1"
+        .team_id="T1", .enterprise_id=None, .bot_user_id="UBOT", .bot_id="BBOT", .app_id="A1"
+                             (auth.test reports team_id, and enterprise_id when set)
         .validate_views=True (views.* run the view through slack_sdk's View model; errors -> invalid_arguments
                               and are appended to .view_errors)
         .response_url_max_uses=5 (Slack allows 5 posts per response_url; later posts get 404 "used_url")
@@ -29,7 +30,9 @@ Public API::
       registry
         .add_user(user_id, *, tz="America/New_York", tz_offset=None, is_restricted=False,
                   is_ultra_restricted=False, is_bot=False, deleted=False, is_app_user=False, name=None,
-                  **extra) -> dict
+                  team_id=None, enterprise_id=None, is_stranger=None, **extra) -> dict
+                                     team_id: the user's home team (default .team_id); enterprise_id adds
+                                     ``enterprise_user``; is_stranger (Slack Connect) is sent only when given
         .set_usergroup(group_id, user_ids)
         .issue_trigger_id() -> str   optional: such ids work once and expire after .trigger_ttl (3 s);
                                      ids never issued are accepted (SlackSender makes its own)
@@ -176,6 +179,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         self.app_token: str | None = None
         self.socket_mode_url: str | None = None
         self.team_id = "T1"
+        self.enterprise_id: str | None = None
         self.bot_user_id = "UBOT"
         self.bot_id = "BBOT"
         self.app_id = "A1"
@@ -298,6 +302,9 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         deleted: bool = False,
         is_app_user: bool = False,
         name: str | None = None,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
+        is_stranger: bool | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """Register a user for users.info; returns the ``user`` object Slack would return."""
@@ -310,9 +317,10 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
                 tz_offset = int(offset.total_seconds()) if offset is not None else 0
             tz_label = now.tzname() or tz
         real_name = name.replace(".", " ").title()
+        team_id = team_id or self.team_id
         user: dict[str, Any] = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id,
             "name": name,
             "deleted": deleted,
             "color": "9f69e7",
@@ -326,7 +334,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
                 "display_name": name,
                 "display_name_normalized": name,
                 "email": f"{name}@example.com",
-                "team": self.team_id,
+                "team": team_id,
                 "image_24": "https://example.invalid/24.png",
                 "image_72": "https://example.invalid/72.png",
             },
@@ -340,6 +348,10 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             "updated": 1700000000,
             "has_2fa": False,
         }
+        if enterprise_id is not None:
+            user["enterprise_user"] = {"id": user_id, "enterprise_id": enterprise_id, "teams": [team_id]}
+        if is_stranger is not None:
+            user["is_stranger"] = is_stranger
         user.update(extra)
         with self._lock:
             self._users[user_id] = user
@@ -557,6 +569,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
 
     @staticmethod
