@@ -27,7 +27,9 @@ def _since(value: str) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     audit = commands.add_parser("audit", help="print the audit trail")
     audit.add_argument("--since", type=_since, required=True, help="first day to include (UTC), YYYY-MM-DD")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ DB_PASSWORD = "db-password-not-for-eyes"
 WRONG_BOT_TOKEN = "xoxb-wrong-bot-token-value"
 WRONG_APP_TOKEN = "xapp-1-A1-wrong-app-token"
 WRONG_MP_SECRET = "wrong-mixpanel-secret-value"
+BASH = shutil.which("bash") or "/bin/bash"
 SECRETS = [BOT_TOKEN, SIGNING_SECRET, MP_SECRET, APP_TOKEN, DB_PASSWORD]
 
 
@@ -398,3 +400,24 @@ def test_http_mode_skips_the_app_token_and_a_policy_without_people(setup):
         "policy-usergroups": "SKIP",
         "policy-channels": "SKIP",
     }
+
+
+def test_scripts_run_doctor_runs_the_doctor_and_anything_else_runs_the_app(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "run", tmp_path / "scripts" / "run")
+    (tmp_path / "requirements.txt").write_text("")
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    # A stand-in interpreter: answers scripts/run's venv checks, and records what it is asked to run.
+    python.write_text(
+        "#!/bin/sh\n"
+        'case "$1 $2" in "-c "* | "-m pip") exit 0 ;; "-VV "*) echo shim; exit 0 ;; esac\n'
+        'echo "$@" >> "$(dirname "$0")/../../ran"\n'
+    )
+    python.chmod(0o755)
+    for args in (["doctor", "--format", "json"], ["--mode", "http"]):
+        subprocess.run([BASH, str(tmp_path / "scripts" / "run"), *args], check=True, timeout=60)
+    assert (tmp_path / "ran").read_text().splitlines() == [
+        "-m bot doctor --format json",
+        "app.py --mode http",
+    ]
