@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -204,6 +205,14 @@ def unreachable_mixpanel(setup: Setup) -> None:
     setup.env["MIXPANEL_API_URL"] = f"http://127.0.0.1:{free_port()}/api/app"
 
 
+def unreachable_slack(setup: Setup) -> None:
+    setup.env["SLACK_API_URL"] = f"http://127.0.0.1:{free_port()}/api/"
+
+
+def slack_unwell(setup: Setup) -> None:
+    setup.slack.set_http_status("auth.test", 502)
+
+
 def unreachable_database(setup: Setup) -> None:
     setup.env["DATABASE_URL"] = f"postgresql://doctor:{DB_PASSWORD}@127.0.0.1:{free_port()}/mpsa"
 
@@ -212,6 +221,13 @@ def empty_database(setup: Setup) -> None:
     empty = setup.tmp_path / "empty.db"
     empty.touch()
     setup.env["DATABASE_URL"] = f"sqlite:///{empty}"
+
+
+def database_from_a_newer_version(setup: Setup) -> None:
+    database = setup.tmp_path / "bot.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    connection.close()
 
 
 def policy_users(*users: str) -> Breakage:
@@ -241,6 +257,18 @@ BROKEN = [
         {"slack-token": "FAIL", **AFTER_SLACK_TOKEN},
         {"slack-token": ["invalid_auth", "Bot User OAuth Token"]},
         id="invalid-bot-token",
+    ),
+    pytest.param(
+        unreachable_slack,
+        {"slack-token": "FAIL", "slack-app-token": "FAIL", **AFTER_SLACK_TOKEN},
+        {"slack-token": ["could not reach Slack", "SLACK_API_URL"], "slack-app-token": ["SLACK_API_URL"]},
+        id="unreachable-slack",
+    ),
+    pytest.param(
+        slack_unwell,
+        {"slack-token": "FAIL", **AFTER_SLACK_TOKEN},
+        {"slack-token": ["Slack could not check SLACK_BOT_TOKEN", "try again"]},
+        id="slack-unwell",
     ),
     pytest.param(
         lose_scope("channels:read"),
@@ -314,6 +342,12 @@ BROKEN = [
         {"database": "FAIL"},
         {"database": ["no migration", "start the bot"]},
         id="database-behind-head",
+    ),
+    pytest.param(
+        database_from_a_newer_version,
+        {"database": "FAIL"},
+        {"database": ["f00d", "does not know"]},
+        id="database-ahead-of-the-code",
     ),
     pytest.param(
         policy_users(ALICE, "UNOBODY"),
@@ -421,3 +455,16 @@ def test_scripts_run_doctor_runs_the_doctor_and_anything_else_runs_the_app(tmp_p
         "-m bot doctor --format json",
         "app.py --mode http",
     ]
+
+
+def test_doctor_neither_migrates_nor_creates_a_database(setup):
+    empty_database(setup)
+    setup.run()
+    assert (setup.tmp_path / "empty.db").stat().st_size == 0
+
+    missing = setup.tmp_path / "typo.db"
+    setup.env["DATABASE_URL"] = f"sqlite:///{missing}"
+    result = setup.run()
+    assert not_passing(result.stdout) == {"database": "FAIL"}
+    assert "no database file" in statuses(result.stdout)["database"][1]
+    assert not missing.exists()

@@ -5,9 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +70,8 @@ def check_database(database_url: str) -> CheckResult:
             engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
         except (SQLAlchemyError, ImportError) as error:  # ImportError: no driver for that database
             return failed("database", f"cannot use {shown} ({type(error).__name__})", "check DATABASE_URL")
+    from alembic.runtime.migration import MigrationContext  # only here: a third of doctor's start-up
+
     try:
         with engine.connect() as connection:
             current = set(MigrationContext.configure(connection).get_current_heads())
@@ -88,6 +87,9 @@ def check_database(database_url: str) -> CheckResult:
 
 
 def _migration_state(shown: str, current: set[str]) -> CheckResult:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     scripts = ScriptDirectory.from_config(config)

@@ -21,6 +21,18 @@ from bot.settings import Settings
 from bot.slack_scopes import REQUIRED_BOT_SCOPES
 
 SLACK_TIMEOUT = 5
+MAX_DETAIL = 120
+# Slack's answers that mean the token itself is wrong, rather than Slack being busy or unwell.
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+    }
+)
 SCOPES_HEADER = "x-oauth-scopes"
 REINSTALL = (
     "add the scope to the app (manifest.yml, or OAuth & Permissions > Bot Token Scopes) and reinstall it"
@@ -57,8 +69,21 @@ def _slack_error(error: Exception) -> str:
         code = response.get("error") if isinstance(response.data, dict) else None
         if code == "missing_scope":
             return f"missing_scope: the token lacks {response.get('needed')}"
-        return str(code) if code else f"HTTP {response.status_code}"
+        return str(code)[:MAX_DETAIL] if code else f"HTTP {response.status_code}"
     return type(error).__name__
+
+
+def _token_failure(name: str, setting: str, error: Exception, settings: Settings, fix: str) -> CheckResult:
+    code = _slack_error(error)
+    if code in TOKEN_ERRORS:
+        return failed(name, f"Slack refused {setting} ({code})", fix)
+    if isinstance(error, SlackApiError):
+        return failed(name, f"Slack could not check {setting} ({code})", "try again in a minute")
+    return failed(
+        name,
+        f"could not reach Slack at {_where(settings)} ({code})",
+        f"check {_where(settings)} and this machine's network",
+    )
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
@@ -71,18 +96,9 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
 def check_bot_token(client: WebClient, settings: Settings) -> tuple[CheckResult, BotIdentity | None]:
     try:
         response = client.auth_test()
-    except SlackApiError as error:
-        return failed(
-            "slack-token",
-            f"Slack refused SLACK_BOT_TOKEN ({_slack_error(error)})",
-            "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page",
-        ), None
     except (SlackClientError, OSError) as error:
-        return failed(
-            "slack-token",
-            f"could not reach Slack at {_where(settings)} ({_slack_error(error)})",
-            f"check {_where(settings)} and this machine's network",
-        ), None
+        fix = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+        return _token_failure("slack-token", "SLACK_BOT_TOKEN", error, settings, fix), None
     granted = _header(response.headers, SCOPES_HEADER)
     identity = BotIdentity(
         team=str(response.get("team", "")),
@@ -104,11 +120,7 @@ def check_scopes(identity: BotIdentity) -> CheckResult:
         return warned("slack-scopes", f"Slack did not report the granted scopes ({SCOPES_HEADER} header)")
     missing = sorted(REQUIRED_BOT_SCOPES - identity.granted_scopes)
     if missing:
-        return failed(
-            "slack-scopes",
-            f"the bot token lacks {', '.join(missing)}",
-            REINSTALL,
-        )
+        return failed("slack-scopes", f"the bot token lacks {', '.join(missing)}", REINSTALL)
     return passed(
         "slack-scopes", f"all {len(REQUIRED_BOT_SCOPES)} granted: {', '.join(sorted(REQUIRED_BOT_SCOPES))}"
     )
@@ -121,19 +133,12 @@ def check_app_token(settings: Settings) -> CheckResult:
     app_token = settings.slack_app_token.get_secret_value()
     try:
         slack_client(settings, app_token).apps_connections_open(app_token=app_token)
-    except SlackApiError as error:
-        return failed(
-            "slack-app-token",
-            f"Slack refused SLACK_APP_TOKEN ({_slack_error(error)})",
-            "make an app-level token with connections:write (Basic Information > App-Level Tokens) and "
-            "enable Socket Mode; or unset SLACK_APP_TOKEN for HTTP mode",
-        )
     except (SlackClientError, OSError) as error:
-        return failed(
-            "slack-app-token",
-            f"could not reach Slack at {_where(settings)} ({_slack_error(error)})",
-            f"check {_where(settings)} and this machine's network",
+        fix = (
+            "make an app-level token with connections:write (Basic Information > App-Level Tokens) and "
+            "enable Socket Mode; or unset SLACK_APP_TOKEN for HTTP mode"
         )
+        return _token_failure("slack-app-token", "SLACK_APP_TOKEN", error, settings, fix)
     return passed("slack-app-token", "valid: Slack offers it a Socket Mode connection")
 
 
