@@ -62,6 +62,12 @@ def _where(settings: Settings) -> str:
     return "SLACK_API_URL" if settings.slack_api_url else "slack.com"
 
 
+def _network_fix(settings: Settings) -> str:
+    if settings.slack_api_url:
+        return "check SLACK_API_URL (or unset it to use slack.com)"
+    return "check that this machine reaches slack.com over HTTPS"
+
+
 def _slack_error(error: Exception) -> str:
     """What went wrong, in Slack's words; never the request, which carries the token."""
     if isinstance(error, SlackApiError):
@@ -70,7 +76,8 @@ def _slack_error(error: Exception) -> str:
         if code == "missing_scope":
             return f"missing_scope: the token lacks {response.get('needed')}"
         return str(code)[:MAX_DETAIL] if code else f"HTTP {response.status_code}"
-    return type(error).__name__
+    detail = str(getattr(error, "reason", None) or error)  # urllib's URLError keeps the cause in .reason
+    return f"{type(error).__name__}: {detail}"[:MAX_DETAIL] if detail else type(error).__name__
 
 
 def _token_failure(name: str, setting: str, error: Exception, settings: Settings, fix: str) -> CheckResult:
@@ -79,11 +86,7 @@ def _token_failure(name: str, setting: str, error: Exception, settings: Settings
         return failed(name, f"Slack refused {setting} ({code})", fix)
     if isinstance(error, SlackApiError):
         return failed(name, f"Slack could not check {setting} ({code})", "try again in a minute")
-    return failed(
-        name,
-        f"could not reach Slack at {_where(settings)} ({code})",
-        f"check {_where(settings)} and this machine's network",
-    )
+    return failed(name, f"could not reach Slack at {_where(settings)} ({code})", _network_fix(settings))
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
