@@ -1,4 +1,8 @@
-"""`python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail for compliance reviews."""
+"""Operator commands.
+
+`python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail for compliance reviews.
+`python -m bot doctor [--format text|json]`: check a deployment's settings, credentials and policy.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +27,26 @@ def _since(value: str) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     audit = commands.add_parser("audit", help="print the audit trail")
     audit.add_argument("--since", type=_since, required=True, help="first day to include (UTC), YYYY-MM-DD")
     audit.add_argument("--format", choices=["csv", "json"], default="csv")
+    doctor = commands.add_parser(
+        "doctor", help="check this deployment: one line per check, exit 1 on a failure"
+    )
+    doctor.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from bot.doctor import main as run_doctor
 
+        return run_doctor(args.format)
+    return _audit(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
     try:
         settings = DatabaseSettings()
     except ValidationError as error:

@@ -102,6 +102,7 @@ class _ListResponse(_Lenient):
 class _Organization(_Lenient):
     id: int | None = None
     name: str | None = None
+    role: str | None = None  # the bot's own role in this organization
 
 
 class _MeProject(_Lenient):
@@ -110,6 +111,8 @@ class _MeProject(_Lenient):
 
 
 class _MeResults(_Lenient):
+    user_id: int | None = None
+    id: int | None = None
     organizations: dict[str, _Organization] = {}
     projects: dict[str, _MeProject] = {}
 
@@ -119,9 +122,21 @@ class _MeResponse(_Lenient):
 
 
 @dataclass(frozen=True)
+class MeOrganization:
+    id: int
+    name: str | None
+    role: str | None  # the bot's own organization role, when /me shows it
+
+
+@dataclass(frozen=True)
 class Me:
     organization_ids: list[int]
     projects: list[Project]
+    organizations: tuple[MeOrganization, ...] = ()
+    user_id: int | None = None  # the bot's own Mixpanel user: `creator` of the accounts it makes
+
+    def organization(self, organization_id: int) -> MeOrganization | None:
+        return next((org for org in self.organizations if org.id == organization_id), None)
 
 
 @dataclass(frozen=True)
@@ -266,14 +281,30 @@ class MixpanelClient:
             results = _MeResponse.model_validate(payload).results
         except ValidationError:
             raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected /me response") from None
-        organization_ids = sorted(
-            org.id if org.id is not None else int(key) for key, org in results.organizations.items()
+        try:
+            organizations = tuple(
+                sorted(
+                    (
+                        MeOrganization(
+                            id=org.id if org.id is not None else int(key), name=org.name, role=org.role
+                        )
+                        for key, org in results.organizations.items()
+                    ),
+                    key=lambda org: org.id,
+                )
+            )
+            projects = [
+                Project(id=int(key), name=project.name, organization_id=project.organization_id)
+                for key, project in results.projects.items()
+            ]
+        except ValueError:  # a key that is not a number
+            raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected /me response") from None
+        return Me(
+            organization_ids=[org.id for org in organizations],
+            projects=projects,
+            organizations=organizations,
+            user_id=results.user_id if results.user_id is not None else results.id,
         )
-        projects = [
-            Project(id=int(key), name=project.name, organization_id=project.organization_id)
-            for key, project in results.projects.items()
-        ]
-        return Me(organization_ids=organization_ids, projects=projects)
 
     def create_service_account(
         self, organization_id: int, account: NewServiceAccount

@@ -91,6 +91,28 @@ class Policy(_Strict):
             groups.update(grant.usergroups)
         return groups
 
+    def selectors(self) -> list[tuple[str, PersonSelector]]:
+        """Every list of people in the policy, with its key (e.g. "elevated.0"), wherever it sits."""
+        return list(_selectors_in(self, ""))
+
+    def channels(self) -> dict[str, str]:
+        """Every channel the policy names, by key. A new channel key belongs here, in one line."""
+        named = {
+            "audit_channel": self.audit_channel,
+        }
+        return {key: channel for key, channel in named.items() if channel}
+
+
+def _selectors_in(value: object, key: str) -> Iterable[tuple[str, PersonSelector]]:
+    if isinstance(value, PersonSelector):
+        yield key, value
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _selectors_in(getattr(value, name), f"{key}.{name}" if key else name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _selectors_in(item, f"{key}.{index}")
+
 
 class PolicyError(Exception):
     def __init__(self, path: Path, problems: list[str]):

@@ -7,5 +7,9 @@ REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
         "im:write",  # conversations.open, for the DM fallback when an ephemeral message cannot be sent
         "users:read",  # users.info: the requester's time zone, and guest / bot / deleted checks
         "usergroups:read",  # usergroups.users.list: who belongs to the allowed user groups
+        # conversations.info, for `python -m bot doctor`: the policy's channels exist and have the bot in
+        # them. Public channels need channels:read, private ones groups:read (only those the bot is in).
+        "channels:read",
+        "groups:read",
     }
 )

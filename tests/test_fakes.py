@@ -245,6 +245,25 @@ def test_slack_web_api_round_trip(slack: FakeSlack) -> None:
         slack.wait_for("views.push", timeout=0.1)
 
 
+def test_slack_granted_scopes_are_reported_and_enforced_and_channels_answer(slack: FakeSlack) -> None:
+    client = WebClient(token="xoxb-test-token", base_url=slack.base_url)
+    granted = client.auth_test().headers["x-oauth-scopes"].split(",")
+    assert set(granted) == slack.granted_scopes and "users:read" in granted
+    slack.add_channel("C1", name="audit")
+    slack.add_channel("G1", is_private=True, is_member=False)
+    assert client.conversations_info(channel="C1")["channel"]["is_member"] is True
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        client.conversations_info(channel="G1")  # private, and the bot is not in it
+    slack.granted_scopes -= {"users:read", "channels:read"}
+    with pytest.raises(SlackApiError) as refused:
+        client.users_info(user="U1")
+    assert refused.value.response["error"] == "missing_scope"
+    assert refused.value.response["needed"] == "users:read"
+    assert "users:read" not in refused.value.response.headers["x-oauth-scopes"]
+    with pytest.raises(SlackApiError, match="missing_scope"):
+        client.conversations_info(channel="C1")
+
+
 def test_slack_trigger_ids_work_once(slack: FakeSlack) -> None:
     client = WebClient(token="xoxb-test-token", base_url=slack.base_url)
     trigger = slack.issue_trigger_id()

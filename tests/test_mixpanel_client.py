@@ -55,8 +55,12 @@ def client(mixpanel):
 
 
 def test_me_lists_organizations_and_projects(client, mixpanel):
+    mixpanel.organizations[ORG_ID]["role"] = "owner"
     me = client.me()
     assert me.organization_ids == [ORG_ID]
+    assert me.organization(ORG_ID).role == "owner" and me.organization(ORG_ID).name == "Acme"
+    assert me.organization(ORG_ID + 1) is None
+    assert me.user_id == 1  # the fake's bot user
     assert {p.id for p in me.projects} == set(mixpanel.projects)
     assert mixpanel.me_calls()[0].query.get("include_workspace_users") in ("false", ["false"])
 

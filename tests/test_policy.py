@@ -367,3 +367,22 @@ def test_invalid_policy_names_the_key(tmp_path, text, named):
         load_policy(path)
     assert named in str(raised.value)
     assert str(path) in str(raised.value)
+
+
+def test_every_list_of_people_and_every_channel_is_found_with_its_key():
+    policy = Policy(
+        requesters=PersonSelector(users=["U1"], usergroups=["S1"]),
+        elevated=[
+            ElevatedGrant(users=["U2"], max_role=Role.ADMIN),
+            ElevatedGrant(usergroups=["S2"], max_role=Role.ADMIN),
+        ],
+        audit_channel="C0AUDIT",
+    )
+    found = {key: (selector.users, selector.usergroups) for key, selector in policy.selectors()}
+    assert found == {
+        "requesters": (["U1"], ["S1"]),
+        "elevated.0": (["U2"], []),
+        "elevated.1": ([], ["S2"]),
+    }
+    assert policy.channels() == {"audit_channel": "C0AUDIT"}
+    assert Policy().selectors() == [] and Policy().channels() == {}

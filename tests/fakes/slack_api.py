@@ -10,6 +10,9 @@ Public API::
         .base_url            "http://127.0.0.1:PORT/api/"    (WebClient appends e.g. "views.open")
         .url                 "http://127.0.0.1:PORT/"
         .bot_token, .app_token (None: any "xapp-..." bearer is accepted by apps.connections.open)
+        .granted_scopes      the bot token's scopes (default: bot.slack_scopes.REQUIRED_BOT_SCOPES); sent in
+                             the ``x-oauth-scopes`` header of every answer to the bot token, as Slack does,
+                             and enforced: a method needing a scope not granted answers ``missing_scope``
         .socket_mode_url     returned by apps.connections.open
         .team_id="T1", .enterprise_id=None, .bot_user_id="UBOT", .bot_id="BBOT", .app_id="A1"
                              (auth.test reports team_id, and enterprise_id when set)
@@ -34,6 +37,8 @@ Public API::
                                      team_id: the user's home team (default .team_id); enterprise_id adds
                                      ``enterprise_user``; is_stranger (Slack Connect) is sent only when given
         .set_usergroup(group_id, user_ids)
+        .add_channel(channel_id, *, name=None, is_private=False, is_member=True, is_archived=False) -> dict
+            for conversations.info (a private channel without the bot is ``channel_not_found``, as in Slack)
         .issue_trigger_id() -> str   optional: such ids work once and expire after .trigger_ttl (3 s);
                                      ids never issued are accepted (SlackSender makes its own)
 
@@ -51,7 +56,7 @@ Public API::
 ``SlackCall.at`` is ``time.monotonic()`` at arrival; ``status``/``response`` are filled once answered;
 ``headers`` is case-insensitive. Order per request: record, delay, HTTP fault, auth, ``fail`` fault, method.
 Methods: auth.test, views.open, views.update (a stale ``hash`` -> ``hash_conflict``), views.push,
-views.publish, chat.postEphemeral, chat.postMessage, conversations.open, users.info,
+views.publish, chat.postEphemeral, chat.postMessage, conversations.open, conversations.info, users.info,
 usergroups.users.list, apps.connections.open. Anything else answers ``unknown_method``.
 HTTP faults answer 429 as JSON ``ratelimited`` + ``Retry-After``, other statuses as an HTML page.
 
@@ -75,11 +80,22 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+from bot.slack_scopes import REQUIRED_BOT_SCOPES
 from tests.fakes._server import LoopbackHTTPFake, Reply
 
 __all__ = ["FakeSlack", "SlackCall"]
 
 ArgsPredicate = Callable[[dict[str, Any]], bool]
+
+# The bot-token scope each method needs, as Slack's method pages list them (conversations.info: see there).
+METHOD_SCOPES: dict[str, str] = {
+    "chat.postEphemeral": "chat:write",
+    "chat.postMessage": "chat:write",
+    "conversations.open": "im:write",
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
+}
+APP_TOKEN_SCOPES = "connections:write"
 
 
 @dataclass
@@ -183,6 +199,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         self.bot_user_id = "UBOT"
         self.bot_id = "BBOT"
         self.app_id = "A1"
+        self.granted_scopes: set[str] = set(REQUIRED_BOT_SCOPES)
         self.validate_views = True
         self.response_url_max_uses = 5
         self.trigger_ttl = 3.0
@@ -191,6 +208,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
 
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
         self._error_faults: dict[str, list[_ErrorFault]] = {}
         self._http_faults: dict[str, list[_HttpFault]] = {}
         self._delays: dict[str, float] = {}
@@ -362,6 +380,32 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         with self._lock:
             self._usergroups[group_id] = list(user_ids)
 
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        name: str | None = None,
+        is_private: bool = False,
+        is_member: bool = True,
+        is_archived: bool = False,
+    ) -> dict[str, Any]:
+        """Register a channel for conversations.info; returns the ``channel`` object Slack would return."""
+        channel = {
+            "id": channel_id,
+            "name": name or f"channel-{channel_id.lower()}",
+            "is_channel": not is_private,
+            "is_group": False,
+            "is_im": False,
+            "is_private": is_private,
+            "is_archived": is_archived,
+            "is_member": is_member,
+            "context_team_id": self.team_id,
+            "created": 1700000000,
+        }
+        with self._lock:
+            self._channels[channel_id] = channel
+        return dict(channel)
+
     def issue_trigger_id(self) -> str:
         """A trigger id that views.open/push accept once and only within ``trigger_ttl`` seconds."""
         trigger = f"{next(self._seq)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
@@ -476,19 +520,29 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
 
         if not self._authorized(method, headers):
             return self._finish(call, _json_reply({"ok": False, "error": "invalid_auth"}))
+        with self._lock:
+            granted = (
+                APP_TOKEN_SCOPES
+                if method == "apps.connections.open"
+                else ",".join(sorted(self.granted_scopes))
+            )
+        scope_header = {"x-oauth-scopes": granted}
 
         with self._lock:
             error_fault = self._take(self._error_faults.get(method, []), args)
         if error_fault is not None:
-            return self._finish(call, _json_reply({"ok": False, "error": error_fault.error}))
+            return self._finish(
+                call, _json_reply({"ok": False, "error": error_fault.error}, headers=scope_header)
+            )
 
         handler = self._methods().get(method)
         if handler is None:
             result: dict[str, Any] = {"ok": False, "error": "unknown_method", "req_method": method}
         else:
             with self._lock:
-                result = handler(args)
-        return self._finish(call, _json_reply(result))
+                needed = METHOD_SCOPES.get(method)
+                result = (self._missing_scope(needed) if needed else None) or handler(args)
+        return self._finish(call, _json_reply(result, headers=scope_header))
 
     def _authorized(self, method: str, headers: Mapping[str, str]) -> bool:
         auth = headers.get("Authorization", "")
@@ -544,6 +598,17 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
 
     # ------------------------------------------------------------------ methods (called with _lock held)
 
+    def _missing_scope(self, needed: str) -> dict[str, Any] | None:
+        """Slack's answer when the bot token lacks ``needed``; None when it is granted."""
+        if needed in self.granted_scopes:
+            return None
+        return {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": needed,
+            "provided": ",".join(sorted(self.granted_scopes)),
+        }
+
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "auth.test": self._auth_test,
@@ -554,6 +619,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.postMessage": self._chat_post_message,
             "conversations.open": self._conversations_open,
+            "conversations.info": self._conversations_info,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "apps.connections.open": self._apps_connections_open,
@@ -747,6 +813,13 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         ids = [u.strip() for u in str(users).split(",") if u.strip()]
         channel_id = "D" + ids[0] if len(ids) == 1 else "G" + "".join(ids)
         return {"ok": True, "no_op": False, "already_open": False, "channel": {"id": channel_id}}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channels.get(str(args.get("channel", "")))
+        if channel is None or (channel["is_private"] and not channel["is_member"]):
+            return {"ok": False, "error": "channel_not_found"}
+        missing = self._missing_scope("groups:read" if channel["is_private"] else "channels:read")
+        return missing or {"ok": True, "channel": dict(channel)}
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self._users.get(str(args.get("user", "")))
