@@ -82,9 +82,12 @@ def test_the_rate_limit_holds_across_two_instances_sharing_postgres(bots, fresh_
 
     assert all(a.status == 200 for a in acks)
     assert len(first.mixpanel.create_calls()) == 3
-    # Both instances saw room at ack time; the atomic claim refused the rest and told each requester.
-    told = [c for c in first.slack.calls("response_url") if "limit of 3" in c.args.get("text", "")]
-    assert len(told) == 3
+    # Whether an instance still saw room when it acknowledged depends on timing: a submission is refused
+    # either in its ack (the claims of others were already stored) or by the atomic claim after the ack,
+    # which tells the requester. Either way exactly the three over the limit hear why.
+    told_in_ack = [a for a in acks if "limit of 3" in a.text]
+    told_later = [c for c in first.slack.calls("response_url") if "limit of 3" in c.args.get("text", "")]
+    assert len(told_in_ack) + len(told_later) == 3
     refusals = [r for r in first.store.audit_trail() if r["event"] == "refused"]
     assert [r["detail"] for r in refusals] == ["rate_limited"] * 3
 
