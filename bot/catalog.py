@@ -23,6 +23,7 @@ class Snapshot:
     organization_id: int
     projects: list[Project]
     fetched_at: float
+    bot_user_id: int | None = None  # /me's id: the `creator` of the accounts the bot makes
 
     def by_id(self) -> dict[int, Project]:
         return {project.id: project for project in self.projects}
@@ -69,7 +70,12 @@ class ProjectCatalog:
                 (p for p in me.projects if p.organization_id == organization_id),
                 key=lambda p: (p.name.casefold(), p.id),
             )
-            snapshot = Snapshot(organization_id=organization_id, projects=projects, fetched_at=self._clock())
+            snapshot = Snapshot(
+                organization_id=organization_id,
+                projects=projects,
+                fetched_at=self._clock(),
+                bot_user_id=me.user_id,
+            )
             with self._lock:
                 self._snapshot = snapshot
             return snapshot
@@ -83,6 +89,10 @@ class ProjectCatalog:
         if self._configured_org is not None:
             return self._configured_org
         return self.get().organization_id
+
+    def bot_user_id(self) -> int | None:
+        """The bot's own Mixpanel user id (None if /me did not say); raises like `load`."""
+        return self.get().bot_user_id
 
     def refresh_in_background(self) -> None:
         if self._refreshing.locked():

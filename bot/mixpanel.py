@@ -110,6 +110,7 @@ class _MeProject(_Lenient):
 
 
 class _MeResults(_Lenient):
+    id: int | None = None  # the bot's own Mixpanel user: `creator` of every account it makes
     organizations: dict[str, _Organization] = {}
     projects: dict[str, _MeProject] = {}
 
@@ -122,6 +123,7 @@ class _MeResponse(_Lenient):
 class Me:
     organization_ids: list[int]
     projects: list[Project]
+    user_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ class MixpanelClient:
             Project(id=int(key), name=project.name, organization_id=project.organization_id)
             for key, project in results.projects.items()
         ]
-        return Me(organization_ids=organization_ids, projects=projects)
+        return Me(organization_ids=organization_ids, projects=projects, user_id=results.id)
 
     def create_service_account(
         self, organization_id: int, account: NewServiceAccount

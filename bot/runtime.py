@@ -141,6 +141,7 @@ def build_runtime(
         public_host=settings.mixpanel_public_host,
         reconcile_delays=list(settings.mixpanel_reconcile_delays),
         pause=jobs.pause,
+        uncertain_recheck=timedelta(hours=settings.uncertain_recheck_hours),
     )
     if clock is not None:
         deps.clock = clock

@@ -66,7 +66,8 @@ class RequestState(StrEnum):
     CREATED = "created"  # Mixpanel made the account but no path delivered its token; deletion follows
     DELIVERED = "delivered"  # the token reached the requester
     FAILED = "failed"  # Mixpanel refused; nothing exists
-    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
+    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling (the sweeper re-checks for hours)
+    ORPHANED = "orphaned"  # accounts nobody holds a token for are recorded (orphan_accounts); deleting them
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
 
@@ -77,8 +78,24 @@ QUOTA_STATES = (
     RequestState.CREATED,
     RequestState.DELIVERED,
     RequestState.UNCERTAIN,
+    RequestState.ORPHANED,
     RequestState.DELETE_FAILED,
 )
+
+
+class OrphanOutcome(StrEnum):
+    PENDING = "pending"  # recorded; the delete call is about to be made
+    DELETED = "deleted"
+    DELETE_FAILED = "delete_failed"  # retried by the sweeper until it is deleted
+
+
+class StateMoved(Exception):
+    """A compare-and-set lost: someone else (the sweeper, or a live job) moved the request first."""
+
+    def __init__(self, request_id: str, actual: RequestState | None):
+        super().__init__(f"request {request_id} is {actual}, not in the expected state")
+        self.request_id = request_id
+        self.actual = actual
 
 
 class AuditEvent(StrEnum):
@@ -114,11 +131,29 @@ class AccountRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Written just before each create call: the upper end of the window an orphan's `created` may fall in.
+    last_create_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
         Index("ix_account_requests_state", "state"),
     )
+
+
+class OrphanAccount(Base):
+    """An account a request made whose token nobody holds; each has its own outcome."""
+
+    __tablename__ = "orphan_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("account_requests.id"), index=True)
+    mixpanel_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    mixpanel_username: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(24))
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_orphan_accounts_request", "request_id"),)
 
 
 class AuditRecord(Base):
@@ -154,6 +189,7 @@ class StoredRequest:
     mixpanel_account_id: int | None
     mixpanel_username: str | None
     created_at: datetime
+    last_create_attempt_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -170,7 +206,15 @@ class StoredRequest:
             mixpanel_account_id=row["mixpanel_account_id"],
             mixpanel_username=row["mixpanel_username"],
             created_at=row["created_at"],
+            last_create_attempt_at=row["last_create_attempt_at"],
         )
+
+
+@dataclass(frozen=True)
+class Orphan:
+    account_id: int
+    username: str | None
+    outcome: OrphanOutcome
 
 
 @dataclass(frozen=True)
@@ -288,6 +332,16 @@ class SQLiteWriterQueue:
 
 REQUESTS = AccountRequest.__table__
 AUDIT = AuditRecord.__table__
+ORPHANS = OrphanAccount.__table__
+
+
+def state_after_cleanup(outcomes: list[OrphanOutcome]) -> RequestState:
+    """One undeletable orphan keeps the request `delete_failed`, whatever happens to the others."""
+    if OrphanOutcome.DELETE_FAILED in outcomes:
+        return RequestState.DELETE_FAILED
+    if OrphanOutcome.PENDING in outcomes or not outcomes:
+        return RequestState.ORPHANED
+    return RequestState.DELETED
 
 
 class Store:
@@ -365,6 +419,7 @@ class Store:
                     "error": None,
                     "created_at": now,
                     "updated_at": now,
+                    "last_create_attempt_at": None,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 self._audit(connection, AuditEvent.SUBMITTED, row, at=now)
@@ -427,13 +482,15 @@ class Store:
         request_id: str,
         state: RequestState,
         *,
+        expected: tuple[RequestState, ...],
         event: AuditEvent | None = None,
         detail: str | None = None,
         mixpanel_account_id: int | None = None,
         mixpanel_username: str | None = None,
         earlier_events: tuple[tuple[AuditEvent, str | None], ...] = (),
     ) -> StoredRequest:
-        """Move a request to `state`; record `earlier_events`, then `event`, in the same transaction."""
+        """Compare-and-set: move a request from one of the `expected` states to `state`, recording
+        `earlier_events`, then `event`, in the same transaction. Raises StateMoved when it was not there."""
         now = _now()
         values: dict[str, Any] = {"state": str(state), "updated_at": now}
         if mixpanel_account_id is not None:
@@ -443,19 +500,133 @@ class Store:
         if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
             values["error"] = detail
         with self._write() as connection:
-            row = (
-                connection.execute(
-                    update(REQUESTS).where(REQUESTS.c.id == request_id).values(values).returning(*REQUESTS.c)
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise KeyError(request_id)
+            row = self._compare_and_set(connection, request_id, expected, values)
             for earlier, earlier_detail in earlier_events:
                 self._audit(connection, earlier, row, at=now, detail=earlier_detail)
             if event is not None:
                 self._audit(connection, event, row, at=now, detail=detail)
+            return StoredRequest.of(row)
+
+    @staticmethod
+    def _compare_and_set(
+        connection: Connection, request_id: str, expected: tuple[RequestState, ...], values: dict[str, Any]
+    ) -> Mapping[str, Any]:
+        row = (
+            connection.execute(
+                update(REQUESTS)
+                .where(REQUESTS.c.id == request_id, REQUESTS.c.state.in_([str(s) for s in expected]))
+                .values(values)
+                .returning(*REQUESTS.c)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            actual = connection.execute(
+                select(REQUESTS.c.state).where(REQUESTS.c.id == request_id)
+            ).scalar_one_or_none()
+            raise StateMoved(request_id, RequestState(actual) if actual else None)
+        return row
+
+    def record_create_attempt(self, request_id: str, *, now: datetime | None = None) -> StoredRequest:
+        """Just before a create call: the latest moment its account may carry as `created` (plus skew)."""
+        now = now or _now()
+        values = {"last_create_attempt_at": now, "updated_at": now}
+        with self._write() as connection:
+            return StoredRequest.of(
+                self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
+            )
+
+    def record_orphans(
+        self,
+        request_id: str,
+        accounts: list[tuple[int, str | None]],
+        *,
+        expected: tuple[RequestState, ...],
+        event: AuditEvent | None = None,
+        detail: str | None = None,
+    ) -> StoredRequest:
+        """Compare-and-set the request to `orphaned` and record each (account id, username) as pending,
+        in one transaction. An account already recorded (for any request) is not recorded again."""
+        now = _now()
+        with self._write() as connection:
+            row = self._compare_and_set(
+                connection, request_id, expected, {"state": str(RequestState.ORPHANED), "updated_at": now}
+            )
+            ids = [account_id for account_id, _ in accounts]
+            recorded = set(
+                connection.execute(
+                    select(ORPHANS.c.mixpanel_account_id).where(ORPHANS.c.mixpanel_account_id.in_(ids))
+                ).scalars()
+            )
+            for account_id, username in accounts:
+                if account_id in recorded:
+                    continue
+                recorded.add(account_id)
+                connection.execute(
+                    insert(ORPHANS).values(
+                        request_id=request_id,
+                        mixpanel_account_id=account_id,
+                        mixpanel_username=username,
+                        outcome=str(OrphanOutcome.PENDING),
+                        found_at=now,
+                        updated_at=now,
+                    )
+                )
+            if event is not None:
+                self._audit(connection, event, row, at=now, detail=detail)
+            return StoredRequest.of(row)
+
+    def orphans(self, request_id: str) -> list[Orphan]:
+        with self._read() as connection:
+            rows = connection.execute(
+                select(ORPHANS).where(ORPHANS.c.request_id == request_id).order_by(ORPHANS.c.id)
+            ).mappings()
+            return [
+                Orphan(row["mixpanel_account_id"], row["mixpanel_username"], OrphanOutcome(row["outcome"]))
+                for row in rows
+            ]
+
+    def record_deletion(
+        self, request_id: str, account_id: int, *, deleted: bool, detail: str
+    ) -> StoredRequest | None:
+        """One orphan's outcome, its audit event, and the request's state derived from all its orphans,
+        in one transaction. None when the orphan was already deleted (someone else got there first)."""
+        now = _now()
+        outcome = OrphanOutcome.DELETED if deleted else OrphanOutcome.DELETE_FAILED
+        with self._write() as connection:
+            orphan = (
+                connection.execute(
+                    update(ORPHANS)
+                    .where(
+                        ORPHANS.c.request_id == request_id,
+                        ORPHANS.c.mixpanel_account_id == account_id,
+                        ORPHANS.c.outcome.in_([str(OrphanOutcome.PENDING), str(OrphanOutcome.DELETE_FAILED)]),
+                    )
+                    .values(outcome=str(outcome), updated_at=now)
+                    .returning(ORPHANS.c.mixpanel_username)
+                )
+                .mappings()
+                .first()
+            )
+            if orphan is None:
+                return None
+            outcomes = [
+                OrphanOutcome(value)
+                for value in connection.execute(
+                    select(ORPHANS.c.outcome).where(ORPHANS.c.request_id == request_id)
+                ).scalars()
+            ]
+            state = state_after_cleanup(outcomes)
+            values: dict[str, Any] = {"state": str(state), "updated_at": now}
+            if state is RequestState.DELETE_FAILED:
+                values["error"] = detail
+            row = self._compare_and_set(
+                connection, request_id, (RequestState.ORPHANED, RequestState.DELETE_FAILED), values
+            )
+            event = AuditEvent.DELETED if deleted else AuditEvent.DELETE_FAILED
+            account = (account_id, orphan["mixpanel_username"])
+            self._audit(connection, event, row, at=now, detail=detail, account=account)
             return StoredRequest.of(row)
 
     def lease_stale(
@@ -483,17 +654,36 @@ class Store:
             ).mappings()
             return sorted((StoredRequest.of(row) for row in rows), key=lambda request: request.created_at)
 
-    def known_account_ids(self, account_ids: list[int]) -> set[int]:
+    def known_account_ids(self, account_ids: list[int], *, besides: str) -> set[int]:
+        """Which of these accounts a request other than `besides` made or recorded as its orphan."""
         if not account_ids:
             return set()
         with self._read() as connection:
-            return set(
-                connection.execute(
-                    select(REQUESTS.c.mixpanel_account_id).where(
-                        REQUESTS.c.mixpanel_account_id.in_(account_ids)
-                    )
-                ).scalars()
-            )
+            made = connection.execute(
+                select(REQUESTS.c.mixpanel_account_id).where(
+                    REQUESTS.c.mixpanel_account_id.in_(account_ids), REQUESTS.c.id != besides
+                )
+            ).scalars()
+            found = connection.execute(
+                select(ORPHANS.c.mixpanel_account_id).where(
+                    ORPHANS.c.mixpanel_account_id.in_(account_ids), ORPHANS.c.request_id != besides
+                )
+            ).scalars()
+            return set(made) | set(found)
+
+    def creates_in_flight(self, username: str, *, besides: str) -> list[StoredRequest]:
+        """Other requests for this name whose create call may still be running: until they record the
+        account they made (or give up), a same-named account could be theirs."""
+        with self._read() as connection:
+            rows = connection.execute(
+                select(REQUESTS).where(
+                    REQUESTS.c.username == username,
+                    REQUESTS.c.id != besides,
+                    REQUESTS.c.state == str(RequestState.SUBMITTED),
+                    REQUESTS.c.last_create_attempt_at.is_not(None),
+                )
+            ).mappings()
+            return [StoredRequest.of(row) for row in rows]
 
     # --- audit -----------------------------------------------------------------------------------
 
@@ -523,7 +713,9 @@ class Store:
         *,
         at: datetime,
         detail: str | None = None,
+        account: tuple[int, str | None] | None = None,
     ) -> None:
+        account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
         connection.execute(
             insert(AUDIT).values(
                 at=at,
@@ -534,8 +726,8 @@ class Store:
                 role=row["role"],
                 project_ids=list(row["project_ids"] or ()),
                 expires_at=row["expires_at"],
-                mixpanel_account_id=row["mixpanel_account_id"],
-                mixpanel_username=row["mixpanel_username"],
+                mixpanel_account_id=account_id,
+                mixpanel_username=full_username,
                 detail=detail,
             )
         )

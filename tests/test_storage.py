@@ -116,7 +116,13 @@ def test_the_quota_window_is_rolling_and_failed_attempts_do_not_count(store):
     fresh = claim(store, "VNEW", quota=1)
     assert isinstance(fresh, Claimed)
     assert isinstance(claim(store, "VNEXT", quota=1), OverQuota)
-    store.transition(fresh.request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail="400")
+    store.transition(
+        fresh.request.id,
+        RequestState.FAILED,
+        expected=(RequestState.SUBMITTED,),
+        event=AuditEvent.MIXPANEL_ERROR,
+        detail="400",
+    )
     assert isinstance(claim(store, "VNEXT", quota=1), Claimed)
 
 
@@ -125,11 +131,18 @@ def test_transitions_write_audit_rows_with_the_request_details(store):
     store.transition(
         request.id,
         RequestState.CREATED,
+        expected=(RequestState.SUBMITTED,),
         event=AuditEvent.CREATED,
         mixpanel_account_id=42,
         mixpanel_username="etl.abc123.mp-service-account",
     )
-    store.transition(request.id, RequestState.DELIVERED, event=AuditEvent.TOKEN_DELIVERED, detail="via dm")
+    store.transition(
+        request.id,
+        RequestState.DELIVERED,
+        expected=(RequestState.CREATED,),
+        event=AuditEvent.TOKEN_DELIVERED,
+        detail="via dm",
+    )
     store.record_refusal("U2", "not_listed")
     trail = store.audit_trail()
     assert [r["event"] for r in trail] == ["submitted", "created", "token_delivered", "refused"]
@@ -143,7 +156,7 @@ def test_transitions_write_audit_rows_with_the_request_details(store):
 def test_stale_requests_are_leased_once(database_url):
     first, second = Store.connect(database_url), Store.connect(database_url)
     request = claim(first, "V1").request
-    first.transition(request.id, RequestState.UNCERTAIN)
+    first.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
     later = datetime.now(UTC) + timedelta(minutes=11)
     assert (
         first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10), now=later)[0].id
