@@ -261,7 +261,9 @@ class CreationFlow:
     ) -> None:
         try:
             self.d.jobs.submit(
-                f"create:{view_id}", lambda: self._create_guarded(spec, context, view_id, team_id)
+                f"create:{view_id}",
+                lambda: self._create_guarded(spec, context, view_id, team_id),
+                on_cancel=lambda: self._tell(context, view_id, messages.RESTARTING),
             )
         except ShuttingDown:
             self._tell(context, view_id, messages.RESTARTING)

@@ -49,7 +49,8 @@ Public API::
         .clear_faults()
         behaviours: respond(status, json_body, headers=None), respond_html(status, html), error_200(error),
                     rate_limited(retry_after="1"), hang(seconds), drop(),
-                    create_then(status=500 | "drop", *, html=None, delay=0.0)
+                    create_then(status=500 | 201 | "drop", *, html=None, delay=0.0)
+                    (201: the normal answer, only late: the account exists before its creator hears of it)
 
 ``MixpanelCall.at`` is ``time.monotonic()`` at arrival; ``status`` is filled once answered (None = dropped).
 Hangs and latency sleep on an event that ``.stop()`` sets, so stopping never waits for them.
@@ -160,7 +161,8 @@ def drop() -> Fault:
 
 
 def create_then(status: int | str = 500, *, html: str | None = None, delay: float = 0.0) -> Fault:
-    """Really create the account, then (after ``delay``) answer ``status`` as HTML or drop ("drop")."""
+    """Really create the account, then (after ``delay``) answer ``status`` as HTML, drop ("drop"), or give
+    the normal answer (201)."""
     if status == "drop":
         return Fault("create_then", then_drop=True, seconds=delay)
     if not isinstance(status, int):
@@ -434,6 +436,8 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         if fault is not None and fault.kind == "create_then" and reply.status == 201:
             if not self._sleep(fault.seconds) or fault.then_drop:
                 return None
+            if fault.status == 201:
+                return reply
             return Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
         return reply
 
