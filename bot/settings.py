@@ -130,18 +130,22 @@ class Settings(DatabaseSettings):
         if self.stale_request_seconds <= longest:
             raise ValueError(
                 f"STALE_REQUEST_SECONDS: must exceed {longest:.0f}, the longest a live creation may go "
-                "without a database write (MIXPANEL_CONNECT_TIMEOUT + MIXPANEL_READ_TIMEOUT + "
-                "MIXPANEL_MAX_RATE_LIMIT_WAIT + the sum of MIXPANEL_RECONCILE_DELAYS, "
-                f"plus {STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle running creations"
+                "without a database write (from MIXPANEL_CONNECT_TIMEOUT, MIXPANEL_READ_TIMEOUT, "
+                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS and SLACK_TIMEOUT, plus "
+                f"{STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations still running"
             )
         return self
 
     def longest_silent_creation_seconds(self) -> float:
-        """The longest a live creation goes without writing to its request, plus a margin."""
+        """The longest a live creation goes between two writes to its request, plus a margin: one Mixpanel
+        call; the reconcile passes (a wait and a list call each); or delivery (three Slack paths and
+        conversations.open)."""
         one_call = (
             self.mixpanel_connect_timeout + self.mixpanel_read_timeout + self.mixpanel_max_rate_limit_wait
         )
-        return one_call + sum(self.mixpanel_reconcile_delays) + STALE_MARGIN_SECONDS
+        reconciling = sum(self.mixpanel_reconcile_delays) + len(self.mixpanel_reconcile_delays) * one_call
+        delivering = 4 * self.slack_timeout
+        return max(one_call, reconciling, delivering) + STALE_MARGIN_SECONDS
 
     @property
     def mixpanel_app_api_base(self) -> str:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import inspect
 
 from bot.models import AccountSpec, Role
-from bot.storage import AlreadyClaimed, AuditEvent, Claimed, OverQuota, RequestState, Store
+from bot.storage import (
+    AlreadyClaimed,
+    AuditEvent,
+    Claimed,
+    OrphanOutcome,
+    OverQuota,
+    RequestState,
+    StateMoved,
+    Store,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,9 +62,11 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url):
     first = Store.connect(database_url)
     second = Store.connect(database_url)  # a second instance starting against the same database
     tables = set(inspect(second.engine).get_table_names())
-    assert {"account_requests", "audit_events", "alembic_version"} <= tables
+    assert {"account_requests", "audit_events", "orphan_accounts", "alembic_version"} <= tables
     columns = {
-        c["name"] for t in ("account_requests", "audit_events") for c in inspect(first.engine).get_columns(t)
+        c["name"]
+        for t in ("account_requests", "audit_events", "orphan_accounts")
+        for c in inspect(first.engine).get_columns(t)
     }
     assert not any("token" in column or "secret" in column for column in columns)
     first.close()
@@ -167,6 +179,109 @@ def test_stale_requests_are_leased_once(database_url):
     assert first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10)) == []
     first.close()
     second.close()
+
+
+def test_a_transition_from_a_state_the_request_is_not_in_raises_and_changes_nothing(store):
+    request = claim(store, "V1").request
+    with pytest.raises(StateMoved) as moved:
+        store.transition(request.id, RequestState.DELIVERED, expected=(RequestState.CREATED,))
+    assert moved.value.actual is RequestState.SUBMITTED
+    assert store.get(request.id).state is RequestState.SUBMITTED
+    assert [r["event"] for r in store.audit_trail()] == ["submitted"]
+
+
+def race(**contenders) -> dict[str, object]:
+    """Run each contender from its own thread, released together; each result or StateMoved, by name."""
+    barrier = threading.Barrier(len(contenders))
+    outcomes: dict[str, object] = {}
+
+    def run(name, attempt) -> None:
+        barrier.wait()
+        try:
+            outcomes[name] = attempt()
+        except StateMoved as moved:
+            outcomes[name] = moved
+
+    threads = [threading.Thread(target=run, args=item) for item in contenders.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_the_sweeper_and_a_live_job_racing_for_one_request_never_both_win(database_url):
+    """A live delivery (created -> delivered) against a sweeper revoking (created -> orphaned), from two
+    instances released together, many times: exactly one wins each time, and the other is told."""
+    live, sweeper = Store.connect(database_url), Store.connect(database_url)
+    for round_ in range(12):
+        account_id = round_ + 1
+        request = claim(live, f"V{round_}", quota=100).request
+        live.record_create_attempt(request.id)
+        live.transition(
+            request.id,
+            RequestState.CREATED,
+            expected=(RequestState.SUBMITTED,),
+            mixpanel_account_id=account_id,
+        )
+        outcomes = race(
+            live=partial(
+                live.transition, request.id, RequestState.DELIVERED, expected=(RequestState.CREATED,)
+            ),
+            sweeper=partial(
+                sweeper.record_orphans, request.id, [(account_id, None)], expected=(RequestState.CREATED,)
+            ),
+        )
+        [loser] = [name for name, outcome in outcomes.items() if isinstance(outcome, StateMoved)]
+        final = live.get(request.id).state
+        if loser == "live":
+            assert final is RequestState.ORPHANED and outcomes["live"].actual is RequestState.ORPHANED
+            assert [o.account_id for o in live.orphans(request.id)] == [account_id]
+        else:
+            assert final is RequestState.DELIVERED and live.orphans(request.id) == []
+    live.close()
+    sweeper.close()
+
+
+def test_each_orphan_keeps_its_own_outcome_and_one_failure_keeps_the_request_delete_failed(store):
+    request = claim(store, "V1").request
+    store.record_create_attempt(request.id)
+    store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
+    store.record_orphans(request.id, [(1, "etl.a"), (2, "etl.b")], expected=(RequestState.UNCERTAIN,))
+    assert store.get(request.id).state is RequestState.ORPHANED
+
+    assert (
+        store.record_deletion(request.id, 1, deleted=False, detail="403").state is RequestState.DELETE_FAILED
+    )
+    assert store.record_deletion(request.id, 2, deleted=True, detail="ok").state is RequestState.DELETE_FAILED
+    assert store.record_deletion(request.id, 2, deleted=True, detail="again") is None  # deleted once only
+    outcomes = {o.account_id: o.outcome for o in store.orphans(request.id)}
+    assert outcomes == {1: OrphanOutcome.DELETE_FAILED, 2: OrphanOutcome.DELETED}
+
+    assert store.record_deletion(request.id, 1, deleted=True, detail="retried").state is RequestState.DELETED
+    trail = [(r["event"], r["mixpanel_account_id"], r["mixpanel_username"]) for r in store.audit_trail()]
+    assert trail[-3:] == [("delete_failed", 1, "etl.a"), ("deleted", 2, "etl.b"), ("deleted", 1, "etl.a")]
+    assert store.known_account_ids([1, 2, 3], besides="another") == {1, 2}
+    assert store.known_account_ids([1, 2, 3], besides=request.id) == set()
+
+
+def test_an_account_recorded_for_one_request_is_not_recorded_for_another(store):
+    first, second = claim(store, "V1").request, claim(store, "V2").request
+    for request in (first, second):
+        store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
+    store.record_orphans(first.id, [(5, None)], expected=(RequestState.UNCERTAIN,))
+    store.record_orphans(second.id, [(5, None), (6, None)], expected=(RequestState.UNCERTAIN,))
+    assert [o.account_id for o in store.orphans(first.id)] == [5]
+    assert [o.account_id for o in store.orphans(second.id)] == [6]
+
+
+def test_creates_in_flight_are_other_submitted_requests_that_made_their_call(store):
+    called, waiting, mine = (claim(store, f"V{i}").request for i in range(3))
+    store.record_create_attempt(called.id)
+    store.record_create_attempt(mine.id)
+    assert [r.id for r in store.creates_in_flight(SPEC.username, besides=mine.id)] == [called.id]
+    assert store.creates_in_flight("another-name", besides=mine.id) == []
+    assert waiting.last_create_attempt_at is None
 
 
 @pytest.mark.postgres
