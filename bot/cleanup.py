@@ -175,9 +175,9 @@ class Cleanup:
             # Either cleaned up, or Mixpanel could not be asked (then the sweeper keeps trying).
             cleaned = self.d.store.get(request.id)
             listed = cleaned is not None and cleaned.state is not RequestState.UNCERTAIN
-            tell(checked if listed else self._unconfirmed(error))
+            tell(checked if listed else self.unconfirmed_text(error))
 
-    def _unconfirmed(self, error: MixpanelError) -> str:
+    def unconfirmed_text(self, error: MixpanelError) -> str:
         return messages.mixpanel_failure_text(error, contact=self.d.contact, unconfirmed=True)
 
     def _delete_found(

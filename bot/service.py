@@ -339,7 +339,7 @@ class CreationFlow:
                     request, organization_id, error, lambda sentence: self._tell(context, view_id, sentence)
                 )
             except StateMoved:
-                self._tell(context, view_id, self.cleanup._unconfirmed(error))  # the sweeper has it
+                self._tell(context, view_id, self.cleanup.unconfirmed_text(error))  # the sweeper has it
             return
         redactor.add(account.token.get_secret_value())
         # Record the account before the token leaves: from here on no cleanup can mistake it for an orphan.

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bot.models import AccountSpec, Role
 from bot.storage import (
@@ -71,6 +71,45 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url):
     assert not any("token" in column or "secret" in column for column in columns)
     first.close()
     second.close()
+
+
+def test_the_cleanup_migration_carries_requests_stored_before_it(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.storage import MIGRATIONS_DIR, build_engine
+
+    engine = build_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    stored = datetime(2026, 11, 1, tzinfo=UTC)
+    row = {"team_id": None, "channel_id": None, "role": "analyst", "project_ids": "[1]", "expires_at": None}
+    with engine.begin() as connection:
+        for request_id, state, account_id in (
+            ("old-undeleted", "delete_failed", 9),
+            ("old-open", "uncertain", None),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO account_requests (id, submission_key, requester_id, team_id, "
+                    "channel_id, username, role, project_ids, expires_at, state, mixpanel_account_id, "
+                    "mixpanel_username, error, created_at, updated_at) VALUES (:id, :id, 'U1', :team_id, "
+                    ":channel_id, 'etl', :role, :project_ids, :expires_at, :state, :account, NULL, NULL, "
+                    ":at, :at)"
+                ),
+                {**row, "id": request_id, "state": state, "account": account_id, "at": stored},
+            )
+    engine.dispose()
+
+    store = Store.connect(database_url)
+    assert [(o.account_id, o.outcome) for o in store.orphans("old-undeleted")] == [
+        (9, OrphanOutcome.DELETE_FAILED)
+    ]
+    assert store.get("old-open").last_create_attempt_at == stored  # its window stays known
+    store.close()
 
 
 def test_a_claim_round_trips_with_time_zones_intact(store):

@@ -32,6 +32,13 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
     op.create_index("ix_orphan_accounts_request", "orphan_accounts", ["request_id"])
+    # An undeletable account recorded before this revision becomes an orphan the sweeper retries.
+    op.execute(
+        "INSERT INTO orphan_accounts "
+        "(request_id, mixpanel_account_id, mixpanel_username, outcome, found_at, updated_at) "
+        "SELECT id, mixpanel_account_id, mixpanel_username, 'delete_failed', updated_at, updated_at "
+        "FROM account_requests WHERE state = 'delete_failed' AND mixpanel_account_id IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
