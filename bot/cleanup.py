@@ -18,8 +18,9 @@ from bot import messages
 from bot.announce import AuditAnnouncer
 from bot.catalog import OrganizationUnknown, ProjectCatalog
 from bot.mixpanel import MixpanelClient, MixpanelError, ServiceAccountRead
+from bot.orphans import OrphanOutcome, OrphanRecords
 from bot.reconcile import CLOCK_SKEW, Attribution, attribute, name_matches
-from bot.storage import AuditEvent, OrphanOutcome, RequestState, StateMoved, Store, StoredRequest
+from bot.storage import AuditEvent, RequestState, StateMoved, Store, StoredRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ SWEPT_STATES = (
 @dataclass
 class CleanupDependencies:
     store: Store
+    orphans: OrphanRecords
     mixpanel: MixpanelClient
     catalog: ProjectCatalog
     audit: AuditAnnouncer
@@ -75,8 +77,8 @@ class Cleanup:
             namesakes,
             request,
             bot_user_id=bot_user_id,
-            known_ids=self.d.store.known_account_ids([a.id for a in namesakes], besides=request.id),
-            creates_in_flight=self.d.store.creates_in_flight(request.username, besides=request.id),
+            known_ids=self.d.orphans.known_account_ids([a.id for a in namesakes], besides=request.id),
+            creates_in_flight=self.d.orphans.creates_in_flight(request.username, besides=request.id),
             skew=self.d.skew,
         )
 
@@ -96,7 +98,7 @@ class Cleanup:
         """Record the accounts as this request's orphans (compare-and-set), then delete each one."""
         for account_id, _ in accounts:
             log.warning("Request %s: deleting account %s, whose token nobody holds", request.id, account_id)
-        stored = self.d.store.record_orphans(
+        stored = self.d.orphans.record_orphans(
             request.id, accounts, expected=expected, event=event, detail=detail
         )
         return self.delete_recorded(stored, organization_id, reason=reason)
@@ -104,7 +106,7 @@ class Cleanup:
     def delete_recorded(self, request: StoredRequest, organization_id: int, *, reason: str) -> StoredRequest:
         """Delete every orphan of this request not deleted yet; each outcome is recorded on its own."""
         current = request
-        for orphan in self.d.store.orphans(request.id):
+        for orphan in self.d.orphans.orphans(request.id):
             if orphan.outcome is OrphanOutcome.DELETED:
                 continue
             detail = reason
@@ -121,7 +123,7 @@ class Cleanup:
                 )
                 deleted = False
                 detail = f"{reason}; delete failed: {error.kind}"
-            stored = self.d.store.record_deletion(
+            stored = self.d.orphans.record_deletion(
                 request.id, orphan.account_id, deleted=deleted, detail=detail
             )
             if stored is None:

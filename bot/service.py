@@ -29,6 +29,7 @@ from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
+from bot.orphans import OrphanRecords
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, StateMoved, Store, StoredRequest
@@ -87,6 +88,7 @@ class CreationFlow:
         self.cleanup = Cleanup(
             CleanupDependencies(
                 store=deps.store,
+                orphans=OrphanRecords(deps.store),
                 mixpanel=deps.mixpanel,
                 catalog=deps.catalog,
                 audit=self.audit,

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
+from bot.orphans import OrphanRecords
 from bot.storage import RequestState
 from tests.conftest import ALICE, ORG_ID, form_values
 from tests.fakes.mixpanel import create_then, hang, respond
@@ -111,7 +112,7 @@ def test_an_account_being_delivered_is_not_anothers_orphan(bot, bob):
     assert bot.mixpanel.delete_calls() == []
     token = bot.mixpanel.tokens[bobs]
     assert any(token in json.dumps(c.args) for c in bot.slack.calls("chat.postEphemeral"))
-    assert bot.store.known_account_ids([bobs], besides="") == {bobs}
+    assert OrphanRecords(bot.store).known_account_ids([bobs], besides="") == {bobs}
     assert ("token_delivered", bobs) in events(bot)
     assert bot.mixpanel.list_calls(), "Alice's request must have looked"
 

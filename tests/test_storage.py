@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import inspect, text
 
 from bot.models import AccountSpec, Role
+from bot.orphans import OrphanOutcome, OrphanRecords
 from bot.storage import (
     AlreadyClaimed,
     AuditEvent,
     Claimed,
-    OrphanOutcome,
     OverQuota,
     RequestState,
     StateMoved,
@@ -105,7 +105,7 @@ def test_the_cleanup_migration_carries_requests_stored_before_it(database_url):
     engine.dispose()
 
     store = Store.connect(database_url)
-    assert [(o.account_id, o.outcome) for o in store.orphans("old-undeleted")] == [
+    assert [(o.account_id, o.outcome) for o in OrphanRecords(store).orphans("old-undeleted")] == [
         (9, OrphanOutcome.DELETE_FAILED)
     ]
     assert store.get("old-open").last_create_attempt_at == stored  # its window stays known
@@ -253,6 +253,7 @@ def test_the_sweeper_and_a_live_job_racing_for_one_request_never_both_win(databa
     """A live delivery (created -> delivered) against a sweeper revoking (created -> orphaned), from two
     instances released together, many times: exactly one wins each time, and the other is told."""
     live, sweeper = Store.connect(database_url), Store.connect(database_url)
+    records = OrphanRecords(live)
     for round_ in range(12):
         account_id = round_ + 1
         request = claim(live, f"V{round_}", quota=100).request
@@ -268,58 +269,69 @@ def test_the_sweeper_and_a_live_job_racing_for_one_request_never_both_win(databa
                 live.transition, request.id, RequestState.DELIVERED, expected=(RequestState.CREATED,)
             ),
             sweeper=partial(
-                sweeper.record_orphans, request.id, [(account_id, None)], expected=(RequestState.CREATED,)
+                OrphanRecords(sweeper).record_orphans,
+                request.id,
+                [(account_id, None)],
+                expected=(RequestState.CREATED,),
             ),
         )
         [loser] = [name for name, outcome in outcomes.items() if isinstance(outcome, StateMoved)]
         final = live.get(request.id).state
         if loser == "live":
             assert final is RequestState.ORPHANED and outcomes["live"].actual is RequestState.ORPHANED
-            assert [o.account_id for o in live.orphans(request.id)] == [account_id]
+            assert [o.account_id for o in records.orphans(request.id)] == [account_id]
         else:
-            assert final is RequestState.DELIVERED and live.orphans(request.id) == []
+            assert final is RequestState.DELIVERED and records.orphans(request.id) == []
     live.close()
     sweeper.close()
 
 
 def test_each_orphan_keeps_its_own_outcome_and_one_failure_keeps_the_request_delete_failed(store):
+    orphans = OrphanRecords(store)
     request = claim(store, "V1").request
     store.record_create_attempt(request.id)
     store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
-    store.record_orphans(request.id, [(1, "etl.a"), (2, "etl.b")], expected=(RequestState.UNCERTAIN,))
+    orphans.record_orphans(request.id, [(1, "etl.a"), (2, "etl.b")], expected=(RequestState.UNCERTAIN,))
     assert store.get(request.id).state is RequestState.ORPHANED
 
     assert (
-        store.record_deletion(request.id, 1, deleted=False, detail="403").state is RequestState.DELETE_FAILED
+        orphans.record_deletion(request.id, 1, deleted=False, detail="403").state
+        is RequestState.DELETE_FAILED
     )
-    assert store.record_deletion(request.id, 2, deleted=True, detail="ok").state is RequestState.DELETE_FAILED
-    assert store.record_deletion(request.id, 2, deleted=True, detail="again") is None  # deleted once only
-    outcomes = {o.account_id: o.outcome for o in store.orphans(request.id)}
+    assert (
+        orphans.record_deletion(request.id, 2, deleted=True, detail="ok").state is RequestState.DELETE_FAILED
+    )
+    assert orphans.record_deletion(request.id, 2, deleted=True, detail="again") is None  # deleted once only
+    outcomes = {o.account_id: o.outcome for o in orphans.orphans(request.id)}
     assert outcomes == {1: OrphanOutcome.DELETE_FAILED, 2: OrphanOutcome.DELETED}
 
-    assert store.record_deletion(request.id, 1, deleted=True, detail="retried").state is RequestState.DELETED
+    assert (
+        orphans.record_deletion(request.id, 1, deleted=True, detail="retried").state is RequestState.DELETED
+    )
     trail = [(r["event"], r["mixpanel_account_id"], r["mixpanel_username"]) for r in store.audit_trail()]
     assert trail[-3:] == [("delete_failed", 1, "etl.a"), ("deleted", 2, "etl.b"), ("deleted", 1, "etl.a")]
-    assert store.known_account_ids([1, 2, 3], besides="another") == {1, 2}
-    assert store.known_account_ids([1, 2, 3], besides=request.id) == set()
+    assert orphans.known_account_ids([1, 2, 3], besides="another") == {1, 2}
+    assert orphans.known_account_ids([1, 2, 3], besides=request.id) == set()
 
 
 def test_an_account_recorded_for_one_request_is_not_recorded_for_another(store):
+    orphans = OrphanRecords(store)
     first, second = claim(store, "V1").request, claim(store, "V2").request
     for request in (first, second):
         store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
-    store.record_orphans(first.id, [(5, None)], expected=(RequestState.UNCERTAIN,))
-    store.record_orphans(second.id, [(5, None), (6, None)], expected=(RequestState.UNCERTAIN,))
-    assert [o.account_id for o in store.orphans(first.id)] == [5]
-    assert [o.account_id for o in store.orphans(second.id)] == [6]
+    orphans.record_orphans(first.id, [(5, None)], expected=(RequestState.UNCERTAIN,))
+    orphans.record_orphans(second.id, [(5, None), (6, None)], expected=(RequestState.UNCERTAIN,))
+    assert [o.account_id for o in orphans.orphans(first.id)] == [5]
+    assert [o.account_id for o in orphans.orphans(second.id)] == [6]
 
 
 def test_creates_in_flight_are_other_submitted_requests_that_made_their_call(store):
+    orphans = OrphanRecords(store)
     called, waiting, mine = (claim(store, f"V{i}").request for i in range(3))
     store.record_create_attempt(called.id)
     store.record_create_attempt(mine.id)
-    assert [r.id for r in store.creates_in_flight(SPEC.username, besides=mine.id)] == [called.id]
-    assert store.creates_in_flight("another-name", besides=mine.id) == []
+    assert [r.id for r in orphans.creates_in_flight(SPEC.username, besides=mine.id)] == [called.id]
+    assert orphans.creates_in_flight("another-name", besides=mine.id) == []
     assert waiting.last_create_attempt_at is None
 
 
