@@ -225,11 +225,11 @@ def test_the_sweeper_and_a_live_delivery_never_both_settle_a_request(bot):
 # --- the database fails after the token was delivered ------------------------------------------------
 
 
-def fail_writes(store, statement_has: str, times: int):
-    """Make the real SQLite engine fail the first `times` writes recording a delivery."""
+def fail_writes(store, statement_has: str, times: int, state: str = "delivered"):
+    """Make the real SQLite engine fail the first `times` writes moving a request to `state`."""
 
     def fail(connection, cursor, statement, parameters, context, executemany):
-        if statement_has in statement and "'delivered'" in str(parameters) and fail.count < times:
+        if statement_has in statement and f"'{state}'" in str(parameters) and fail.count < times:
             fail.count += 1
             raise OperationalError(statement, parameters, Exception("disk I/O error"))
 
@@ -268,6 +268,19 @@ def test_a_delivered_token_that_cannot_be_recorded_is_revoked_and_the_person_tol
     event.remove(bot.store.engine, "before_cursor_execute", failing)
     assert bot.runtime.flow.sweep_stale(timedelta(0)) == 1  # the database is back: the record is completed
     assert only_request_state(bot) is RequestState.DELETED
+
+
+def test_an_account_that_cannot_be_recorded_before_delivery_is_deleted_and_never_delivered(bot):
+    bot.runtime.flow.d.write_retry_delays = (0.01,)
+    fail_writes(bot.store, "UPDATE account_requests", times=100, state="created")
+
+    run_flow(bot, username=NAME)
+
+    [token] = bot.mixpanel.created_tokens()
+    assert token not in bot.slack.all_recorded_text(), "an unrecorded account's token must not go out"
+    assert bot.mixpanel.accounts == {} and len(bot.mixpanel.deleted_accounts) == 1
+    [said] = said_to_requester(bot)
+    assert "nothing was created" in said
 
 
 # --- shutdown ----------------------------------------------------------------------------------------
