@@ -148,13 +148,7 @@ class Cleanup:
     ) -> None:
         """The account may exist with a token nobody will ever see: find it and delete it; never retry
         blindly. Found nothing: the request stays `uncertain`, for the sweeper to look again later."""
-        request = self.d.store.transition(
-            request.id,
-            RequestState.UNCERTAIN,
-            expected=(RequestState.SUBMITTED,),
-            event=AuditEvent.MIXPANEL_ERROR,
-            detail=str(error),
-        )
+        request = self.d.store.record_ambiguous_create(request.id, str(error), now=self.d.clock())
         checked = messages.mixpanel_failure_text(error, contact=self.d.contact, checked_for_orphans=True)
         told = False
         for delay in self.d.reconcile_delays or [0.0]:

@@ -125,7 +125,8 @@ class AccountRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Written just before each create call: the upper end of the window an orphan's `created` may fall in.
+    # Written before each create call, and again when one ends ambiguously: the upper end of the window an
+    # orphan's `created` may fall in.
     last_create_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -490,13 +491,25 @@ class Store:
         return row
 
     def record_create_attempt(self, request_id: str, *, now: datetime | None = None) -> StoredRequest:
-        """Just before a create call: the latest moment its account may carry as `created` (plus skew)."""
+        """Just before a create call: an account it makes carries a `created` from about here on."""
         now = now or _now()
         values = {"last_create_attempt_at": now, "updated_at": now}
         with self._write() as connection:
             return StoredRequest.of(
                 self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
             )
+
+    def record_ambiguous_create(
+        self, request_id: str, detail: str, *, now: datetime | None = None
+    ) -> StoredRequest:
+        """The create call ended without an answer: `uncertain`. Its end is the last moment any of its
+        retried HTTP attempts can have been sent, so it becomes the window's upper bound."""
+        now = now or _now()
+        values = {"state": str(RequestState.UNCERTAIN), "last_create_attempt_at": now, "updated_at": now}
+        with self._write() as connection:
+            row = self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
+            self._audit(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
+            return StoredRequest.of(row)
 
     def lease_stale(
         self, states: tuple[RequestState, ...], *, idle_for: timedelta, now: datetime | None = None
