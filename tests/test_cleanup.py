@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from bot.orphans import OrphanRecords
@@ -300,8 +300,3 @@ def test_creations_still_queued_at_shutdown_are_told_plainly(bots, bob):
     assert only_request_state(bot) is RequestState.DELIVERED  # Alice's; Bob's was never stored
     [told_bob] = [c.args.get("text", "") for c in bot.slack.response_url_posts(bobs_url)]
     assert "restarting" in told_bob and "nothing was created" in told_bob
-
-
-def test_migrations_add_the_orphans_table(bot):
-    with bot.store.engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM orphan_accounts")).scalar_one() == 0
