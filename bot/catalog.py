@@ -24,6 +24,7 @@ class Snapshot:
     organization_id: int
     projects: list[Project]
     fetched_at: float
+    bot_user_id: int | None = None  # /me's id: the `creator` of the accounts the bot makes
 
     def by_id(self) -> dict[int, Project]:
         return {project.id: project for project in self.projects}
@@ -71,6 +72,10 @@ class ProjectCatalog:
         if self._configured_org is not None:
             return self._configured_org
         return self.get().organization_id
+
+    def bot_user_id(self) -> int | None:
+        """The bot's own Mixpanel user id (None if /me did not say); raises like `load`."""
+        return self.get().bot_user_id
 
     def refresh_in_background(self) -> None:
         """Start a fetch unless one is in flight; never waits for it."""
@@ -130,4 +135,9 @@ class ProjectCatalog:
             (p for p in me.projects if p.organization_id == organization_id),
             key=lambda p: (p.name.casefold(), p.id),
         )
-        return Snapshot(organization_id=organization_id, projects=projects, fetched_at=self._clock())
+        return Snapshot(
+            organization_id=organization_id,
+            projects=projects,
+            fetched_at=self._clock(),
+            bot_user_id=me.user_id,
+        )

@@ -1,8 +1,8 @@
 """Background work that must outlive the Slack request that started it.
 
 Creations run here, not on Bolt's small listener pool, so that acknowledgements never wait behind a slow
-Mixpanel. Shutdown stops new work and waits, within a grace period, for in-flight creations to deliver
-their token or clean up after themselves.
+Mixpanel. Shutdown stops new work, cancels queued work that has not started (telling whoever waits for
+it), and waits, within a grace period, for running creations to deliver their token or clean up.
 """
 
 from __future__ import annotations
@@ -23,12 +23,17 @@ class JobRunner:
     def __init__(self, workers: int):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="creation")
         self._in_flight: set[Future] = set()
+        self._on_cancel: dict[Future, Callable[[], None]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._closing = threading.Event()
 
-    def submit(self, name: str, work: Callable[[], None]) -> Future:
+    def submit(
+        self, name: str, work: Callable[[], None], *, on_cancel: Callable[[], None] | None = None
+    ) -> Future:
+        """`on_cancel` runs instead of `work` if shutdown begins before `work` has started."""
+
         def run() -> None:
             try:
                 work()
@@ -40,12 +45,15 @@ class JobRunner:
                 raise ShuttingDown(name)
             future = self._executor.submit(run)
             self._in_flight.add(future)
+            if on_cancel is not None:
+                self._on_cancel[future] = on_cancel
         future.add_done_callback(self._done)
         return future
 
     def _done(self, future: Future) -> None:
         with self._lock:
             self._in_flight.discard(future)
+            self._on_cancel.pop(future, None)
             if not self._in_flight:
                 self._idle.notify_all()
 
@@ -65,8 +73,15 @@ class JobRunner:
         """Refuse new work, then wait up to `grace` seconds. Returns True if everything finished."""
         with self._lock:
             self._closed = True
-            pending = len(self._in_flight)
+            cancellable = list(self._on_cancel.items())
         self._closing.set()
+        for future, on_cancel in cancellable:
+            if future.cancel():  # still queued: it never started, so nothing was done on its behalf
+                try:
+                    on_cancel()
+                except Exception:
+                    log.exception("Telling a cancelled job's requester failed")
+        pending = self.in_flight()
         if pending:
             log.info("Waiting up to %.0fs for %d in-flight creation(s)", grace, pending)
         finished = self.wait_idle(grace)

@@ -126,6 +126,22 @@ DELIVERY_FAILED_ORPHAN = (
     "failed; it is recorded for {contact} to remove. Please run {command} again."
 )
 
+# The person holds a token here: say what became of it, never "nothing was created".
+REVOKED_AFTER_DELIVERY = (
+    ":warning: The bot sent you the token for `{username}`, but its cleanup had already given the request up "
+    "and deletes the account, so that token will not work; please run {command} again."
+)
+DELIVERED_UNRECORDED = (
+    ":warning: The bot sent you the token for `{username}` but could not record the account in its "
+    "database, so it deleted the account again and that token no longer works; please run {command} again "
+    "in a few minutes."
+)
+DELIVERED_UNRECORDED_PENDING = (
+    ":warning: The bot sent you the token for `{username}` but could not record the account in its "
+    "database, so the account will be deleted within minutes: do not use that token; please run {command} "
+    "again later, and tell {contact} if this keeps happening."
+)
+
 
 def creating_text(username: str) -> str:
     return (

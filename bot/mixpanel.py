@@ -111,8 +111,8 @@ class _MeProject(_Lenient):
 
 
 class _MeResults(_Lenient):
-    user_id: int | None = None
-    id: int | None = None
+    id: int | None = None  # the bot's own Mixpanel user: `creator` of every account it makes
+    user_id: int | None = None  # some answers name it so
     organizations: dict[str, _Organization] = {}
     projects: dict[str, _MeProject] = {}
 
@@ -303,7 +303,7 @@ class MixpanelClient:
             organization_ids=[org.id for org in organizations],
             projects=projects,
             organizations=organizations,
-            user_id=results.user_id if results.user_id is not None else results.id,
+            user_id=results.id if results.id is not None else results.user_id,
         )
 
     def create_service_account(

@@ -175,6 +175,7 @@ def build_runtime(
         installation=installation,
         reconcile_delays=list(settings.mixpanel_reconcile_delays),
         pause=jobs.pause,
+        uncertain_recheck=timedelta(hours=settings.uncertain_recheck_hours),
     )
     if clock is not None:
         deps.clock = clock

@@ -10,7 +10,6 @@ Invariants (see README, "Guarantees"):
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,18 +18,22 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
+from bot.announce import AuditAnnouncer
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
+from bot.cleanup import Cleanup, CleanupDependencies
 from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
+from bot.orphans import OrphanRecords
 from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
 from bot.redaction import redactor
 from bot.refusals import record_refusal
-from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
+from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, StateMoved, Store, StoredRequest
 from bot.views import (
     creation_view,
     decode_metadata,
@@ -44,9 +47,6 @@ from bot.views import (
 )
 
 log = logging.getLogger(__name__)
-
-# How far Mixpanel's clock may differ from ours when matching an ambiguous create to a listed account.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -78,11 +78,29 @@ class FlowDependencies:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
+    uncertain_recheck: timedelta = timedelta(hours=6)
+    # Backoff between tries of a write that must not be lost (the record of a created or delivered account).
+    write_retry_delays: tuple[float, ...] = (0.2, 1.0, 3.0)
 
 
 class CreationFlow:
     def __init__(self, deps: FlowDependencies):
         self.d = deps
+        self.audit = AuditAnnouncer(deps.policy, deps.delivery, deps.jobs, deps.catalog)
+        self.cleanup = Cleanup(
+            CleanupDependencies(
+                store=deps.store,
+                orphans=OrphanRecords(deps.store),
+                mixpanel=deps.mixpanel,
+                catalog=deps.catalog,
+                audit=self.audit,
+                contact=deps.policy.contact,
+                reconcile_delays=deps.reconcile_delays,
+                recheck_for=deps.uncertain_recheck,
+                clock=lambda: self.d.clock(),
+                pause=lambda seconds: self.d.pause(seconds),
+            )
+        )
 
     @property
     def _contact(self) -> str:
@@ -128,22 +146,10 @@ class CreationFlow:
             reason,
             spec,
             now=self.d.clock(),
-            projects=self._project_names,
+            projects=self.audit.projects,
         )
         if notice is not None:
-            self._announce(notice)
-
-    def _announce(self, message: dict[str, Any]) -> None:
-        channel = self.d.policy.audit_channel
-        if channel:
-            try:
-                self.d.jobs.submit("announce", lambda: self.d.delivery.announce(channel, message))
-            except ShuttingDown:
-                self.d.delivery.announce(channel, message)
-
-    def _project_names(self) -> dict[int, Any]:
-        snapshot = self.d.catalog.cached()
-        return snapshot.by_id() if snapshot else {}
+            self.audit.post(notice)
 
     # --- the slash command -----------------------------------------------------------------------------
 
@@ -267,7 +273,9 @@ class CreationFlow:
     ) -> None:
         try:
             self.d.jobs.submit(
-                f"create:{view_id}", lambda: self._create_guarded(spec, context, view_id, team_id)
+                f"create:{view_id}",
+                lambda: self._create_guarded(spec, context, view_id, team_id),
+                on_cancel=lambda: self._tell(context, view_id, messages.RESTARTING),
             )
         except ShuttingDown:
             self._tell(context, view_id, messages.RESTARTING)
@@ -317,16 +325,12 @@ class CreationFlow:
         try:
             organization_id = self.d.catalog.organization_id()
         except (MixpanelError, OrganizationUnknown) as error:
-            detail = str(error)
             sentence = (
                 messages.mixpanel_failure_text(error, contact=self._contact)
                 if isinstance(error, MixpanelError)
                 else messages.CONFIGURATION_PROBLEM.format(contact=self._contact)
             )
-            self.d.store.transition(
-                request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=detail
-            )
-            self._tell(context, view_id, sentence)
+            self._fail(request, context, view_id, str(error), sentence)
             return
         body = NewServiceAccount(
             username=request.username,
@@ -334,15 +338,88 @@ class CreationFlow:
             expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
             projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
         )
+        request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
         try:
             account = self.d.mixpanel.create_service_account(organization_id, body)
         except MixpanelError as error:
-            self._after_failed_create(request, context, view_id, organization_id, error)
+            if not error.ambiguous:
+                sentence = messages.mixpanel_failure_text(error, contact=self._contact)
+                self._fail(request, context, view_id, str(error), sentence)
+                return
+            try:
+                self.cleanup.after_ambiguous_create(
+                    request, organization_id, error, lambda sentence: self._tell(context, view_id, sentence)
+                )
+            except StateMoved:
+                self._tell(context, view_id, self.cleanup.unconfirmed_text(error))  # the sweeper has it
             return
         redactor.add(account.token.get_secret_value())
-        # Deliver first, then record creation and delivery in one write: a crash in between leaves the
-        # request `submitted`, and the sweeper then finds the account by name and deletes it.
+        # Record the account before the token leaves: from here on no cleanup can mistake it for an orphan.
+        try:
+            request = self._retrying_write(
+                lambda: self.d.store.transition(
+                    request.id,
+                    RequestState.CREATED,
+                    expected=(RequestState.SUBMITTED,),
+                    event=AuditEvent.CREATED,
+                    mixpanel_account_id=account.id,
+                    mixpanel_username=account.username,
+                )
+            )
+        except (SQLAlchemyError, StateMoved) as error:
+            # Unrecorded, the token must not go out: revoke it now (else the sweeper finds it by name).
+            log.error(
+                "Request %s: could not record account %s (%s); deleting it", request.id, account.id, error
+            )
+            self._delete_unrecorded(organization_id, account.id)
+            self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
+            return
         self._deliver(request, context, view_id, organization_id, account)
+
+    def _fail(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None,
+        detail: str,
+        sentence: str,
+    ) -> None:
+        try:
+            self.d.store.transition(
+                request.id,
+                RequestState.FAILED,
+                expected=(RequestState.SUBMITTED,),
+                event=AuditEvent.MIXPANEL_ERROR,
+                detail=detail,
+            )
+        except StateMoved as moved:
+            log.warning("Request %s was %s before it could be marked failed", request.id, moved.actual)
+        self._tell(context, view_id, sentence)
+
+    def _retrying_write(self, write: Callable[[], StoredRequest]) -> StoredRequest:
+        """A database that fails for a moment must not cost a delivered or deliverable account."""
+        for delay in [*self.d.write_retry_delays, None]:
+            try:
+                return write()
+            except SQLAlchemyError as error:
+                if delay is None:
+                    raise
+                log.warning("Database write failed (%s); retrying in %.1fs", type(error).__name__, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _delete_unrecorded(self, organization_id: int, account_id: int) -> bool:
+        try:
+            self.d.mixpanel.delete_service_account(organization_id, account_id)
+            return True
+        except MixpanelError as error:
+            log.error(
+                "ORPHANED CREDENTIAL: could not delete unrecorded Mixpanel service account %s: %s; "
+                "the sweeper will find it by name, or delete it by hand",
+                account_id,
+                error,
+            )
+            return False
 
     def _deliver(
         self,
@@ -352,230 +429,89 @@ class CreationFlow:
         organization_id: int,
         account: CreatedServiceAccount,
     ) -> None:
-        projects = self._project_names()
         message = messages.credentials_message(
             full_username=account.username,
             token=account.token.get_secret_value(),
             role=request.role,
             project_ids=request.project_ids,
-            projects=projects,
+            projects=self.audit.projects(),
             expires_at=request.expires_at,
             public_host=self.d.public_host,
         )
         outcome = self.d.delivery.to_requester(context, message)
         del message
-        created = ((AuditEvent.CREATED, None),)
         if outcome.delivered:
-            request = self.d.store.transition(
-                request.id,
-                RequestState.DELIVERED,
-                earlier_events=created,
-                event=AuditEvent.TOKEN_DELIVERED,
-                detail=f"via {outcome.path}",
-                mixpanel_account_id=account.id,
-                mixpanel_username=account.username,
-            )
-            self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
-            self._announce(self._audit_of("created", request, projects))
+            self._record_delivery(request, context, view_id, organization_id, account, outcome.path)
             return
-        request = self.d.store.transition(
-            request.id,
-            RequestState.CREATED,
-            earlier_events=created,
-            event=AuditEvent.DELIVERY_FAILED,
-            detail="; ".join(outcome.failures),
-            mixpanel_account_id=account.id,
-            mixpanel_username=account.username,
-        )
-        deleted = self._delete(request, organization_id, account.id, reason="token could not be delivered")
+        reason = "token could not be delivered"
+        try:
+            request = self.cleanup.orphan_and_delete(
+                request,
+                organization_id,
+                [(account.id, account.username)],
+                expected=(RequestState.CREATED,),
+                reason=reason,
+                event=AuditEvent.DELIVERY_FAILED,
+                detail="; ".join(outcome.failures),
+            )
+            deleted = request.state is RequestState.DELETED
+        except StateMoved:
+            deleted = False  # the sweeper took it over and deletes it
         template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN
         sentence = template.format(username=account.username, command=messages.COMMAND, contact=self._contact)
         self._tell(context, view_id, sentence)
 
-    def _delete(self, request: StoredRequest, organization_id: int, account_id: int, *, reason: str) -> bool:
-        try:
-            self.d.mixpanel.delete_service_account(organization_id, account_id)
-        except MixpanelError as error:
-            log.error(
-                "ORPHANED CREDENTIAL: could not delete Mixpanel service account %s (request %s): %s; "
-                "delete it by hand",
-                account_id,
-                request.id,
-                error,
-            )
-            stored = self.d.store.transition(
-                request.id,
-                RequestState.DELETE_FAILED,
-                event=AuditEvent.DELETE_FAILED,
-                detail=f"{reason}; delete failed: {error.kind}",
-                mixpanel_account_id=account_id,
-            )
-            self._announce(self._audit_of("delete_failed", stored, self._project_names(), detail=reason))
-            return False
-        stored = self.d.store.transition(
-            request.id,
-            RequestState.DELETED,
-            event=AuditEvent.DELETED,
-            detail=reason,
-            mixpanel_account_id=account_id,
-        )
-        self._announce(self._audit_of("deleted", stored, self._project_names(), detail=reason))
-        return True
-
-    def _after_failed_create(
+    def _record_delivery(
         self,
         request: StoredRequest,
         context: SubmissionContext,
         view_id: str | None,
         organization_id: int,
-        error: MixpanelError,
+        account: CreatedServiceAccount,
+        path: str | None,
     ) -> None:
-        if not error.ambiguous:
-            self.d.store.transition(
-                request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail=str(error)
-            )
-            self._tell(context, view_id, messages.mixpanel_failure_text(error, contact=self._contact))
-            return
-        # The account may exist with a token nobody will ever see: find it and delete it, never retry blindly.
-        self.d.store.transition(
-            request.id, RequestState.UNCERTAIN, event=AuditEvent.MIXPANEL_ERROR, detail=str(error)
-        )
-        told = False
-        listed = False
-        settled = False
-        for delay in self.d.reconcile_delays or [0.0]:
-            if delay and not self.d.pause(delay):
-                break  # shutting down: the sweeper of the next run takes over
-            found = self._reconcile_once(request, organization_id)
-            listed = listed or found is not None
-            if found:
-                settled = True
-                break
-            if found is not None and not told:
-                # Nothing there yet; say so now, and keep looking in case Mixpanel finishes late.
-                self._tell(
-                    context,
-                    view_id,
-                    messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
-                )
-                told = True
-        else:
-            settled = listed
-        if not settled:
-            # Mixpanel could not be asked, or we are stopping: stay UNCERTAIN, so the sweeper keeps trying.
-            log.warning(
-                "Request %s: not settled after an ambiguous create; leaving it to the sweeper", request.id
-            )
-            if not told:
-                self._tell(
-                    context,
-                    view_id,
-                    messages.mixpanel_failure_text(error, contact=self._contact, unconfirmed=True),
-                )
-            return
-        current = self.d.store.get(request.id)
-        if current is not None and current.state is RequestState.UNCERTAIN:
-            self.d.store.transition(request.id, RequestState.FAILED)
-        if not told:
-            self._tell(
-                context,
-                view_id,
-                messages.mixpanel_failure_text(error, contact=self._contact, checked_for_orphans=True),
-            )
-
-    def _reconcile_once(self, request: StoredRequest, organization_id: int) -> list[int] | None:
-        """Delete accounts this request made despite the error. None when Mixpanel could not be asked."""
+        """The person holds the token now: whatever happens, never tell them nothing was created."""
+        revoked = None
         try:
-            accounts = self.d.mixpanel.list_service_accounts(organization_id)
-        except MixpanelError as error:
-            log.warning("Could not list service accounts to reconcile request %s: %s", request.id, error)
-            return None
-        name = re.compile(re.escape(request.username) + r"(\.[^.]+\.mp-service-account)?")
-        earliest = request.created_at - CLOCK_SKEW
-        candidates = [
-            account
-            for account in accounts
-            if name.fullmatch(account.username)
-            and (account.created_at() is None or account.created_at() >= earliest)
-        ]
-        # Accounts another request of ours owns are delivered credentials, not orphans.
-        owned = self.d.store.known_account_ids([account.id for account in candidates])
-        orphans = [account for account in candidates if account.id not in owned]
-        for account in orphans:
-            log.warning(
-                "Request %s: found account %s after an ambiguous create; deleting it", request.id, account.id
+            request = self._retrying_write(
+                lambda: self.d.store.transition(
+                    request.id,
+                    RequestState.DELIVERED,
+                    expected=(RequestState.CREATED,),
+                    event=AuditEvent.TOKEN_DELIVERED,
+                    detail=f"via {path}",
+                )
             )
-            self._delete(request, organization_id, account.id, reason="created despite an error; token lost")
-        return [account.id for account in orphans]
+        except StateMoved:
+            revoked = messages.REVOKED_AFTER_DELIVERY  # the sweeper took the request and revokes the account
+        except Exception:
+            log.exception("Request %s: could not record the delivery of account %s", request.id, account.id)
+            # Left `created`, the sweeper will revoke it; do it now, so that the token dies at once.
+            gone = self._delete_unrecorded(organization_id, account.id)
+            revoked = messages.DELIVERED_UNRECORDED if gone else messages.DELIVERED_UNRECORDED_PENDING
+        if revoked is not None:
+            sentence = revoked.format(
+                username=account.username, command=messages.COMMAND, contact=self._contact
+            )
+            self._tell(context, view_id, sentence)
+            return
+        try:
+            self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
+            self.audit.request_event("created", request)
+        except Exception:
+            log.exception(
+                "Request %s: delivered, but the modal or audit channel could not be told", request.id
+            )
 
     # --- recovery after a crash ---------------------------------------------------------------------
 
     def sweep_stale(self, idle_for: timedelta) -> int:
-        """Finish what a process that died mid-creation left behind. Its tokens died with it, so any
-        account it made is an orphan: delete it. Returns how many requests were settled."""
-        stale = self.d.store.lease_stale(
-            (
-                RequestState.SUBMITTED,
-                RequestState.UNCERTAIN,
-                RequestState.CREATED,
-                RequestState.DELETE_FAILED,
-            ),
-            idle_for=idle_for,
-            now=self.d.clock(),
-        )
-        if not stale:
-            return 0
-        try:
-            organization_id = self.d.catalog.organization_id()
-        except (MixpanelError, OrganizationUnknown) as error:
-            log.warning("Cannot sweep %d interrupted request(s) yet: %s", len(stale), error)
-            return 0
-        settled = 0
-        for request in stale:
-            log.warning(
-                "Settling request %s left in state %s by an interrupted run", request.id, request.state
-            )
-            if request.mixpanel_account_id is not None:
-                self._delete(
-                    request,
-                    organization_id,
-                    request.mixpanel_account_id,
-                    reason="left behind by an interrupted run; token lost",
-                )
-            else:
-                # The create call may or may not have been made: ask Mixpanel.
-                found = self._reconcile_once(request, organization_id)
-                if found is None:
-                    continue  # Mixpanel unreachable: the next sweep tries again
-                if not found:
-                    self.d.store.transition(
-                        request.id,
-                        RequestState.FAILED,
-                        event=AuditEvent.MIXPANEL_ERROR,
-                        detail="interrupted; Mixpanel has no such account",
-                    )
-            settled += 1
-        return settled
+        """Settle what interrupted runs left behind (see bot.cleanup). Returns how many were settled."""
+        return self.cleanup.sweep(idle_for)
 
     def _tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
         self.d.delivery.to_requester(context, {"text": sentence})
         self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
-
-    def _audit_of(
-        self, event: str, request: StoredRequest, projects: dict, detail: str | None = None
-    ) -> dict:
-        return messages.audit_message(
-            event=event,
-            requester_id=request.requester_id,
-            username=request.username,
-            full_username=request.mixpanel_username,
-            account_id=request.mixpanel_account_id,
-            role=request.role,
-            project_ids=request.project_ids,
-            projects=projects,
-            expires_at=request.expires_at,
-            detail=detail,
-        )
 
 
 def _update(text: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = Path("policy.yml")
@@ -32,6 +32,7 @@ REGION_HOSTS: dict[Region, str] = {
 }
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
+STALE_MARGIN_SECONDS = 30.0
 
 
 class DatabaseSettings(BaseSettings):
@@ -84,8 +85,10 @@ class Settings(DatabaseSettings):
     project_cache_seconds: int = Field(default=300, ge=0)
     slack_cache_seconds: int = Field(default=60, ge=0)
     # A request untouched this long belongs to a run that died; longer than any creation can take.
-    stale_request_seconds: int = Field(default=600, ge=0)
+    stale_request_seconds: int = Field(default=600, ge=1)
     sweep_interval_seconds: int = Field(default=300, ge=1)
+    # An uncertain create is looked for again by the sweeper for this long before it is called failed.
+    uncertain_recheck_hours: float = Field(default=6.0, ge=0, le=24 * 14)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -120,6 +123,29 @@ class Settings(DatabaseSettings):
         if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value
+
+    @model_validator(mode="after")
+    def _stale_outlasts_a_creation(self) -> Settings:
+        longest = self.longest_silent_creation_seconds()
+        if self.stale_request_seconds <= longest:
+            raise ValueError(
+                f"STALE_REQUEST_SECONDS: must exceed {longest:.0f}, the longest a live creation may go "
+                "without a database write (from MIXPANEL_CONNECT_TIMEOUT, MIXPANEL_READ_TIMEOUT, "
+                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS and SLACK_TIMEOUT, plus "
+                f"{STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations still running"
+            )
+        return self
+
+    def longest_silent_creation_seconds(self) -> float:
+        """The longest a live creation goes between two writes to its request, plus a margin: one Mixpanel
+        call; the reconcile passes (a wait and a list call each); or delivery (three Slack paths and
+        conversations.open)."""
+        one_call = (
+            self.mixpanel_connect_timeout + self.mixpanel_read_timeout + self.mixpanel_max_rate_limit_wait
+        )
+        reconciling = sum(self.mixpanel_reconcile_delays) + len(self.mixpanel_reconcile_delays) * one_call
+        delivering = 4 * self.slack_timeout
+        return max(one_call, reconciling, delivering) + STALE_MARGIN_SECONDS
 
     @property
     def mixpanel_app_api_base(self) -> str:
@@ -164,7 +190,9 @@ def describe_validation_error(error: ValidationError, *, env_names: bool = True)
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(file)"
         name = location.upper() if env_names else location
-        if item["type"] == "missing":
+        if not item["loc"] and item["type"] == "value_error":
+            problems.append(item["msg"].removeprefix("Value error, "))  # a rule across settings names them
+        elif item["type"] == "missing":
             problems.append(f"{name}: missing (required)")
         elif item["type"] == "extra_forbidden":
             problems.append(f"{name}: unknown key")

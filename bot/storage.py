@@ -67,7 +67,8 @@ class RequestState(StrEnum):
     CREATED = "created"  # Mixpanel made the account but no path delivered its token; deletion follows
     DELIVERED = "delivered"  # the token reached the requester
     FAILED = "failed"  # Mixpanel refused; nothing exists
-    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
+    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling (the sweeper re-checks for hours)
+    ORPHANED = "orphaned"  # accounts nobody holds a token for are recorded (orphan_accounts); deleting them
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
 
@@ -78,8 +79,18 @@ QUOTA_STATES = (
     RequestState.CREATED,
     RequestState.DELIVERED,
     RequestState.UNCERTAIN,
+    RequestState.ORPHANED,
     RequestState.DELETE_FAILED,
 )
+
+
+class StateMoved(Exception):
+    """A compare-and-set lost: someone else (the sweeper, or a live job) moved the request first."""
+
+    def __init__(self, request_id: str, actual: RequestState | None):
+        super().__init__(f"request {request_id} is {actual}, not in the expected state")
+        self.request_id = request_id
+        self.actual = actual
 
 
 class AuditEvent(StrEnum):
@@ -115,6 +126,9 @@ class AccountRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Written before each create call, and again when one ends ambiguously: the upper end of the window an
+    # orphan's `created` may fall in.
+    last_create_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
@@ -159,6 +173,7 @@ class StoredRequest:
     mixpanel_account_id: int | None
     mixpanel_username: str | None
     created_at: datetime
+    last_create_attempt_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -175,6 +190,7 @@ class StoredRequest:
             mixpanel_account_id=row["mixpanel_account_id"],
             mixpanel_username=row["mixpanel_username"],
             created_at=row["created_at"],
+            last_create_attempt_at=row["last_create_attempt_at"],
         )
 
 
@@ -379,6 +395,7 @@ class Store:
                     "error": None,
                     "created_at": now,
                     "updated_at": now,
+                    "last_create_attempt_at": None,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 self._audit(connection, AuditEvent.SUBMITTED, row, at=now)
@@ -441,13 +458,15 @@ class Store:
         request_id: str,
         state: RequestState,
         *,
+        expected: tuple[RequestState, ...],
         event: AuditEvent | None = None,
         detail: str | None = None,
         mixpanel_account_id: int | None = None,
         mixpanel_username: str | None = None,
         earlier_events: tuple[tuple[AuditEvent, str | None], ...] = (),
     ) -> StoredRequest:
-        """Move a request to `state`; record `earlier_events`, then `event`, in the same transaction."""
+        """Compare-and-set: move a request from one of the `expected` states to `state`, recording
+        `earlier_events`, then `event`, in the same transaction. Raises StateMoved when it was not there."""
         now = _now()
         values: dict[str, Any] = {"state": str(state), "updated_at": now}
         if mixpanel_account_id is not None:
@@ -457,19 +476,53 @@ class Store:
         if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
             values["error"] = detail
         with self._write() as connection:
-            row = (
-                connection.execute(
-                    update(REQUESTS).where(REQUESTS.c.id == request_id).values(values).returning(*REQUESTS.c)
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise KeyError(request_id)
+            row = self._compare_and_set(connection, request_id, expected, values)
             for earlier, earlier_detail in earlier_events:
                 self._audit(connection, earlier, row, at=now, detail=earlier_detail)
             if event is not None:
                 self._audit(connection, event, row, at=now, detail=detail)
+            return StoredRequest.of(row)
+
+    @staticmethod
+    def _compare_and_set(
+        connection: Connection, request_id: str, expected: tuple[RequestState, ...], values: dict[str, Any]
+    ) -> Mapping[str, Any]:
+        row = (
+            connection.execute(
+                update(REQUESTS)
+                .where(REQUESTS.c.id == request_id, REQUESTS.c.state.in_([str(s) for s in expected]))
+                .values(values)
+                .returning(*REQUESTS.c)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            actual = connection.execute(
+                select(REQUESTS.c.state).where(REQUESTS.c.id == request_id)
+            ).scalar_one_or_none()
+            raise StateMoved(request_id, RequestState(actual) if actual else None)
+        return row
+
+    def record_create_attempt(self, request_id: str, *, now: datetime | None = None) -> StoredRequest:
+        """Just before a create call: an account it makes carries a `created` from about here on."""
+        now = now or _now()
+        values = {"last_create_attempt_at": now, "updated_at": now}
+        with self._write() as connection:
+            return StoredRequest.of(
+                self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
+            )
+
+    def record_ambiguous_create(
+        self, request_id: str, detail: str, *, now: datetime | None = None
+    ) -> StoredRequest:
+        """The create call ended without an answer: `uncertain`. Its end is the last moment any of its
+        retried HTTP attempts can have been sent, so it becomes the window's upper bound."""
+        now = now or _now()
+        values = {"state": str(RequestState.UNCERTAIN), "last_create_attempt_at": now, "updated_at": now}
+        with self._write() as connection:
+            row = self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
+            self._audit(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     def lease_stale(
@@ -496,18 +549,6 @@ class Store:
                 update(REQUESTS).where(REQUESTS.c.id.in_(ids)).values(updated_at=now).returning(*REQUESTS.c)
             ).mappings()
             return sorted((StoredRequest.of(row) for row in rows), key=lambda request: request.created_at)
-
-    def known_account_ids(self, account_ids: list[int]) -> set[int]:
-        if not account_ids:
-            return set()
-        with self._read() as connection:
-            return set(
-                connection.execute(
-                    select(REQUESTS.c.mixpanel_account_id).where(
-                        REQUESTS.c.mixpanel_account_id.in_(account_ids)
-                    )
-                ).scalars()
-            )
 
     # --- audit -----------------------------------------------------------------------------------
 
@@ -572,7 +613,9 @@ class Store:
         *,
         at: datetime,
         detail: str | None = None,
+        account: tuple[int, str | None] | None = None,
     ) -> None:
+        account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
         connection.execute(
             insert(AUDIT).values(
                 at=at,
@@ -583,8 +626,8 @@ class Store:
                 role=row["role"],
                 project_ids=list(row["project_ids"] or ()),
                 expires_at=row["expires_at"],
-                mixpanel_account_id=row["mixpanel_account_id"],
-                mixpanel_username=row["mixpanel_username"],
+                mixpanel_account_id=account_id,
+                mixpanel_username=full_username,
                 detail=detail,
             )
         )

@@ -141,7 +141,8 @@ def test_ambiguous_failures_are_reconciled_not_retried(bot, faults, phrase):
     assert len(said) == 1 and phrase in said[0] and "safe to try again" in said[0]
     assert_plain_sentence(said[0])
     assert bot.mixpanel.accounts == {}
-    assert only_request_state(bot) is RequestState.FAILED
+    # Mixpanel may still finish the create: the sweeper looks again before calling it failed.
+    assert only_request_state(bot) is RequestState.UNCERTAIN
     assert_still_serving(bot)
 
 

@@ -63,6 +63,15 @@ def test_me_lists_organizations_and_projects(client, mixpanel):
     assert me.user_id == 1  # the fake's bot user
     assert {p.id for p in me.projects} == set(mixpanel.projects)
     assert mixpanel.me_calls()[0].query.get("include_workspace_users") in ("false", ["false"])
+    assert me.user_id == mixpanel.user_id  # the `creator` of the accounts the bot makes
+
+
+def test_created_accounts_name_the_authenticated_user_as_creator(client, mixpanel):
+    created = client.create_service_account(ORG_ID, ACCOUNT)
+    by_hand = mixpanel.add_account(ORG_ID, "svc")
+    creators = {a.id: a.creator for a in client.list_service_accounts(ORG_ID)}
+    assert creators == {created.id: client.me().user_id, by_hand["id"]: by_hand["creator"]}
+    assert by_hand["creator"] != mixpanel.user_id
 
 
 def test_create_returns_the_full_username_and_a_secret_token(client, mixpanel):

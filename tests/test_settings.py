@@ -85,3 +85,39 @@ def test_tokens_are_posted_only_to_trusted_response_urls(slack_api_url, response
 
     delivery = SlackDelivery(None, timeout=1, response_url_hosts=response_url_hosts(slack_api_url))
     assert delivery._trusted_response_url(response_url) is trusted
+
+
+def test_the_default_stale_request_seconds_outlasts_the_default_creation():
+    settings = Settings(_env_file=None, **REQUIRED)
+    assert settings.stale_request_seconds > settings.longest_silent_creation_seconds()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"stale_request_seconds": 60},
+        {"mixpanel_reconcile_delays": [0, 300, 300]},
+        {"mixpanel_read_timeout": 600, "stale_request_seconds": 600},
+        {"slack_timeout": 200},
+    ],
+)
+def test_a_stale_request_seconds_a_creation_could_outlast_names_itself(overrides):
+    with pytest.raises(SettingsError) as raised:
+        load_settings(_env_file=None, **REQUIRED, **overrides)
+    [problem] = raised.value.problems
+    assert problem.startswith("STALE_REQUEST_SECONDS: must exceed ")
+    longest = Settings.model_construct(**{**Settings(_env_file=None, **REQUIRED).model_dump(), **overrides})
+    assert f"exceed {longest.longest_silent_creation_seconds():.0f}," in problem
+
+
+def test_stale_request_seconds_just_above_the_longest_creation_is_accepted():
+    shortest = Settings(_env_file=None, **REQUIRED).longest_silent_creation_seconds()
+    settings = load_settings(_env_file=None, **REQUIRED, stale_request_seconds=int(shortest) + 1)
+    assert settings.stale_request_seconds == int(shortest) + 1
+
+
+@pytest.mark.parametrize("hours", [-1, 24 * 15])
+def test_uncertain_recheck_hours_are_bounded(hours):
+    with pytest.raises(SettingsError) as raised:
+        load_settings(_env_file=None, **REQUIRED, uncertain_recheck_hours=hours)
+    assert raised.value.problems[0].startswith("UNCERTAIN_RECHECK_HOURS:")

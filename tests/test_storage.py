@@ -5,12 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bot.models import AccountSpec, Role
-from bot.storage import AlreadyClaimed, AuditEvent, Claimed, OverQuota, RequestState, Store
+from bot.orphans import OrphanOutcome, OrphanRecords
+from bot.storage import (
+    AlreadyClaimed,
+    AuditEvent,
+    Claimed,
+    OverQuota,
+    RequestState,
+    StateMoved,
+    Store,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,13 +62,54 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url):
     first = Store.connect(database_url)
     second = Store.connect(database_url)  # a second instance starting against the same database
     tables = set(inspect(second.engine).get_table_names())
-    assert {"account_requests", "audit_events", "alembic_version"} <= tables
+    assert {"account_requests", "audit_events", "orphan_accounts", "alembic_version"} <= tables
     columns = {
-        c["name"] for t in ("account_requests", "audit_events") for c in inspect(first.engine).get_columns(t)
+        c["name"]
+        for t in ("account_requests", "audit_events", "orphan_accounts")
+        for c in inspect(first.engine).get_columns(t)
     }
     assert not any("token" in column or "secret" in column for column in columns)
     first.close()
     second.close()
+
+
+def test_the_cleanup_migration_carries_requests_stored_before_it(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.storage import MIGRATIONS_DIR, build_engine
+
+    engine = build_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    stored = datetime(2026, 11, 1, tzinfo=UTC)
+    row = {"team_id": None, "channel_id": None, "role": "analyst", "project_ids": "[1]", "expires_at": None}
+    with engine.begin() as connection:
+        for request_id, state, account_id in (
+            ("old-undeleted", "delete_failed", 9),
+            ("old-open", "uncertain", None),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO account_requests (id, submission_key, requester_id, team_id, "
+                    "channel_id, username, role, project_ids, expires_at, state, mixpanel_account_id, "
+                    "mixpanel_username, error, created_at, updated_at) VALUES (:id, :id, 'U1', :team_id, "
+                    ":channel_id, 'etl', :role, :project_ids, :expires_at, :state, :account, NULL, NULL, "
+                    ":at, :at)"
+                ),
+                {**row, "id": request_id, "state": state, "account": account_id, "at": stored},
+            )
+    engine.dispose()
+
+    store = Store.connect(database_url)
+    assert [(o.account_id, o.outcome) for o in OrphanRecords(store).orphans("old-undeleted")] == [
+        (9, OrphanOutcome.DELETE_FAILED)
+    ]
+    assert store.get("old-open").last_create_attempt_at == stored  # its window stays known
+    store.close()
 
 
 def test_a_claim_round_trips_with_time_zones_intact(store):
@@ -116,7 +167,13 @@ def test_the_quota_window_is_rolling_and_failed_attempts_do_not_count(store):
     fresh = claim(store, "VNEW", quota=1)
     assert isinstance(fresh, Claimed)
     assert isinstance(claim(store, "VNEXT", quota=1), OverQuota)
-    store.transition(fresh.request.id, RequestState.FAILED, event=AuditEvent.MIXPANEL_ERROR, detail="400")
+    store.transition(
+        fresh.request.id,
+        RequestState.FAILED,
+        expected=(RequestState.SUBMITTED,),
+        event=AuditEvent.MIXPANEL_ERROR,
+        detail="400",
+    )
     assert isinstance(claim(store, "VNEXT", quota=1), Claimed)
 
 
@@ -125,11 +182,18 @@ def test_transitions_write_audit_rows_with_the_request_details(store):
     store.transition(
         request.id,
         RequestState.CREATED,
+        expected=(RequestState.SUBMITTED,),
         event=AuditEvent.CREATED,
         mixpanel_account_id=42,
         mixpanel_username="etl.abc123.mp-service-account",
     )
-    store.transition(request.id, RequestState.DELIVERED, event=AuditEvent.TOKEN_DELIVERED, detail="via dm")
+    store.transition(
+        request.id,
+        RequestState.DELIVERED,
+        expected=(RequestState.CREATED,),
+        event=AuditEvent.TOKEN_DELIVERED,
+        detail="via dm",
+    )
     store.record_refusal("U2", "not_listed")
     trail = store.audit_trail()
     assert [r["event"] for r in trail] == ["submitted", "created", "token_delivered", "refused"]
@@ -143,7 +207,7 @@ def test_transitions_write_audit_rows_with_the_request_details(store):
 def test_stale_requests_are_leased_once(database_url):
     first, second = Store.connect(database_url), Store.connect(database_url)
     request = claim(first, "V1").request
-    first.transition(request.id, RequestState.UNCERTAIN)
+    first.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
     later = datetime.now(UTC) + timedelta(minutes=11)
     assert (
         first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10), now=later)[0].id
@@ -154,6 +218,121 @@ def test_stale_requests_are_leased_once(database_url):
     assert first.lease_stale((RequestState.UNCERTAIN,), idle_for=timedelta(minutes=10)) == []
     first.close()
     second.close()
+
+
+def test_a_transition_from_a_state_the_request_is_not_in_raises_and_changes_nothing(store):
+    request = claim(store, "V1").request
+    with pytest.raises(StateMoved) as moved:
+        store.transition(request.id, RequestState.DELIVERED, expected=(RequestState.CREATED,))
+    assert moved.value.actual is RequestState.SUBMITTED
+    assert store.get(request.id).state is RequestState.SUBMITTED
+    assert [r["event"] for r in store.audit_trail()] == ["submitted"]
+
+
+def race(**contenders) -> dict[str, object]:
+    """Run each contender from its own thread, released together; each result or StateMoved, by name."""
+    barrier = threading.Barrier(len(contenders))
+    outcomes: dict[str, object] = {}
+
+    def run(name, attempt) -> None:
+        barrier.wait()
+        try:
+            outcomes[name] = attempt()
+        except StateMoved as moved:
+            outcomes[name] = moved
+
+    threads = [threading.Thread(target=run, args=item) for item in contenders.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_the_sweeper_and_a_live_job_racing_for_one_request_never_both_win(database_url):
+    """A live delivery (created -> delivered) against a sweeper revoking (created -> orphaned), from two
+    instances released together, many times: exactly one wins each time, and the other is told."""
+    live, sweeper = Store.connect(database_url), Store.connect(database_url)
+    records = OrphanRecords(live)
+    for round_ in range(12):
+        account_id = round_ + 1
+        request = claim(live, f"V{round_}", quota=100).request
+        live.record_create_attempt(request.id)
+        live.transition(
+            request.id,
+            RequestState.CREATED,
+            expected=(RequestState.SUBMITTED,),
+            mixpanel_account_id=account_id,
+        )
+        outcomes = race(
+            live=partial(
+                live.transition, request.id, RequestState.DELIVERED, expected=(RequestState.CREATED,)
+            ),
+            sweeper=partial(
+                OrphanRecords(sweeper).record_orphans,
+                request.id,
+                [(account_id, None)],
+                expected=(RequestState.CREATED,),
+            ),
+        )
+        [loser] = [name for name, outcome in outcomes.items() if isinstance(outcome, StateMoved)]
+        final = live.get(request.id).state
+        if loser == "live":
+            assert final is RequestState.ORPHANED and outcomes["live"].actual is RequestState.ORPHANED
+            assert [o.account_id for o in records.orphans(request.id)] == [account_id]
+        else:
+            assert final is RequestState.DELIVERED and records.orphans(request.id) == []
+    live.close()
+    sweeper.close()
+
+
+def test_each_orphan_keeps_its_own_outcome_and_one_failure_keeps_the_request_delete_failed(store):
+    orphans = OrphanRecords(store)
+    request = claim(store, "V1").request
+    store.record_create_attempt(request.id)
+    store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
+    orphans.record_orphans(request.id, [(1, "etl.a"), (2, "etl.b")], expected=(RequestState.UNCERTAIN,))
+    assert store.get(request.id).state is RequestState.ORPHANED
+
+    assert (
+        orphans.record_deletion(request.id, 1, deleted=False, detail="403").state
+        is RequestState.DELETE_FAILED
+    )
+    assert (
+        orphans.record_deletion(request.id, 2, deleted=True, detail="ok").state is RequestState.DELETE_FAILED
+    )
+    assert orphans.record_deletion(request.id, 2, deleted=True, detail="again") is None  # deleted once only
+    outcomes = {o.account_id: o.outcome for o in orphans.orphans(request.id)}
+    assert outcomes == {1: OrphanOutcome.DELETE_FAILED, 2: OrphanOutcome.DELETED}
+
+    assert (
+        orphans.record_deletion(request.id, 1, deleted=True, detail="retried").state is RequestState.DELETED
+    )
+    trail = [(r["event"], r["mixpanel_account_id"], r["mixpanel_username"]) for r in store.audit_trail()]
+    assert trail[-3:] == [("delete_failed", 1, "etl.a"), ("deleted", 2, "etl.b"), ("deleted", 1, "etl.a")]
+    assert orphans.known_account_ids([1, 2, 3], besides="another") == {1, 2}
+    assert orphans.known_account_ids([1, 2, 3], besides=request.id) == set()
+
+
+def test_an_account_recorded_for_one_request_is_not_recorded_for_another(store):
+    orphans = OrphanRecords(store)
+    first, second = claim(store, "V1").request, claim(store, "V2").request
+    for request in (first, second):
+        store.transition(request.id, RequestState.UNCERTAIN, expected=(RequestState.SUBMITTED,))
+    orphans.record_orphans(first.id, [(5, None)], expected=(RequestState.UNCERTAIN,))
+    orphans.record_orphans(second.id, [(5, None), (6, None)], expected=(RequestState.UNCERTAIN,))
+    assert [o.account_id for o in orphans.orphans(first.id)] == [5]
+    assert [o.account_id for o in orphans.orphans(second.id)] == [6]
+
+
+def test_creates_in_flight_are_other_submitted_requests_that_made_their_call(store):
+    orphans = OrphanRecords(store)
+    called, waiting, mine = (claim(store, f"V{i}").request for i in range(3))
+    store.record_create_attempt(called.id)
+    store.record_create_attempt(mine.id)
+    assert [r.id for r in orphans.creates_in_flight(SPEC.username, besides=mine.id)] == [called.id]
+    assert orphans.creates_in_flight("another-name", besides=mine.id) == []
+    assert waiting.last_create_attempt_at is None
 
 
 @pytest.mark.postgres

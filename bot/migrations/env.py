@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from bot.orphans import OrphanAccount  # noqa: F401 - registers its table on Base.metadata
 from bot.storage import Base
 
 connection = context.config.attributes.get("connection")

@@ -7,7 +7,9 @@ violations answer 400 *and* land in ``.schema_violations`` so tests can assert t
 Public API::
 
     FakeMixpanel(username="bot.abc123.mp-service-account", secret="mp-bot-secret",
-                 organizations={1234: "Acme"}, projects=None)
+                 organizations={1234: "Acme"}, projects=None, user_id=BOT_USER_ID)
+        user_id: the authenticated service account's Mixpanel user id: /me's ``results.id``, and the
+                 ``creator`` of every account created through the API
         organizations: {org_id: name} or {org_id: {"name": ..., "role": "admin"|"owner"|"analyst"|...}}
                        (create/delete/list need admin or owner, else 403)
         projects: [{"id", "name", "organization_id"}]; default: DEFAULT_PROJECTS (3 in org 1234, 1 in 9999)
@@ -16,7 +18,7 @@ Public API::
         .redirect_slash = None | 301 | 307 | 308   answer slash-less paths with a redirect to "<path>/"
 
       routes (under /api/app, trailing slash optional)
-        GET    /me[?include_workspace_users=false]                  route "me"
+        GET    /me[?include_workspace_users=false]                  route "me"      (results.id = user_id)
         POST   /organizations/{org}/service-accounts                route "create"  -> 201
         GET    /organizations/{org}/service-accounts                route "list"    (never tokens)
         GET    /organizations/{org}/service-accounts/{id}           route "get"
@@ -28,8 +30,10 @@ Public API::
         .tokens: {id: token} (live accounts)     .created_tokens() -> list[str] (every token ever issued)
         .deleted_accounts: {id: record}          .schema_violations: list[str]
         .internal_errors: list[str]   tracebacks of exceptions inside the fake (answered 500); keep empty
-        .add_account(organization_id, username, *, role="consumer", expires=None, projects=()) -> dict
-            seeds an existing account (returns the record with its "token")
+        .add_account(organization_id, username, *, role="consumer", expires=None, projects=(),
+                     creator=HUMAN_ADMIN_ID, created=<now>) -> dict
+            seeds an existing account (returns the record with its "token"); by default one an org admin
+            made by hand; ``creator=fake.user_id`` for one the bot made; ``created`` an ISO time or None
 
       recording
         .calls(method=None, path_contains=None) -> list[MixpanelCall]
@@ -45,7 +49,8 @@ Public API::
         .clear_faults()
         behaviours: respond(status, json_body, headers=None), respond_html(status, html), error_200(error),
                     rate_limited(retry_after="1"), hang(seconds), drop(),
-                    create_then(status=500 | "drop", *, html=None, delay=0.0)
+                    create_then(status=500 | 201 | "drop", *, html=None, delay=0.0)
+                    (201: the normal answer, only late: the account exists before its creator hears of it)
 
 ``MixpanelCall.at`` is ``time.monotonic()`` at arrival; ``status`` is filled once answered (None = dropped).
 Hangs and latency sleep on an event that ``.stop()`` sets, so stopping never waits for them.
@@ -76,7 +81,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tests.fakes._server import LoopbackHandler, LoopbackHTTPFake, Reply
 
 __all__ = [
+    "BOT_USER_ID",
     "DEFAULT_PROJECTS",
+    "HUMAN_ADMIN_ID",
     "ROLES",
     "FakeMixpanel",
     "Fault",
@@ -99,6 +106,9 @@ DEFAULT_PROJECTS: list[dict[str, Any]] = [
     {"id": 3002, "name": "Backend Events", "organization_id": 1234},
     {"id": 4001, "name": "Other Org Project", "organization_id": 9999},
 ]
+BOT_USER_ID = 4242  # the bot's own Mixpanel user (its service account)
+HUMAN_ADMIN_ID = 1001  # an organization admin who makes accounts by hand
+_NOW = object()
 _WRITE_KEYS = frozenset({"username", "role", "expires", "projects"})
 _PROJECT_KEYS = frozenset({"id", "role"})
 
@@ -151,7 +161,8 @@ def drop() -> Fault:
 
 
 def create_then(status: int | str = 500, *, html: str | None = None, delay: float = 0.0) -> Fault:
-    """Really create the account, then (after ``delay``) answer ``status`` as HTML or drop ("drop")."""
+    """Really create the account, then (after ``delay``) answer ``status`` as HTML, drop ("drop"), or give
+    the normal answer (201)."""
     if status == "drop":
         return Fault("create_then", then_drop=True, seconds=delay)
     if not isinstance(status, int):
@@ -217,9 +228,11 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         secret: str = "mp-bot-secret",  # noqa: S107 - a fake's fixture secret
         organizations: Mapping[int, str | Mapping[str, Any]] | None = None,
         projects: Iterable[Mapping[str, Any]] | None = None,
+        user_id: int = BOT_USER_ID,
     ) -> None:
         super().__init__()
         self.username = username
+        self.user_id = user_id
         self.secret = secret
         orgs = {1234: "Acme"} if organizations is None else organizations
         self.organizations: dict[int, dict[str, Any]] = {}
@@ -259,13 +272,19 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         role: str = "consumer",
         expires: str | None = None,
         projects: Iterable[Mapping[str, Any]] = (),
+        creator: int = HUMAN_ADMIN_ID,
+        created: Any = _NOW,
     ) -> dict[str, Any]:
-        """Seed an account that already exists (as if created earlier); returns it with its token."""
+        """Seed an account that already exists (by default made by hand by an org admin); returns it with
+        its token. ``created``: an ISO time, or None for an account Mixpanel gives no creation time."""
         with self._lock:
             record, token = self._create_account(
                 organization_id,
                 {"username": username, "role": role, "expires": expires, "projects": projects},
+                creator=creator,
             )
+            if created is not _NOW:
+                record["created"] = created
         return {**record, "token": token}
 
     def created_tokens(self) -> list[str]:
@@ -417,6 +436,8 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         if fault is not None and fault.kind == "create_then" and reply.status == 201:
             if not self._sleep(fault.seconds) or fault.then_drop:
                 return None
+            if fault.status == 201:
+                return reply
             return Reply(fault.status, str(fault.body).encode(), "text/html; charset=utf-8")
         return reply
 
@@ -485,7 +506,7 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
             {
                 "status": "ok",
                 "results": {
-                    "user_id": 1,
+                    "id": self.user_id,
                     "user_name": self.username,
                     "organizations": orgs,
                     "projects": projects,
@@ -561,10 +582,12 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         data = self._validate_write(org_id, headers, body)
         if isinstance(data, str):
             return self._violation(data)
-        record, token = self._create_account(org_id, data)
+        record, token = self._create_account(org_id, data, creator=self.user_id)
         return _json_reply(201, {"status": "ok", "results": {**self._read(record), "token": token}})
 
-    def _create_account(self, org_id: int, data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    def _create_account(
+        self, org_id: int, data: Mapping[str, Any], *, creator: int
+    ) -> tuple[dict[str, Any], str]:
         account_id = next(self._ids)
         token = secrets.token_hex(16)
         record = {
@@ -576,7 +599,7 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
             "projects": [dict(p) for p in data.get("projects") or ()],
             "expires": data.get("expires"),
             "created": _now_iso(),
-            "creator": 1,
+            "creator": creator,
             "last_used": None,
             "user": 100000 + account_id,
         }
