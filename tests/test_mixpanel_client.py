@@ -60,7 +60,7 @@ def test_me_lists_organizations_and_projects(client, mixpanel):
     assert me.organization_ids == [ORG_ID]
     assert me.organization(ORG_ID).role == "owner" and me.organization(ORG_ID).name == "Acme"
     assert me.organization(ORG_ID + 1) is None
-    assert me.user_id == 1  # the fake's bot user
+    assert me.user_id == mixpanel.user_id  # the bot's own Mixpanel user, as /me names it
     assert {p.id for p in me.projects} == set(mixpanel.projects)
     assert mixpanel.me_calls()[0].query.get("include_workspace_users") in ("false", ["false"])
     assert me.user_id == mixpanel.user_id  # the `creator` of the accounts the bot makes
