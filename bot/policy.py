@@ -64,9 +64,12 @@ class Policy(_Strict):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     audit_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]+$")
     contact: str = Field(default="the bot's administrators", min_length=1, max_length=200)
+    # People who manage every service account of the organization, including those made outside the bot.
+    admins: PersonSelector = Field(default_factory=PersonSelector)
 
     def usergroups_in_use(self) -> set[str]:
         groups = set(self.requesters.usergroups) if self.requesters else set()
+        groups.update(self.admins.usergroups)
         for grant in self.elevated:
             groups.update(grant.usergroups)
         return groups
