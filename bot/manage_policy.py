@@ -70,6 +70,11 @@ def _person_refusal(requester: Requester | None) -> ManageRefusal | None:
     return None
 
 
+def may_list_own(requester: Requester | None) -> ManageRefusal | None:
+    """Any full member may see the accounts they made (possibly none); others see nothing."""
+    return _person_refusal(requester)
+
+
 def may_list_all(policy: Policy, requester: Requester | None) -> ManageDecision:
     refusal = _person_refusal(requester)
     if refusal is not None or requester is None:

@@ -17,6 +17,8 @@ from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner
+from bot.lifecycle_store import LifecycleStore
+from bot.manage import ManageFlow
 from bot.mixpanel import MixpanelClient
 from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
@@ -55,6 +57,7 @@ class Runtime:
     catalog: ProjectCatalog
     jobs: JobRunner
     flow: CreationFlow
+    manage: ManageFlow
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -153,6 +156,9 @@ def build_runtime(
         catalog=catalog,
         jobs=jobs,
         flow=CreationFlow(deps),
+        manage=ManageFlow(
+            deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username
+        ),
     )
     if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.

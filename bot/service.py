@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot import messages
+from bot.announce import announce
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
 from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
@@ -133,12 +134,7 @@ class CreationFlow:
         )
 
     def _announce(self, message: dict[str, Any]) -> None:
-        channel = self.d.policy.audit_channel
-        if channel:
-            try:
-                self.d.jobs.submit("announce", lambda: self.d.delivery.announce(channel, message))
-            except ShuttingDown:
-                self.d.delivery.announce(channel, message)
+        announce(self.d.policy.audit_channel, message, delivery=self.d.delivery, jobs=self.d.jobs)
 
     def _project_names(self) -> dict[int, Any]:
         snapshot = self.d.catalog.cached()

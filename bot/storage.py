@@ -69,6 +69,7 @@ class RequestState(StrEnum):
     UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
+    CLOSED = "closed"  # was delivered; then deleted by a person, or found gone from Mixpanel
 
 
 # Attempts that count against the rate limit: anything that may have produced an account.
@@ -78,6 +79,7 @@ QUOTA_STATES = (
     RequestState.DELIVERED,
     RequestState.UNCERTAIN,
     RequestState.DELETE_FAILED,
+    RequestState.CLOSED,  # a delivered account counts as a creation even once it is deleted
 )
 
 
@@ -90,6 +92,11 @@ class AuditEvent(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
+    # The lifecycle of delivered accounts (bot/manage.py).
+    ACCOUNT_DELETED = "account_deleted"
+    ACCOUNT_DELETE_FAILED = "account_delete_failed"
+    FOUND_GONE = "found_gone"
+    MANAGE_REFUSED = "manage_refused"
 
 
 class Base(DeclarativeBase):
@@ -114,10 +121,15 @@ class AccountRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Lifecycle (migration 0002): when and by whom a delivered account was closed; what it replaced.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    replaces_request_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
         Index("ix_account_requests_state", "state"),
+        Index("ix_account_requests_account", "mixpanel_account_id"),
     )
 
 
@@ -154,6 +166,9 @@ class StoredRequest:
     mixpanel_account_id: int | None
     mixpanel_username: str | None
     created_at: datetime
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    replaces_request_id: str | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -170,6 +185,9 @@ class StoredRequest:
             mixpanel_account_id=row["mixpanel_account_id"],
             mixpanel_username=row["mixpanel_username"],
             created_at=row["created_at"],
+            closed_at=row.get("closed_at"),
+            closed_by=row.get("closed_by"),
+            replaces_request_id=row.get("replaces_request_id"),
         )
 
 

@@ -1,18 +1,31 @@
-"""`/mp-service-account [help]`."""
+"""`/mp-service-account [list | list all | help]`."""
 
 from slack_bolt import Ack, App, Respond
 
+from bot.manage import ManageFlow
 from bot.messages import COMMAND, HELP_TEXT
 from bot.models import SubmissionContext
 from bot.service import CreationFlow
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
+LIST_WORDS = {"list": False, "list all": True}
 
 
-def register(app: App, flow: CreationFlow) -> None:
+def register(app: App, flow: CreationFlow, manage: ManageFlow) -> None:
     @app.command(COMMAND)
     def on_command(ack: Ack, command: dict, respond: Respond) -> None:
-        text = (command.get("text") or "").strip().lower()
+        text = " ".join((command.get("text") or "").lower().split())
+        if text in LIST_WORDS:
+            ack()  # the list needs Mixpanel; it follows as a private message
+            user_id = command["user_id"]
+            everything = LIST_WORDS[text]
+
+            def answer() -> None:
+                listing = manage.list_message(user_id, everything=everything)
+                respond(response_type="ephemeral", replace_original=False, **listing)
+
+            manage.run(f"list:{user_id}", answer)
+            return
         if text:
             prefix = "" if text in HELP_WORDS else f"I don't know `{text[:40]}`. "
             ack(response_type="ephemeral", text=prefix + HELP_TEXT)

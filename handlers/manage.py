@@ -1,0 +1,37 @@
+"""Clicks on the account list's controls (in an ephemeral list or the App Home)."""
+
+import logging
+
+from slack_bolt import Ack, App, Respond
+
+from bot.manage import DeleteOutcome, ManageFlow
+from bot.manage_messages import UNEXPECTED
+from bot.manage_views import ACTION_DELETE, SCOPE_ALL, SCOPE_HOME, scope_of
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, manage: ManageFlow) -> None:
+    @app.action(ACTION_DELETE)
+    def on_delete(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()  # Block Kit's confirm dialog came first, in the client; the decision is made below, again
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        in_message = bool(body.get("response_url")) and scope != SCOPE_HOME
+
+        def delete_and_refresh() -> None:
+            try:
+                outcome = manage.delete(user_id, action.get("value"))
+            except Exception:
+                log.exception("Deleting for %s failed unexpectedly", user_id)
+                outcome = DeleteOutcome(UNEXPECTED.format(contact=manage.d.policy.contact))
+            if not in_message:
+                manage.publish_home(user_id, notice=outcome.text)
+            elif outcome.changed:
+                listing = manage.list_message(user_id, everything=scope == SCOPE_ALL, notice=outcome.text)
+                respond(replace_original=True, **listing)
+            else:  # refused or failed: the list still stands; say why beside it
+                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+
+        manage.run(f"delete:{user_id}", delete_and_refresh)
