@@ -229,6 +229,33 @@ class LifecycleStore:
             .first()
         )
 
+    # --- project membership ----------------------------------------------------------------------------
+
+    def set_projects(
+        self, request: StoredRequest, project_ids: tuple[int, ...], *, actor_id: str, detail: str
+    ) -> StoredRequest | None:
+        """Record the projects Mixpanel now has; None if the record was closed meanwhile."""
+        now = _now()
+        with self._store._write() as connection:
+            row = (
+                connection.execute(
+                    update(REQUESTS)
+                    .where(REQUESTS.c.id == request.id, REQUESTS.c.state == str(RequestState.DELIVERED))
+                    .values(project_ids=list(project_ids), updated_at=now)
+                    .returning(*REQUESTS.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            changed = StoredRequest.of(row)
+            ref = AccountRef(changed.mixpanel_account_id or 0, changed.mixpanel_username, changed)
+            self._audit(
+                connection, AuditEvent.PROJECTS_CHANGED, ref, actor_id=actor_id, detail=detail, now=now
+            )
+            return changed
+
     # --- audit ------------------------------------------------------------------------------------------
 
     def record_refusal(

@@ -34,7 +34,7 @@ from bot.messages import CONFIGURATION_PROBLEM
 from bot.mixpanel import MixpanelError
 from bot.models import Project
 from bot.service import FlowDependencies
-from bot.storage import RequestState
+from bot.storage import RequestState, StoredRequest
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ManageFlow:
         except ShuttingDown:
             work()
 
-    def _announce(self, message: dict[str, Any]) -> None:
+    def announce(self, message: dict[str, Any]) -> None:
         announce(self.d.policy.audit_channel, message, delivery=self.d.delivery, jobs=self.d.jobs)
 
     def _projects(self) -> dict[int, Project]:
@@ -76,13 +76,18 @@ class ManageFlow:
                 return {}
         return snapshot.by_id()
 
-    def _refuse(
-        self, actor_id: str, action: str, target: str, reason: str, account: AccountRef | None
+    def record_refusal(
+        self, actor_id: str, action: str, target: str, reason: str, account: AccountRef | None = None
     ) -> None:
+        """Audit a refused action (database row and audit channel)."""
         self.records.record_refusal(actor_id, f"{action} {target}: {reason}"[:500], account=account)
-        self._announce(
+        self.announce(
             say.refused_audit_message(actor_id=actor_id, action=action, target=target, reason=reason)
         )
+
+    @staticmethod
+    def ref_of(request: StoredRequest) -> AccountRef:
+        return AccountRef(request.mixpanel_account_id or 0, request.mixpanel_username, request)
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -98,7 +103,7 @@ class ManageFlow:
         entries, gone = join_accounts(live, known, requester_id=requester_id, own_username=self._own_username)
         for request in gone:
             if self.records.close_gone(request, now=self.d.clock()):
-                self._announce(
+                self.announce(
                     say.gone_audit_message(
                         username=request.mixpanel_username or request.username,
                         account_id=request.mixpanel_account_id or 0,
@@ -120,7 +125,7 @@ class ManageFlow:
         else:
             refusal = may_list_own(requester)
         if refusal is not None:
-            self._refuse(
+            self.record_refusal(
                 user_id, "list", "all accounts" if everything else "own accounts", str(refusal), None
             )
             return {"text": say.manage_refusal_text(refusal, contact=self._contact)}
@@ -181,12 +186,12 @@ class ManageFlow:
         target = parse_target(value)
         shown = str(value)[:64]
         if target is None:
-            self._refuse(user_id, "delete", f"`{shown}`", "not an account id", None)
+            self.record_refusal(user_id, "delete", f"`{shown}`", "not an account id", None)
             return DeleteOutcome(say.UNKNOWN_ACCOUNT)
         if target.account_id is None:
             request = self.records.get(target.request_id or "")
             if request is None or request.mixpanel_account_id is None:
-                self._refuse(user_id, "delete", f"request `{shown}`", "no such account", None)
+                self.record_refusal(user_id, "delete", f"request `{shown}`", "no such account", None)
                 return DeleteOutcome(say.UNKNOWN_ACCOUNT)
             account = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
         else:
@@ -198,7 +203,7 @@ class ManageFlow:
         decision = may_manage(self.d.policy, requester, ManageAction.DELETE, ownership)
         if not decision.allowed or decision.basis is None:
             reason = decision.refusal or ManageRefusal.UNVERIFIED
-            self._refuse(user_id, "delete", f"account {account.account_id}", str(reason), account)
+            self.record_refusal(user_id, "delete", f"account {account.account_id}", str(reason), account)
             return DeleteOutcome(say.manage_refusal_text(reason, contact=self._contact))
         name = account.username or f"account {account.account_id}"
         if request is not None and request.state is RequestState.CLOSED:
@@ -213,7 +218,7 @@ class ManageFlow:
                 if live is None:
                     return DeleteOutcome(say.already_deleted_text(name), changed=True)
                 if live.username == self._own_username:
-                    self._refuse(
+                    self.record_refusal(
                         user_id, "delete", f"account {account.account_id}", "the bot itself", account
                     )
                     return DeleteOutcome(say.BOT_ITSELF)
@@ -245,7 +250,7 @@ class ManageFlow:
             detail=f"allowed as {basis}",
             now=self.d.clock(),
         )
-        self._announce(
+        self.announce(
             say.deletion_audit_message(
                 actor_id=user_id,
                 basis=basis,

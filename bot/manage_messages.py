@@ -28,6 +28,11 @@ def manage_refusal_text(reason: ManageRefusal, *, contact: str) -> str:
 
 
 UNKNOWN_ACCOUNT = ":no_entry: The bot does not know that account; nothing was changed."
+PROJECTS_UNAVAILABLE = (
+    ":warning: The bot could not load the organization's projects from Mixpanel just now; please try again "
+    "in a minute."
+)
+FORM_NOT_OPENED = "Slack could not open the form in time; please click again."
 UNEXPECTED = ":x: Something unexpected went wrong; please try again, or ask {contact}."
 BOT_ITSELF = ":no_entry: That is the bot's own Mixpanel account; it cannot be deleted from Slack."
 
@@ -96,3 +101,39 @@ def gone_audit_message(*, username: str, account_id: int, creator_id: str) -> di
 def refused_audit_message(*, actor_id: str, action: str, target: str, reason: str) -> dict[str, Any]:
     headline = f":no_entry: <@{actor_id}> was refused: {action} {escape(target)} ({reason})"
     return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]}
+
+
+def role_above_ceiling_text(role: str, ceiling: str) -> str:
+    return (
+        f":no_entry: This account has the {role} role, above the {ceiling} role you may grant, so you may "
+        "not change its projects."
+    )
+
+
+def projects_unchanged_text(username: str) -> str:
+    return f"Nothing changed: `{escape(username)}` keeps its projects."
+
+
+def projects_updating_text(username: str) -> str:
+    return f":hourglass_flowing_sand: Changing the projects of `{escape(username)}` in Mixpanel…"
+
+
+def projects_changed_text(username: str, names: list[str]) -> str:
+    listed = ", ".join(escape(name) for name in names) or "no projects"
+    return f":white_check_mark: `{escape(username)}` is now in: {listed}."
+
+
+def projects_audit_message(
+    *, actor_id: str, basis: str, username: str, account_id: int, added: list[str], removed: list[str]
+) -> dict[str, Any]:
+    headline = (
+        f":card_index_dividers: <@{actor_id}> changed the projects of `{escape(username)}` (id {account_id})"
+    )
+    lines = [headline]
+    if added:
+        lines.append("*Added:* " + ", ".join(escape(n) for n in added))
+    if removed:
+        lines.append("*Removed:* " + ", ".join(escape(n) for n in removed))
+    lines.append(f"*Allowed as:* {basis}")
+    text = "\n".join(lines)
+    return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

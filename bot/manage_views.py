@@ -16,6 +16,10 @@ from bot.messages import COMMAND, escape
 from bot.models import Project, today_in, zone
 
 ACTION_DELETE = "mp_account_delete"
+ACTION_PROJECTS = "mp_account_projects"
+PROJECTS_CALLBACK_ID = "mp_account_projects"
+BLOCK_PROJECT_CHOICE = "account_projects"
+ACTION_PROJECT_CHOICE = "account_projects_select"
 ACTION_HOME_CREATE = "mp_home_create"
 HOME_CALLBACK_ID = "mp_home"
 
@@ -26,6 +30,7 @@ SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME)
 
 # A message holds at most 50 blocks and a Home view 100; a list past this many is summarized.
 MAX_LISTED = 20
+MAX_OFFERED = 100  # a static select's limit
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,21 @@ def account_blocks(
         if entry.manageable:
             block["accessory"] = delete_button(entry)
         blocks.append(block)
+        if entry.manageable and entry.made_by_bot:
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"{scope}:{entry.account_id}:more",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": ACTION_PROJECTS,
+                            "text": _plain("Projects…"),
+                            "value": button_value(entry),
+                        }
+                    ],
+                }
+            )
     rest = entries[MAX_LISTED:]
     if rest:
         expired = sum(1 for e in rest if e.expires_at is not None and e.expires_at <= now)
@@ -234,3 +254,72 @@ def home_view(
         else:
             blocks.append(_section("You have no service accounts made through the bot yet."))
     return {"type": "home", "callback_id": HOME_CALLBACK_ID, "blocks": blocks}
+
+
+def projects_modal(
+    *,
+    username: str,
+    role: str,
+    current: tuple[int, ...],
+    offered: list[Project],
+    projects: dict[int, Project],
+    metadata: str,
+) -> dict[str, Any]:
+    """Add or remove projects within what this person may grant; the others stay as they are."""
+    offered = offered[:MAX_OFFERED]
+    offered_ids = {p.id for p in offered}
+
+    def option(project: Project) -> dict[str, Any]:
+        suffix = f" ({project.id})"
+        name = project.name if len(project.name) <= 75 - len(suffix) - 1 else project.name[:60] + "…"
+        return {"text": _plain(name + suffix), "value": str(project.id)}
+
+    element: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": ACTION_PROJECT_CHOICE,
+        "options": [option(p) for p in offered],
+    }
+    initial = [option(p) for p in offered if p.id in current]
+    if initial:
+        element["initial_options"] = initial
+    fixed = [pid for pid in current if pid not in offered_ids]
+    blocks: list[dict[str, Any]] = [
+        _section(f"`{escape(username)}` has the *{role}* role in each of its projects."),
+        {
+            "type": "input",
+            "block_id": BLOCK_PROJECT_CHOICE,
+            "optional": True,
+            "label": _plain("Projects"),
+            "hint": _plain("Add or remove projects; the account keeps its role in each."),
+            "element": element,
+        },
+    ]
+    if fixed:
+        names = ", ".join(escape(projects[p].name) if p in projects else f"project {p}" for p in fixed)
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"Also in {names}, which you may not change."}],
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": PROJECTS_CALLBACK_ID,
+        "title": _plain("Account projects"),
+        "submit": _plain("Save"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": blocks,
+    }
+
+
+def selected_project_ids(values: dict[str, Any]) -> set[int] | None:
+    """The chosen project ids, or None if the payload is not what the modal sends."""
+    block = values.get(BLOCK_PROJECT_CHOICE)
+    if not isinstance(block, dict):
+        return set()
+    chosen = (block.get(ACTION_PROJECT_CHOICE) or {}).get("selected_options") or []
+    try:
+        return {int(option["value"]) for option in chosen}
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -97,6 +97,7 @@ class AuditEvent(StrEnum):
     ACCOUNT_DELETE_FAILED = "account_delete_failed"
     FOUND_GONE = "found_gone"
     MANAGE_REFUSED = "manage_refused"
+    PROJECTS_CHANGED = "projects_changed"
 
 
 class Base(DeclarativeBase):

@@ -3,6 +3,7 @@
 from slack_bolt import App
 
 from bot.manage import ManageFlow
+from bot.rescope import RescopeFlow
 from bot.service import CreationFlow
 from handlers import commands, home, manage, options, submission
 
@@ -11,5 +12,5 @@ def register_all(app: App, flow: CreationFlow, lifecycle: ManageFlow) -> None:
     commands.register(app, flow, lifecycle)
     submission.register(app, flow)
     options.register(app, flow)
-    manage.register(app, lifecycle)
+    manage.register(app, lifecycle, RescopeFlow(lifecycle))
     home.register(app, flow, lifecycle)

@@ -6,12 +6,20 @@ from slack_bolt import Ack, App, Respond
 
 from bot.manage import DeleteOutcome, ManageFlow
 from bot.manage_messages import UNEXPECTED
-from bot.manage_views import ACTION_DELETE, SCOPE_ALL, SCOPE_HOME, scope_of
+from bot.manage_views import (
+    ACTION_DELETE,
+    ACTION_PROJECTS,
+    PROJECTS_CALLBACK_ID,
+    SCOPE_ALL,
+    SCOPE_HOME,
+    scope_of,
+)
+from bot.rescope import RescopeFlow
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, manage: ManageFlow) -> None:
+def register(app: App, manage: ManageFlow, rescope: RescopeFlow) -> None:
     @app.action(ACTION_DELETE)
     def on_delete(ack: Ack, body: dict, respond: Respond) -> None:
         ack()  # Block Kit's confirm dialog came first, in the client; the decision is made below, again
@@ -35,3 +43,32 @@ def register(app: App, manage: ManageFlow) -> None:
                 respond(response_type="ephemeral", replace_original=False, text=outcome.text)
 
         manage.run(f"delete:{user_id}", delete_and_refresh)
+
+    @app.action(ACTION_PROJECTS)
+    def on_projects(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        # The trigger lives 3 s: the modal opens here, after only cached lookups.
+        refusal = rescope.open(
+            user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), scope=scope
+        )
+        if refusal is None:
+            return
+        if body.get("response_url") and scope != SCOPE_HOME:
+            respond(response_type="ephemeral", replace_original=False, text=refusal)
+        else:
+            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
+
+    @app.view(PROJECTS_CALLBACK_ID)
+    def on_projects_submit(ack: Ack, body: dict, view: dict) -> None:
+        outcome = rescope.submit(
+            user_id=body["user"]["id"],
+            metadata=view.get("private_metadata"),
+            values=(view.get("state") or {}).get("values") or {},
+            view_id=view.get("id"),
+        )
+        ack(**outcome.ack)
+        if outcome.start is not None:
+            outcome.start()
