@@ -271,6 +271,14 @@ class LifecycleStore:
                 now=now or _now(),
             )
 
+    @classmethod
+    def audit_row(
+        cls, connection: Connection, event: AuditEvent, request: StoredRequest, *, detail: str, now: datetime
+    ) -> None:
+        """An audit row about a request, in the caller's transaction, attributed to its creator."""
+        ref = AccountRef(request.mixpanel_account_id or 0, request.mixpanel_username, request)
+        cls._audit(connection, event, ref, actor_id=request.requester_id, detail=detail, now=now)
+
     @staticmethod
     def _audit(
         connection: Connection,

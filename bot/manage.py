@@ -67,7 +67,7 @@ class ManageFlow:
     def announce(self, message: dict[str, Any]) -> None:
         announce(self.d.policy.audit_channel, message, delivery=self.d.delivery, jobs=self.d.jobs)
 
-    def _projects(self) -> dict[int, Project]:
+    def project_names(self) -> dict[int, Project]:
         snapshot = self.d.catalog.cached()
         if snapshot is None:
             try:
@@ -138,7 +138,7 @@ class ManageFlow:
             scope=SCOPE_ALL if everything else SCOPE_MINE,
             now=self.d.clock(),
             timezone=requester.timezone,
-            projects=self._projects(),
+            projects=self.project_names(),
             notice=notice,
         )
 
@@ -159,7 +159,11 @@ class ManageFlow:
             entries = None
             notice = "\n".join(filter(None, [notice, self._unreadable(error)]))
         return home_view(
-            entries, now=self.d.clock(), timezone=requester.timezone, projects=self._projects(), notice=notice
+            entries,
+            now=self.d.clock(),
+            timezone=requester.timezone,
+            projects=self.project_names(),
+            notice=notice,
         )
 
     def publish_home(self, user_id: str, *, notice: str | None = None) -> None:

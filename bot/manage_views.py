@@ -26,7 +26,8 @@ HOME_CALLBACK_ID = "mp_home"
 SCOPE_MINE = "mine"
 SCOPE_ALL = "all"
 SCOPE_HOME = "home"
-SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME)
+SCOPE_REMINDER = "reminder"
+SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME, SCOPE_REMINDER)
 
 # A message holds at most 50 blocks and a Home view 100; a list past this many is summarized.
 MAX_LISTED = 20
@@ -323,3 +324,37 @@ def selected_project_ids(values: dict[str, Any]) -> set[int] | None:
         return {int(option["value"]) for option in chosen}
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def reminder_message(
+    entry: AccountEntry,
+    *,
+    days_before: int,
+    now: datetime,
+    projects: dict[int, Project],
+    owner_status: str | None = None,
+) -> dict[str, Any]:
+    """The expiry reminder: to the creator, or to the audit channel when `owner_status` says (e.g. "has left
+    the workspace") why the creator cannot be reached. Never a secret."""
+    name = f"`{escape(entry.username)}`"
+    expiry = expiry_phrase(entry.expires_at, now=now, timezone="UTC")
+    if owner_status is None:
+        headline = f":alarm_clock: Your Mixpanel service account {name} {expiry}."
+        advice = "Replace it with a new account before then if it is still needed, or delete it now."
+    else:
+        headline = (
+            f":warning: Mixpanel service account {name} {expiry}, and <@{entry.creator_id}>, who created it, "
+            f"{owner_status}."
+        )
+        advice = "Someone should take it over (make a replacement) or delete it now."
+    used = f"last used {_date(entry.last_used, 'UTC')}" if entry.last_used else "never used"
+    text = f"{headline}\n{entry.role or ''!s} · {_projects(entry, projects)} · {used}\n{advice}"
+    delete = delete_button(entry)
+    delete["text"] = _plain("Delete now")
+    return {
+        "text": headline,
+        "blocks": [
+            _section(text, block_id=f"{SCOPE_REMINDER}:{entry.account_id}:{days_before}"),
+            {"type": "actions", "block_id": f"{SCOPE_REMINDER}:{entry.account_id}", "elements": [delete]},
+        ],
+    }

@@ -22,6 +22,8 @@ from bot.manage import ManageFlow
 from bot.mixpanel import MixpanelClient
 from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
+from bot.reminders import ReminderJob
+from bot.reminders_store import ReminderStore
 from bot.service import CreationFlow, FlowDependencies
 from bot.settings import Settings
 from bot.storage import Store
@@ -58,6 +60,7 @@ class Runtime:
     jobs: JobRunner
     flow: CreationFlow
     manage: ManageFlow
+    reminders: ReminderJob
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -147,6 +150,7 @@ def build_runtime(
     )
     if clock is not None:
         deps.clock = clock
+    manage = ManageFlow(deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username)
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -156,12 +160,12 @@ def build_runtime(
         catalog=catalog,
         jobs=jobs,
         flow=CreationFlow(deps),
-        manage=ManageFlow(
-            deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username
-        ),
+        manage=manage,
+        reminders=ReminderJob(manage, ReminderStore(store)),
     )
     if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.
         catalog.refresh_in_background()
         runtime.start_sweeper()
+        runtime.reminders.start(settings.reminder_interval_seconds, runtime._stopping)
     return runtime

@@ -86,6 +86,8 @@ class Settings(DatabaseSettings):
     # A request untouched this long belongs to a run that died; longer than any creation can take.
     stale_request_seconds: int = Field(default=600, ge=0)
     sweep_interval_seconds: int = Field(default=300, ge=1)
+    # How often a running instance looks for accounts to remind their creators of (under a database lease).
+    reminder_interval_seconds: int = Field(default=900, ge=10)
 
     @field_validator("slack_bot_token")
     @classmethod

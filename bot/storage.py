@@ -98,6 +98,7 @@ class AuditEvent(StrEnum):
     FOUND_GONE = "found_gone"
     MANAGE_REFUSED = "manage_refused"
     PROJECTS_CHANGED = "projects_changed"
+    REMINDED = "reminded"
 
 
 class Base(DeclarativeBase):

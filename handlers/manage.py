@@ -12,6 +12,7 @@ from bot.manage_views import (
     PROJECTS_CALLBACK_ID,
     SCOPE_ALL,
     SCOPE_HOME,
+    SCOPE_REMINDER,
     scope_of,
 )
 from bot.rescope import RescopeFlow
@@ -34,7 +35,9 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow) -> None:
             except Exception:
                 log.exception("Deleting for %s failed unexpectedly", user_id)
                 outcome = DeleteOutcome(UNEXPECTED.format(contact=manage.d.policy.contact))
-            if not in_message:
+            if scope == SCOPE_REMINDER and body.get("response_url"):
+                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+            elif not in_message:
                 manage.publish_home(user_id, notice=outcome.text)
             elif outcome.changed:
                 listing = manage.list_message(user_id, everything=scope == SCOPE_ALL, notice=outcome.text)

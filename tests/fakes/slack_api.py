@@ -31,6 +31,7 @@ Public API::
                   is_ultra_restricted=False, is_bot=False, deleted=False, is_app_user=False, name=None,
                   **extra) -> dict
         .set_usergroup(group_id, user_ids)
+        .remove_user(user_id)        the user left the workspace: users.info answers user_not_found
         .issue_trigger_id() -> str   optional: such ids work once and expire after .trigger_ttl (3 s);
                                      ids never issued are accepted (SlackSender makes its own)
 
@@ -285,6 +286,10 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         return {k: v for k, v in json.loads(json.dumps(view)).items() if not k.startswith("_")}
 
     # ------------------------------------------------------------------ registry
+
+    def remove_user(self, user_id: str) -> None:
+        with self._lock:
+            self._users.pop(user_id, None)
 
     def add_user(
         self,
