@@ -103,10 +103,10 @@ def refused_audit_message(*, actor_id: str, action: str, target: str, reason: st
     return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]}
 
 
-def role_above_ceiling_text(role: str, ceiling: str) -> str:
+def role_above_ceiling_text(role: str, ceiling: str, verb: str = "change projects of") -> str:
     return (
         f":no_entry: This account has the {role} role, above the {ceiling} role you may grant, so you may "
-        "not change its projects."
+        f"not {verb} it."
     )
 
 

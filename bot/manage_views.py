@@ -17,6 +17,7 @@ from bot.models import Project, today_in, zone
 
 ACTION_DELETE = "mp_account_delete"
 ACTION_PROJECTS = "mp_account_projects"
+ACTION_REPLACE = "mp_account_replace"
 PROJECTS_CALLBACK_ID = "mp_account_projects"
 BLOCK_PROJECT_CHOICE = "account_projects"
 ACTION_PROJECT_CHOICE = "account_projects_select"
@@ -27,7 +28,8 @@ SCOPE_MINE = "mine"
 SCOPE_ALL = "all"
 SCOPE_HOME = "home"
 SCOPE_REMINDER = "reminder"
-SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME, SCOPE_REMINDER)
+SCOPE_OFFER = "offer"  # the "Delete the old account" offer after a replacement
+SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME, SCOPE_REMINDER, SCOPE_OFFER)
 
 # A message holds at most 50 blocks and a Home view 100; a list past this many is summarized.
 MAX_LISTED = 20
@@ -140,6 +142,15 @@ def delete_button(entry: AccountEntry) -> dict[str, Any]:
     }
 
 
+def replace_button(entry: AccountEntry) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": ACTION_REPLACE,
+        "text": _plain("Replace…"),
+        "value": button_value(entry),
+    }
+
+
 def account_blocks(
     entries: list[AccountEntry],
     *,
@@ -169,7 +180,8 @@ def account_blocks(
                             "action_id": ACTION_PROJECTS,
                             "text": _plain("Projects…"),
                             "value": button_value(entry),
-                        }
+                        },
+                        replace_button(entry),
                     ],
                 }
             )
@@ -355,6 +367,44 @@ def reminder_message(
         "text": headline,
         "blocks": [
             _section(text, block_id=f"{SCOPE_REMINDER}:{entry.account_id}:{days_before}"),
-            {"type": "actions", "block_id": f"{SCOPE_REMINDER}:{entry.account_id}", "elements": [delete]},
+            {
+                "type": "actions",
+                "block_id": f"{SCOPE_REMINDER}:{entry.account_id}",
+                "elements": [replace_button(entry), delete],
+            },
+        ],
+    }
+
+
+def offer_delete_old_message(
+    *, old_username: str, new_username: str, old_request_id: str, old_account_id: int
+) -> dict[str, Any]:
+    """After a replacement is delivered: the old account keeps running unless its owner deletes it."""
+    text = (
+        f"`{escape(new_username)}` replaces `{escape(old_username)}`. The old account keeps working until "
+        "its own expiry; delete it once nothing uses it any more."
+    )
+    button = {
+        "type": "button",
+        "action_id": ACTION_DELETE,
+        "text": _plain("Delete the old account"),
+        "style": "danger",
+        "value": f"r:{old_request_id}",
+        "confirm": {
+            "title": _plain("Delete the old account?"),
+            "text": {
+                "type": "mrkdwn",
+                "text": f"`{escape(old_username)}` will be deleted from Mixpanel. This cannot be undone.",
+            },
+            "confirm": _plain("Delete"),
+            "deny": _plain("Keep it"),
+            "style": "danger",
+        },
+    }
+    return {
+        "text": f"{new_username} replaces {old_username}",
+        "blocks": [
+            _section(text),
+            {"type": "actions", "block_id": f"{SCOPE_OFFER}:{old_account_id}", "elements": [button]},
         ],
     }

@@ -48,36 +48,37 @@ def _update(text: str) -> dict[str, Any]:
     return {"response_action": "update", "view": status_view(text)}
 
 
+def judge_account(
+    manage: ManageFlow, user_id: str, request_id: str | None, action: ManageAction, verb: str
+) -> Judged:
+    """Re-scope or replace: the account must be a live one the bot made, this person's to manage, and its
+    role within the person's ceiling. Refusals are audited."""
+    request = manage.records.get(request_id) if request_id else None
+    if request is None or request.mixpanel_account_id is None:
+        manage.record_refusal(user_id, verb, f"request `{str(request_id)[:64]}`", "no such account")
+        return Judged(refusal=say.UNKNOWN_ACCOUNT)
+    requester = manage.d.directory.try_requester(user_id)
+    decision = may_manage(
+        manage.d.policy, requester, action, AccountOwnership(creator_id=request.requester_id)
+    )
+    ref = manage.ref_of(request)
+    if not decision.allowed or requester is None:
+        reason = decision.refusal or ManageRefusal.UNVERIFIED
+        manage.record_refusal(user_id, verb, f"account {ref.account_id}", str(reason), ref)
+        return Judged(refusal=say.manage_refusal_text(reason, contact=manage.d.policy.contact))
+    if request.state is not RequestState.DELIVERED:
+        return Judged(refusal=say.already_deleted_text(ref.username or request.username))
+    entitlement = entitlement_for(manage.d.policy, requester)
+    if request.role.rank > entitlement.max_role.rank:
+        manage.record_refusal(user_id, verb, f"account {ref.account_id}", "role above ceiling", ref)
+        return Judged(refusal=say.role_above_ceiling_text(str(request.role), str(entitlement.max_role), verb))
+    return Judged(request=request, entitlement=entitlement, basis=str(decision.basis))
+
+
 class RescopeFlow:
     def __init__(self, manage: ManageFlow):
         self.m = manage
         self.d = manage.d
-
-    def _judge(self, user_id: str, request_id: str | None) -> Judged:
-        request = self.m.records.get(request_id) if request_id else None
-        if request is None or request.mixpanel_account_id is None:
-            self.m.record_refusal(user_id, "change projects of", f"request `{request_id}`", "no such account")
-            return Judged(refusal=say.UNKNOWN_ACCOUNT)
-        requester = self.d.directory.try_requester(user_id)
-        decision = may_manage(
-            self.d.policy, requester, ManageAction.RESCOPE, AccountOwnership(creator_id=request.requester_id)
-        )
-        ref = self.m.ref_of(request)
-        if not decision.allowed or requester is None:
-            reason = decision.refusal or ManageRefusal.UNVERIFIED
-            self.m.record_refusal(
-                user_id, "change projects of", f"account {ref.account_id}", str(reason), ref
-            )
-            return Judged(refusal=say.manage_refusal_text(reason, contact=self.d.policy.contact))
-        if request.state is not RequestState.DELIVERED:
-            return Judged(refusal=say.already_deleted_text(ref.username or request.username))
-        entitlement = entitlement_for(self.d.policy, requester)
-        if request.role.rank > entitlement.max_role.rank:
-            self.m.record_refusal(
-                user_id, "change projects of", f"account {ref.account_id}", "role above ceiling", ref
-            )
-            return Judged(refusal=say.role_above_ceiling_text(str(request.role), str(entitlement.max_role)))
-        return Judged(request=request, entitlement=entitlement, basis=str(decision.basis))
 
     def _catalog(self) -> list[Project] | None:
         snapshot = self.d.catalog.cached()
@@ -91,7 +92,9 @@ class RescopeFlow:
     def open(self, *, user_id: str, value: Any, trigger_id: str, scope: str) -> str | None:
         """Open the modal; or return the sentence that explains why not."""
         target = parse_target(value)
-        judged = self._judge(user_id, target.request_id if target else None)
+        judged = judge_account(
+            self.m, user_id, target.request_id if target else None, ManageAction.RESCOPE, "change projects of"
+        )
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return judged.refusal or say.UNKNOWN_ACCOUNT
         catalog = self._catalog()
@@ -122,7 +125,7 @@ class RescopeFlow:
         except (ValueError, TypeError, KeyError):
             self.m.record_refusal(user_id, "change projects of", "a garbled form", "bad metadata")
             return ProjectsSubmitOutcome(ack=_update(say.UNKNOWN_ACCOUNT))
-        judged = self._judge(user_id, request_id)
+        judged = judge_account(self.m, user_id, request_id, ManageAction.RESCOPE, "change projects of")
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return ProjectsSubmitOutcome(ack=_update(judged.refusal or say.UNKNOWN_ACCOUNT))
         request, entitlement = judged.request, judged.entitlement

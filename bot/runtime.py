@@ -24,6 +24,7 @@ from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.reminders import ReminderJob
 from bot.reminders_store import ReminderStore
+from bot.replace import ReplaceFlow
 from bot.service import CreationFlow, FlowDependencies
 from bot.settings import Settings
 from bot.storage import Store
@@ -61,6 +62,7 @@ class Runtime:
     flow: CreationFlow
     manage: ManageFlow
     reminders: ReminderJob
+    replace: ReplaceFlow
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -151,6 +153,9 @@ def build_runtime(
     if clock is not None:
         deps.clock = clock
     manage = ManageFlow(deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username)
+    replace = ReplaceFlow(manage)
+    deps.may_replace = replace.may_replace
+    deps.after_delivery = replace.offer_delete_old
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -162,6 +167,7 @@ def build_runtime(
         flow=CreationFlow(deps),
         manage=manage,
         reminders=ReminderJob(manage, ReminderStore(store)),
+        replace=replace,
     )
     if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.

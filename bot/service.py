@@ -77,6 +77,10 @@ class FlowDependencies:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
+    # Replace… (bot/replace.py): may this person replace that request's account; and, once a replacement
+    # is delivered, offer to delete the old one.
+    may_replace: Callable[[str, str], bool] = lambda user_id, request_id: False
+    after_delivery: Callable[[StoredRequest, SubmissionContext], None] = lambda request, context: None
 
 
 class CreationFlow:
@@ -221,6 +225,8 @@ class CreationFlow:
             # Slack echoes our own metadata back; a mismatch means the payload was not ours.
             self._refuse(user_id, "submission metadata did not match the requester")
             return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
+        if context.replaces_request_id and not self.d.may_replace(user_id, context.replaces_request_id):
+            return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
         existing, recent = self.d.store.submission_status(view_id, user_id, now=self.d.clock())
         if existing is not None:
             # A double click or a retried delivery: answer with what happened to the first one.
@@ -290,6 +296,7 @@ class CreationFlow:
             spec=spec,
             within_quota=lambda recent: within_quota(self.d.policy, recent),
             now=self.d.clock(),
+            replaces_request_id=context.replaces_request_id,
         )
         if isinstance(claim, AlreadyClaimed):
             return None  # the first submission's job owns the request and the modal
@@ -363,6 +370,8 @@ class CreationFlow:
             )
             self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self._announce(self._audit_of("created", request, projects))
+            if request.replaces_request_id:
+                self.d.after_delivery(request, context)
             return
         request = self.d.store.transition(
             request.id,

@@ -353,6 +353,7 @@ class Store:
         within_quota: Callable[[int], bool],
         window: timedelta = timedelta(hours=24),
         now: datetime | None = None,
+        replaces_request_id: str | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
         """Store a submission exactly once, within the requester's quota, atomically across processes."""
         now = now or _now()
@@ -385,6 +386,7 @@ class Store:
                     "error": None,
                     "created_at": now,
                     "updated_at": now,
+                    "replaces_request_id": replaces_request_id,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 self._audit(connection, AuditEvent.SUBMITTED, row, at=now)

@@ -9,18 +9,22 @@ from bot.manage_messages import UNEXPECTED
 from bot.manage_views import (
     ACTION_DELETE,
     ACTION_PROJECTS,
+    ACTION_REPLACE,
     PROJECTS_CALLBACK_ID,
     SCOPE_ALL,
     SCOPE_HOME,
+    SCOPE_OFFER,
     SCOPE_REMINDER,
     scope_of,
 )
+from bot.models import SubmissionContext
+from bot.replace import ReplaceFlow
 from bot.rescope import RescopeFlow
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, manage: ManageFlow, rescope: RescopeFlow) -> None:
+def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow) -> None:
     @app.action(ACTION_DELETE)
     def on_delete(ack: Ack, body: dict, respond: Respond) -> None:
         ack()  # Block Kit's confirm dialog came first, in the client; the decision is made below, again
@@ -35,7 +39,7 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow) -> None:
             except Exception:
                 log.exception("Deleting for %s failed unexpectedly", user_id)
                 outcome = DeleteOutcome(UNEXPECTED.format(contact=manage.d.policy.contact))
-            if scope == SCOPE_REMINDER and body.get("response_url"):
+            if scope in (SCOPE_REMINDER, SCOPE_OFFER) and body.get("response_url"):
                 respond(response_type="ephemeral", replace_original=False, text=outcome.text)
             elif not in_message:
                 manage.publish_home(user_id, notice=outcome.text)
@@ -75,3 +79,26 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow) -> None:
         ack(**outcome.ack)
         if outcome.start is not None:
             outcome.start()
+
+    @app.action(ACTION_REPLACE)
+    def on_replace(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        # Where the new token may travel: this conversation, privately, as for any creation.
+        context = SubmissionContext(
+            user_id=user_id,
+            team_id=(body.get("team") or {}).get("id"),
+            channel_id=(body.get("channel") or {}).get("id"),
+            response_url=body.get("response_url"),
+        )
+        refusal = replace.open(
+            user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), context=context
+        )
+        if refusal is None:
+            return
+        if body.get("response_url") and scope != SCOPE_HOME:
+            respond(response_type="ephemeral", replace_original=False, text=refusal)
+        else:
+            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))

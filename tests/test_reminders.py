@@ -154,7 +154,7 @@ def test_delete_now_in_the_reminder_deletes_once(managed):
     managed.runtime.reminders.run_once(request.expires_at - timedelta(days=3))
     message = dms_to(managed, ALICE)[0].args
     actions = next(b for b in message["blocks"] if b["type"] == "actions")
-    button = actions["elements"][0]
+    button = next(e for e in actions["elements"] if e["action_id"] == ACTION_DELETE)
     assert button["action_id"] == ACTION_DELETE and button["value"] == f"r:{request.id}"
     url = managed.slack.new_response_url()
 
