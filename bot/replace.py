@@ -71,6 +71,14 @@ class ReplaceFlow:
             return say.FORM_NOT_OPENED
         return None
 
+    def after_delivery(self, request: StoredRequest, context: SubmissionContext) -> None:
+        """A creation was delivered: refresh the App Home if it started there (no channel), and, for a
+        replacement, offer to delete the old account."""
+        if context.channel_id is None and context.response_url is None:
+            self.m.run(f"home:{request.requester_id}", lambda: self.m.publish_home(request.requester_id))
+        if request.replaces_request_id:
+            self.offer_delete_old(request, context)
+
     def offer_delete_old(self, request: StoredRequest, context: SubmissionContext) -> None:
         """After the replacement's token was delivered: offer, privately, to delete the old account."""
         old = self.m.records.get(request.replaces_request_id or "")

@@ -25,6 +25,7 @@ from bot.redaction import install_log_redaction, redactor
 from bot.reminders import ReminderJob
 from bot.reminders_store import ReminderStore
 from bot.replace import ReplaceFlow
+from bot.rescope import RescopeFlow
 from bot.service import CreationFlow, FlowDependencies
 from bot.settings import Settings
 from bot.storage import Store
@@ -63,6 +64,7 @@ class Runtime:
     manage: ManageFlow
     reminders: ReminderJob
     replace: ReplaceFlow
+    rescope: RescopeFlow
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -155,7 +157,7 @@ def build_runtime(
     manage = ManageFlow(deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username)
     replace = ReplaceFlow(manage)
     deps.may_replace = replace.may_replace
-    deps.after_delivery = replace.offer_delete_old
+    deps.after_delivery = replace.after_delivery
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -168,6 +170,7 @@ def build_runtime(
         manage=manage,
         reminders=ReminderJob(manage, ReminderStore(store)),
         replace=replace,
+        rescope=RescopeFlow(manage),
     )
     if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.

@@ -77,8 +77,8 @@ class FlowDependencies:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
-    # Replace… (bot/replace.py): may this person replace that request's account; and, once a replacement
-    # is delivered, offer to delete the old one.
+    # The lifecycle (bot/replace.py): may this person replace that request's account; and what follows a
+    # delivery (an offer to delete a replaced account, a refreshed App Home).
     may_replace: Callable[[str, str], bool] = lambda user_id, request_id: False
     after_delivery: Callable[[StoredRequest, SubmissionContext], None] = lambda request, context: None
 
@@ -370,8 +370,7 @@ class CreationFlow:
             )
             self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self._announce(self._audit_of("created", request, projects))
-            if request.replaces_request_id:
-                self.d.after_delivery(request, context)
+            self.d.after_delivery(request, context)
             return
         request = self.d.store.transition(
             request.id,

@@ -9,9 +9,11 @@ from bot.service import CreationFlow
 from handlers import commands, home, manage, options, submission
 
 
-def register_all(app: App, flow: CreationFlow, lifecycle: ManageFlow, replace: ReplaceFlow) -> None:
+def register_all(
+    app: App, flow: CreationFlow, lifecycle: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow
+) -> None:
     commands.register(app, flow, lifecycle)
     submission.register(app, flow)
     options.register(app, flow)
-    manage.register(app, lifecycle, RescopeFlow(lifecycle), replace)
+    manage.register(app, lifecycle, rescope, replace)
     home.register(app, flow, lifecycle)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from bot.manage_views import ACTION_DELETE, ACTION_HOME_CREATE
 from bot.views import CREATE_CALLBACK_ID
-from tests.conftest import ALICE, GUEST, ORG_ID
-from tests.lifecycle import BOB, POLICY, managed, mint
+from tests.conftest import ALICE, GUEST, ORG_ID, form_values
+from tests.lifecycle import BOB, POLICY, berlin_today, managed, mint
 from tests.slack_requests import build_event_app_home_opened
 
 __all__ = ["managed"]  # a fixture
@@ -98,3 +99,27 @@ def test_policy_admins_see_only_their_own_accounts_at_home(managed):
     mint(managed, BOB, username="bobs")
     view = open_home(managed, POLICY.admins.users[0])
     assert "bobs" not in json.dumps(view)
+
+
+def test_an_account_created_from_home_is_delivered_privately_and_the_home_refreshed(managed):
+    view = open_home(managed)
+    create = buttons(view, ACTION_HOME_CREATE)[0]
+    managed.sender.block_actions(
+        user_id=ALICE,
+        actions=[{"action_id": ACTION_HOME_CREATE, "block_id": create["block_id"], "value": create["value"]}],
+        container={"type": "view", "view_id": "VHOME"},
+    )
+    form = managed.slack.wait_for(lambda c: c.method == "views.open" and c.response)[-1].response["view"]
+    expiry = (berlin_today() + timedelta(days=20)).isoformat()
+
+    managed.submit(form, form_values(username="from-home", expires_on=expiry))
+    managed.wait_idle()
+
+    [account] = [a for a in managed.mixpanel.accounts.values() if a["requested_username"] == "from-home"]
+    token = managed.mixpanel.tokens[account["id"]]
+    ephemeral = [c for c in managed.slack.calls("chat.postEphemeral") if token in json.dumps(c.args)]
+    assert [c.args["user"] for c in ephemeral] == [ALICE]  # the DM fallback, ephemeral, to Alice alone
+    refreshed = managed.slack.wait_for(
+        lambda c: c.method == "views.publish" and account["username"] in json.dumps(c.args)
+    )[-1]
+    assert token not in json.dumps(refreshed.args)

@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import Block
 from bot.manage_views import MAX_LISTED
 from bot.storage import AuditEvent, RequestState
 from tests.conftest import ALICE, GUEST, ORG_ID
+from tests.fakes.mixpanel import respond
 from tests.lifecycle import (
     ADMIN,
     AUDIT,
@@ -208,8 +209,6 @@ def test_deleting_an_account_already_gone_says_so_and_closes_the_record(managed)
 
 
 def test_a_mixpanel_failure_on_delete_is_one_sentence_and_a_later_click_may_retry(managed):
-    from tests.fakes.mixpanel import respond
-
     request = mint(managed)
     managed.mixpanel.script("delete", respond(403, {"status": "error", "error": "nope"}))
     url = managed.slack.new_response_url()
@@ -231,3 +230,10 @@ def test_a_mixpanel_failure_on_delete_is_one_sentence_and_a_later_click_may_retr
 def test_help_names_the_new_subcommands(managed):
     result = managed.sender.slash_command(ALICE, text="help", response_url=managed.slack.new_response_url())
     assert "list all" in result.json()["text"] and "App Home" in result.json()["text"]
+
+
+def test_a_mixpanel_failure_while_listing_is_one_plain_sentence(managed):
+    managed.mixpanel.script("list", respond(403, {"status": "error", "error": "no"}))
+    message = run_list(managed)
+    assert message["text"].startswith(":x: Mixpanel did not let the bot read the service accounts")
+    assert "blocks" not in message
