@@ -210,10 +210,10 @@ class ManageFlow:
             self.record_refusal(user_id, "delete", f"account {account.account_id}", str(reason), account)
             return DeleteOutcome(say.manage_refusal_text(reason, contact=self._contact))
         name = account.username or f"account {account.account_id}"
-        if request is not None and request.state is RequestState.CLOSED:
+        if request is not None and request.state in (RequestState.CLOSED, RequestState.DELETED):
             return DeleteOutcome(say.already_deleted_text(name), changed=True)
         if request is not None and request.state is not RequestState.DELIVERED:
-            return DeleteOutcome(say.deletion_in_progress_text(name), changed=True)
+            return DeleteOutcome(say.settling_text(name), changed=True)
         try:
             organization_id = self.d.catalog.organization_id()
             if request is None:

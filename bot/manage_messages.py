@@ -69,6 +69,13 @@ def deletion_in_progress_text(username: str) -> str:
     return f":hourglass_flowing_sand: `{escape(username)}` is already being deleted."
 
 
+def settling_text(username: str) -> str:
+    return (
+        f":hourglass_flowing_sand: The bot is still setting up or cleaning away `{escape(username)}`; "
+        "try again in a few minutes."
+    )
+
+
 def already_deleted_text(username: str) -> str:
     return f":wastebasket: `{escape(username)}` was already deleted."
 

@@ -18,9 +18,6 @@ from bot.models import Project, today_in, zone
 ACTION_DELETE = "mp_account_delete"
 ACTION_PROJECTS = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
-PROJECTS_CALLBACK_ID = "mp_account_projects"
-BLOCK_PROJECT_CHOICE = "account_projects"
-ACTION_PROJECT_CHOICE = "account_projects_select"
 ACTION_HOME_CREATE = "mp_home_create"
 HOME_CALLBACK_ID = "mp_home"
 
@@ -33,7 +30,6 @@ SCOPES = (SCOPE_MINE, SCOPE_ALL, SCOPE_HOME, SCOPE_REMINDER, SCOPE_OFFER)
 
 # A message holds at most 50 blocks and a Home view 100; a list past this many is summarized.
 MAX_LISTED = 20
-MAX_OFFERED = 100  # a static select's limit
 
 
 @dataclass(frozen=True)
@@ -65,11 +61,11 @@ def scope_of(block_id: Any) -> str:
     return scope if scope in SCOPES else SCOPE_MINE
 
 
-def _plain(text: str) -> dict[str, Any]:
+def plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": True}
 
 
-def _section(text: str, **extra: Any) -> dict[str, Any]:
+def section(text: str, **extra: Any) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
 
 
@@ -125,18 +121,18 @@ def delete_button(entry: AccountEntry) -> dict[str, Any]:
     return {
         "type": "button",
         "action_id": ACTION_DELETE,
-        "text": _plain("Delete"),
+        "text": plain("Delete"),
         "style": "danger",
         "value": button_value(entry),
         "confirm": {
-            "title": _plain("Delete this account?"),
+            "title": plain("Delete this account?"),
             "text": {
                 "type": "mrkdwn",
                 "text": f"`{escape(name)}` will be deleted from Mixpanel, and everything using its token "
                 "stops working. This cannot be undone.",
             },
-            "confirm": _plain("Delete"),
-            "deny": _plain("Keep it"),
+            "confirm": plain("Delete"),
+            "deny": plain("Keep it"),
             "style": "danger",
         },
     }
@@ -146,7 +142,7 @@ def replace_button(entry: AccountEntry) -> dict[str, Any]:
     return {
         "type": "button",
         "action_id": ACTION_REPLACE,
-        "text": _plain("Replace…"),
+        "text": plain("Replace…"),
         "value": button_value(entry),
     }
 
@@ -162,7 +158,7 @@ def account_blocks(
     """One section per account (the first MAX_LISTED), then a summary of the rest."""
     blocks: list[dict[str, Any]] = []
     for entry in entries[:MAX_LISTED]:
-        block = _section(
+        block = section(
             account_text(entry, now=now, timezone=timezone, projects=projects),
             block_id=f"{scope}:{entry.account_id}",
         )
@@ -178,7 +174,7 @@ def account_blocks(
                         {
                             "type": "button",
                             "action_id": ACTION_PROJECTS,
-                            "text": _plain("Projects…"),
+                            "text": plain("Projects…"),
                             "value": button_value(entry),
                         },
                         replace_button(entry),
@@ -218,12 +214,12 @@ def list_message(
     headline = f"Mixpanel service accounts {whose}: {live}"
     blocks: list[dict[str, Any]] = []
     if notice:
-        blocks.append(_section(notice))
-    blocks.append(_section(f"*{headline}*"))
+        blocks.append(section(notice))
+    blocks.append(section(f"*{headline}*"))
     if entries:
         blocks.extend(account_blocks(entries, scope=scope, now=now, timezone=timezone, projects=projects))
     else:
-        blocks.append(_section(f"None yet. `{COMMAND}` creates one."))
+        blocks.append(section(f"None yet. `{COMMAND}` creates one."))
     return {"text": notice or headline, "blocks": blocks}
 
 
@@ -238,7 +234,7 @@ def home_view(
 ) -> dict[str, Any]:
     """The App Home: a Create button and the person's accounts. `entries` None: they could not be read."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain("Mixpanel service accounts")},
+        {"type": "header", "text": plain("Mixpanel service accounts")},
     ]
     if may_create:
         blocks.append(
@@ -249,7 +245,7 @@ def home_view(
                     {
                         "type": "button",
                         "action_id": ACTION_HOME_CREATE,
-                        "text": _plain("Create service account"),
+                        "text": plain("Create service account"),
                         "style": "primary",
                         "value": "create",
                     }
@@ -257,7 +253,7 @@ def home_view(
             }
         )
     if notice:
-        blocks.append(_section(notice))
+        blocks.append(section(notice))
     if entries is not None and may_create:
         blocks.append({"type": "divider"})
         if entries:
@@ -265,77 +261,8 @@ def home_view(
                 account_blocks(entries, scope=SCOPE_HOME, now=now, timezone=timezone, projects=projects)
             )
         else:
-            blocks.append(_section("You have no service accounts made through the bot yet."))
+            blocks.append(section("You have no service accounts made through the bot yet."))
     return {"type": "home", "callback_id": HOME_CALLBACK_ID, "blocks": blocks}
-
-
-def projects_modal(
-    *,
-    username: str,
-    role: str,
-    current: tuple[int, ...],
-    offered: list[Project],
-    projects: dict[int, Project],
-    metadata: str,
-) -> dict[str, Any]:
-    """Add or remove projects within what this person may grant; the others stay as they are."""
-    offered = offered[:MAX_OFFERED]
-    offered_ids = {p.id for p in offered}
-
-    def option(project: Project) -> dict[str, Any]:
-        suffix = f" ({project.id})"
-        name = project.name if len(project.name) <= 75 - len(suffix) - 1 else project.name[:60] + "…"
-        return {"text": _plain(name + suffix), "value": str(project.id)}
-
-    element: dict[str, Any] = {
-        "type": "multi_static_select",
-        "action_id": ACTION_PROJECT_CHOICE,
-        "options": [option(p) for p in offered],
-    }
-    initial = [option(p) for p in offered if p.id in current]
-    if initial:
-        element["initial_options"] = initial
-    fixed = [pid for pid in current if pid not in offered_ids]
-    blocks: list[dict[str, Any]] = [
-        _section(f"`{escape(username)}` has the *{role}* role in each of its projects."),
-        {
-            "type": "input",
-            "block_id": BLOCK_PROJECT_CHOICE,
-            "optional": True,
-            "label": _plain("Projects"),
-            "hint": _plain("Add or remove projects; the account keeps its role in each."),
-            "element": element,
-        },
-    ]
-    if fixed:
-        names = ", ".join(escape(projects[p].name) if p in projects else f"project {p}" for p in fixed)
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"Also in {names}, which you may not change."}],
-            }
-        )
-    return {
-        "type": "modal",
-        "callback_id": PROJECTS_CALLBACK_ID,
-        "title": _plain("Account projects"),
-        "submit": _plain("Save"),
-        "close": _plain("Cancel"),
-        "private_metadata": metadata,
-        "blocks": blocks,
-    }
-
-
-def selected_project_ids(values: dict[str, Any]) -> set[int] | None:
-    """The chosen project ids, or None if the payload is not what the modal sends."""
-    block = values.get(BLOCK_PROJECT_CHOICE)
-    if not isinstance(block, dict):
-        return set()
-    chosen = (block.get(ACTION_PROJECT_CHOICE) or {}).get("selected_options") or []
-    try:
-        return {int(option["value"]) for option in chosen}
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def reminder_message(
@@ -362,11 +289,11 @@ def reminder_message(
     used = f"last used {_date(entry.last_used, 'UTC')}" if entry.last_used else "never used"
     text = f"{headline}\n{entry.role or ''!s} · {_projects(entry, projects)} · {used}\n{advice}"
     delete = delete_button(entry)
-    delete["text"] = _plain("Delete now")
+    delete["text"] = plain("Delete now")
     return {
         "text": headline,
         "blocks": [
-            _section(text, block_id=f"{SCOPE_REMINDER}:{entry.account_id}:{days_before}"),
+            section(text, block_id=f"{SCOPE_REMINDER}:{entry.account_id}:{days_before}"),
             {
                 "type": "actions",
                 "block_id": f"{SCOPE_REMINDER}:{entry.account_id}",
@@ -387,24 +314,24 @@ def offer_delete_old_message(
     button = {
         "type": "button",
         "action_id": ACTION_DELETE,
-        "text": _plain("Delete the old account"),
+        "text": plain("Delete the old account"),
         "style": "danger",
         "value": f"r:{old_request_id}",
         "confirm": {
-            "title": _plain("Delete the old account?"),
+            "title": plain("Delete the old account?"),
             "text": {
                 "type": "mrkdwn",
                 "text": f"`{escape(old_username)}` will be deleted from Mixpanel. This cannot be undone.",
             },
-            "confirm": _plain("Delete"),
-            "deny": _plain("Keep it"),
+            "confirm": plain("Delete"),
+            "deny": plain("Keep it"),
             "style": "danger",
         },
     }
     return {
         "text": f"{new_username} replaces {old_username}",
         "blocks": [
-            _section(text),
+            section(text),
             {"type": "actions", "block_id": f"{SCOPE_OFFER}:{old_account_id}", "elements": [button]},
         ],
     }

@@ -18,12 +18,13 @@ from bot import manage_messages as say
 from bot.catalog import OrganizationUnknown
 from bot.manage import ManageFlow
 from bot.manage_policy import AccountOwnership, ManageAction, ManageRefusal, may_manage
-from bot.manage_views import BLOCK_PROJECT_CHOICE as BLOCK
-from bot.manage_views import SCOPE_HOME, parse_target, projects_modal, selected_project_ids
+from bot.manage_views import SCOPE_HOME, parse_target
 from bot.messages import CONFIGURATION_PROBLEM
 from bot.mixpanel import MixpanelError, ProjectGrant
 from bot.models import Project
 from bot.policy import Entitlement, entitlement_for
+from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
+from bot.projects_view import projects_modal, selected_project_ids
 from bot.storage import RequestState, StoredRequest
 from bot.views import offered_projects, status_view
 

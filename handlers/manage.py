@@ -10,7 +10,6 @@ from bot.manage_views import (
     ACTION_DELETE,
     ACTION_PROJECTS,
     ACTION_REPLACE,
-    PROJECTS_CALLBACK_ID,
     SCOPE_ALL,
     SCOPE_HOME,
     SCOPE_OFFER,
@@ -18,6 +17,7 @@ from bot.manage_views import (
     scope_of,
 )
 from bot.models import SubmissionContext
+from bot.projects_view import PROJECTS_CALLBACK_ID
 from bot.replace import ReplaceFlow
 from bot.rescope import RescopeFlow
 
