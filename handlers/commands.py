@@ -1,11 +1,16 @@
 """`/mp-service-account [list | list all | help]`."""
 
+import logging
+
 from slack_bolt import Ack, App, Respond
 
 from bot.manage import ManageFlow
+from bot.manage_messages import UNEXPECTED
 from bot.messages import COMMAND, HELP_TEXT
 from bot.models import SubmissionContext
 from bot.service import CreationFlow
+
+log = logging.getLogger(__name__)
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
 LIST_WORDS = {"list": False, "list all": True}
@@ -21,7 +26,11 @@ def register(app: App, flow: CreationFlow, manage: ManageFlow) -> None:
             everything = LIST_WORDS[text]
 
             def answer() -> None:
-                listing = manage.list_message(user_id, everything=everything)
+                try:
+                    listing = manage.list_message(user_id, everything=everything)
+                except Exception:
+                    log.exception("Listing accounts for %s failed unexpectedly", user_id)
+                    listing = {"text": UNEXPECTED.format(contact=manage.d.policy.contact)}
                 respond(response_type="ephemeral", replace_original=False, **listing)
 
             manage.run(f"list:{user_id}", answer)

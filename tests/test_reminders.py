@@ -232,3 +232,24 @@ def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
     again = remind()
     assert again.returncode == 0 and "0 reminder(s) sent" in again.stdout
     assert len(dms_to(bot, ALICE)) == 1
+
+
+@pytest.mark.postgres
+def test_the_periodic_job_runs_on_one_instance_under_the_lease(bots, fresh_postgres_url):
+    first = bots.start(database_url=fresh_postgres_url)
+    second = bots.start(database_url=fresh_postgres_url)
+    request = mint(first, days=3)  # due for its 7-day reminder now, by the real clock
+    lists_before = len(first.mixpanel.list_calls())
+    stopping = threading.Event()
+    try:
+        for bot in (first, second):
+            bot.runtime.reminders.start(0.05, stopping)
+        # Only the lease holder lists accounts; several of its rounds have passed once it listed thrice.
+        first.mixpanel.wait_for("list", count=lists_before + 3)
+        first.slack.wait_for(
+            lambda c: c.method == "chat.postMessage" and c.args.get("channel") == "D" + ALICE
+        )
+    finally:
+        stopping.set()
+    assert len(dms_to(first, ALICE)) == 1
+    assert request.mixpanel_username in json.dumps(dms_to(first, ALICE)[0].args)
