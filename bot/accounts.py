@@ -32,18 +32,25 @@ class AccountEntry:
     created_at: datetime | None
     is_bot_itself: bool = False
     replaced_by: str | None = None  # the full username of the account that replaced this one
+    # For accounts made outside the bot: (project id, role) as Mixpanel's project listings say, if asked.
+    memberships: tuple[tuple[int, str], ...] | None = None
 
     @property
     def made_by_bot(self) -> bool:
         return self.request is not None
 
     @property
-    def role(self) -> Role | None:
-        return self.request.role if self.request else None
+    def role(self) -> Role | str | None:
+        if self.request:
+            return self.request.role
+        roles = {role for _, role in self.memberships or ()}
+        return roles.pop() if len(roles) == 1 else None
 
     @property
     def project_ids(self) -> tuple[int, ...] | None:
-        return self.request.project_ids if self.request else None
+        if self.request:
+            return self.request.project_ids
+        return tuple(pid for pid, _ in self.memberships) if self.memberships is not None else None
 
     @property
     def creator_id(self) -> str | None:
@@ -60,12 +67,14 @@ def join_accounts(
     *,
     requester_id: str | None,
     own_username: str | None = None,
+    memberships: dict[int, list[tuple[int, str]]] | None = None,
 ) -> tuple[list[AccountEntry], list[StoredRequest]]:
     """Entries to show, and delivered records whose account Mixpanel no longer has (to be closed).
 
     `records` maps account ids to the requests that made them (delivered ones, and any other state for the
     live accounts). `requester_id` None means every account of the organization; otherwise only that
-    person's accounts made through the bot.
+    person's accounts made through the bot. `memberships` (account id -> (project id, role)), when known,
+    gives accounts made outside the bot their projects and role.
     """
     entries: list[AccountEntry] = []
     live_ids = set()
@@ -86,6 +95,11 @@ def join_accounts(
                 last_used=parse_timestamp(account.last_used),
                 created_at=request.created_at if request else parse_timestamp(account.created),
                 is_bot_itself=own_username is not None and account.username == own_username,
+                memberships=(
+                    tuple(sorted(memberships.get(account.id, [])))
+                    if memberships is not None and request is None
+                    else None
+                ),
             )
         )
     gone = [

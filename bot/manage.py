@@ -38,6 +38,8 @@ from bot.storage import RequestState, StoredRequest
 
 log = logging.getLogger(__name__)
 
+MAX_PROJECT_LISTINGS = 30
+
 
 @dataclass(frozen=True)
 class DeleteOutcome:
@@ -100,7 +102,14 @@ class ManageFlow:
         for request in self.records.delivered(requester_id):
             if request.mixpanel_account_id is not None:
                 known.setdefault(request.mixpanel_account_id, request)
-        entries, gone = join_accounts(live, known, requester_id=requester_id, own_username=self._own_username)
+        outside = requester_id is None and any(account.id not in known for account in live)
+        entries, gone = join_accounts(
+            live,
+            known,
+            requester_id=requester_id,
+            own_username=self._own_username,
+            memberships=self._memberships() if outside else None,
+        )
         for request in gone:
             if self.records.close_gone(request, now=self.d.clock()):
                 self.announce(
@@ -111,6 +120,23 @@ class ManageFlow:
                     )
                 )
         return entries
+
+    def _memberships(self) -> dict[int, list[tuple[int, str]]] | None:
+        """Who is in which project, from Mixpanel's per-project listings: the only source of projects and
+        role for accounts made outside the bot. One call per project, so only up to MAX_PROJECT_LISTINGS
+        projects; None (shown as "not tracked") past that or when a listing fails."""
+        snapshot = self.d.catalog.cached()
+        if snapshot is None or len(snapshot.projects) > MAX_PROJECT_LISTINGS:
+            return None
+        found: dict[int, list[tuple[int, str]]] = {}
+        try:
+            for project in snapshot.projects:
+                for member in self.d.mixpanel.list_project_service_accounts(project.id):
+                    found.setdefault(member.id, []).append((project.id, member.role or "unknown role"))
+        except MixpanelError as error:
+            log.info("Project membership unavailable for the list: %s", error)
+            return None
+        return found
 
     def _unreadable(self, error: Exception) -> str:
         if isinstance(error, MixpanelError):

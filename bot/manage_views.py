@@ -95,7 +95,10 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
     name = f"`{escape(entry.username)}`"
     if entry.presence is Presence.GONE:
         return f"~{name}~ *gone*: deleted outside the bot; its record is closed."
-    role = str(entry.role) if entry.role else "role not tracked by the bot"
+    if entry.role:
+        role = str(entry.role)
+    else:
+        role = "roles vary by project" if entry.memberships else "role not tracked by the bot"
     used = f"last used {_date(entry.last_used, timezone)}" if entry.last_used else "never used"
     if entry.made_by_bot:
         origin = f"created by <@{entry.creator_id}> on {_date(entry.created_at, timezone)}"

@@ -56,7 +56,9 @@ def test_list_shows_my_accounts_with_live_details_and_a_confirmed_delete(managed
 
 def test_list_all_is_for_admins_and_marks_accounts_made_outside_the_bot(managed):
     mint(managed)
-    outside = managed.mixpanel.add_account(ORG_ID, "made-in-the-ui", expires="2020-01-01T00:00:00Z")
+    outside = managed.mixpanel.add_account(
+        ORG_ID, "made-in-the-ui", expires="2020-01-01T00:00:00Z", projects=[{"id": 3003, "role": "consumer"}]
+    )
 
     refused = run_list(managed, ALICE, "list all")
     assert "Only the bot's admins may list every account" in refused["text"]
@@ -67,6 +69,7 @@ def test_list_all_is_for_admins_and_marks_accounts_made_outside_the_bot(managed)
     text = text_of(message)
     assert "etl-nightly" in text and outside["username"] in text
     assert "not made by the bot" in text and "expired 2020-01-01" in text
+    assert "consumer · Web Analytics" in text  # from Mixpanel's per-project listing
     assert delete_buttons(message)[f"all:{outside['id']}"]["value"] == f"a:{outside['id']}"
 
 
