@@ -2,6 +2,8 @@
 
 `python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail for compliance reviews.
 `python -m bot doctor [--format text|json]`: check a deployment's settings, credentials and policy.
+`python -m bot remind [--dry-run]`: send the expiry reminders that are due (for cron, Heroku Scheduler or
+a Kubernetes CronJob); safe beside a running app, since each reminder is claimed once in the database.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ def _since(value: str) -> datetime:
         raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a time as YYYY-MM-DDTHH:MM:SSZ") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -38,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         "doctor", help="check this deployment: one line per check, exit 1 on a failure"
     )
     doctor.add_argument("--format", choices=["text", "json"], default="text")
+    remind = commands.add_parser("remind", help="send the expiry reminders that are due")
+    remind.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    remind.add_argument("--now", type=_moment, help="act as if it were this time (UTC); for tests and drills")
     args = parser.parse_args(argv)
+    if args.command == "remind":
+        return _remind(dry_run=args.dry_run, now=args.now)
     if args.command == "doctor":
         from bot.doctor import main as run_doctor
 
@@ -71,6 +86,37 @@ def _audit(args: argparse.Namespace) -> int:
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "project_ids": " ".join(str(p) for p in row["project_ids"] or [])})
+    return 0
+
+
+def _remind(*, dry_run: bool, now: datetime | None) -> int:
+    from bot.catalog import OrganizationUnknown
+    from bot.mixpanel import MixpanelError
+    from bot.runtime import build_runtime, configure_logging
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"cannot send reminders: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    runtime = build_runtime(settings, background_tasks=False)
+    try:
+        reminders = runtime.reminders.run_once(now, dry_run=dry_run)
+    except MixpanelError as error:
+        print(f"cannot send reminders: Mixpanel could not list the accounts ({error.kind})", file=sys.stderr)
+        return 1
+    except OrganizationUnknown as error:
+        print(f"cannot send reminders: {error}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.close(grace=30)
+    verb = "would send" if dry_run else "sent"
+    for reminder in reminders:
+        print(f"{verb}: {reminder.describe(runtime.policy.audit_channel)}")
+    print(f"{len(reminders)} reminder(s) {verb}")
     return 0
 
 

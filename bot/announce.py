@@ -1,4 +1,5 @@
-"""The audit channel: a readable copy of what the database recorded (best effort)."""
+"""The audit channel: a readable copy of what the database recorded (best effort), shared by creation and
+the lifecycle flows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from bot.delivery import SlackDelivery
 from bot.jobs import JobRunner, ShuttingDown
 from bot.policy import Policy
 from bot.storage import StoredRequest
+
+
+def announce(
+    channel: str | None, message: dict[str, Any], *, delivery: SlackDelivery, jobs: JobRunner
+) -> None:
+    """Post in the background (best effort: the database row is the record); inline while stopping."""
+    if not channel:
+        return
+    try:
+        jobs.submit("announce", lambda: delivery.announce(channel, message))
+    except ShuttingDown:
+        delivery.announce(channel, message)
 
 
 class AuditAnnouncer:
@@ -24,12 +37,7 @@ class AuditAnnouncer:
         return snapshot.by_id() if snapshot else {}
 
     def post(self, message: dict[str, Any]) -> None:
-        channel = self._policy.audit_channel
-        if channel:
-            try:
-                self._jobs.submit("announce", lambda: self._delivery.announce(channel, message))
-            except ShuttingDown:
-                self._delivery.announce(channel, message)
+        announce(self._policy.audit_channel, message, delivery=self._delivery, jobs=self._jobs)
 
     def request_event(
         self,

@@ -22,6 +22,9 @@ HELP_TEXT = (
     f"• `{COMMAND}` opens a form: choose a username, a role, an expiry date and the projects.\n"
     f"• The bot creates the account and sends you its username and token in a private message that only you "
     f"can see. The token is shown once: store it in your secret manager straight away.\n"
+    f"• `{COMMAND} list` shows the accounts you created, with a Delete button on each; "
+    f"`{COMMAND} list all` shows every account of the organization (the bot's admins only).\n"
+    f"• The bot's App Home tab shows your accounts too, and a button that opens the form.\n"
     f"• `{COMMAND} help` shows this text."
 )
 

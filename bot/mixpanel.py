@@ -99,6 +99,22 @@ class _ListResponse(_Lenient):
     results: list[ServiceAccountRead]
 
 
+class ProjectMember(ServiceAccountRead):
+    """An account as `GET /projects/{id}/service-accounts` lists it: with its role on that project."""
+
+    role: str | None = None
+
+
+class _ProjectMembersResponse(_Lenient):
+    status: str
+    results: list[ProjectMember]
+
+
+class _GetResponse(_Lenient):
+    status: str
+    results: ServiceAccountRead
+
+
 class _Organization(_Lenient):
     id: int | None = None
     name: str | None = None
@@ -334,6 +350,66 @@ class MixpanelClient:
             if error.kind is ErrorKind.NOT_FOUND:
                 return  # already gone: the goal of a delete is reached
             raise
+
+    def delete_if_present(self, organization_id: int, account_id: int) -> bool:
+        """Delete the account; False when Mixpanel says it was already gone (deleted elsewhere)."""
+        path = f"/organizations/{int(organization_id)}/service-accounts/{int(account_id)}"
+        try:
+            self._read("DELETE", path)
+        except MixpanelError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def get_service_account(self, organization_id: int, account_id: int) -> ServiceAccountRead | None:
+        """One account, or None when Mixpanel does not know it (any more)."""
+        path = f"/organizations/{int(organization_id)}/service-accounts/{int(account_id)}"
+        try:
+            payload = self._read("GET", path)
+        except MixpanelError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        try:
+            return _GetResponse.model_validate(payload).results
+        except ValidationError:
+            raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected get response") from None
+
+    def add_to_projects(
+        self, organization_id: int, account_ids: list[int], grants: tuple[ProjectGrant, ...]
+    ) -> None:
+        """Membership is idempotent, so a lost answer is safely retried like a read."""
+        body = {
+            "service_account_ids": [int(i) for i in account_ids],
+            "projects": [{"id": int(grant.id), "role": str(grant.role)} for grant in grants],
+        }
+        self._read(
+            "POST", f"/organizations/{int(organization_id)}/service-accounts/add-to-project", json=body
+        )
+
+    def remove_from_projects(
+        self, organization_id: int, account_ids: list[int], project_ids: list[int]
+    ) -> None:
+        # The same change as add_to_projects, but Mixpanel wants the ids nested per project here.
+        body = {
+            "projects": [
+                {"id": int(project_id), "service_account_ids": [int(i) for i in account_ids]}
+                for project_id in project_ids
+            ]
+        }
+        self._read(
+            "POST", f"/organizations/{int(organization_id)}/service-accounts/remove-from-project", json=body
+        )
+
+    def list_project_service_accounts(self, project_id: int) -> list[ProjectMember]:
+        payload = self._read("GET", f"/projects/{int(project_id)}/service-accounts")
+        try:
+            return _ProjectMembersResponse.model_validate(payload).results
+        except ValidationError:
+            raise MixpanelError(
+                ErrorKind.INVALID_RESPONSE, reason="unexpected project list response"
+            ) from None
 
     # --- transport ---------------------------------------------------------------------------------
 

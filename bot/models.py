@@ -107,6 +107,7 @@ class SubmissionContext:
     team_id: str | None = None
     channel_id: str | None = None
     response_url: str | None = field(default=None, repr=False)
+    replaces_request_id: str | None = None  # Replace…: the request whose account this one replaces
 
 
 def zone(name: str | None) -> ZoneInfo:

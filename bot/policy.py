@@ -52,6 +52,20 @@ class ProjectPolicy(_Strict):
     allowed: list[int] | None = None
 
 
+class ReminderPolicy(_Strict):
+    # Days before expiry at which the creator is reminded; [] turns reminders off.
+    days_before: list[int] = Field(default_factory=lambda: [7, 1], max_length=10)
+
+    @field_validator("days_before")
+    @classmethod
+    def _distinct_days(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= value <= 365 for value in values):
+            raise ValueError("each entry must be a number of days from 1 to 365")
+        if len(set(values)) != len(values):
+            raise ValueError("entries must be distinct")
+        return sorted(values, reverse=True)
+
+
 class RateLimit(_Strict):
     per_user_per_day: int = Field(default=10, ge=1, le=10_000)
 
@@ -67,6 +81,9 @@ class Policy(_Strict):
     external_teams: list[str] = Field(default_factory=list)
     audit_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]+$")
     contact: str = Field(default="the bot's administrators", min_length=1, max_length=200)
+    # People who manage every service account of the organization, including those made outside the bot.
+    admins: PersonSelector = Field(default_factory=PersonSelector)
+    reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
 
     @field_validator("external_teams")
     @classmethod
@@ -87,6 +104,7 @@ class Policy(_Strict):
 
     def usergroups_in_use(self) -> set[str]:
         groups = set(self.requesters.usergroups) if self.requesters else set()
+        groups.update(self.admins.usergroups)
         for grant in self.elevated:
             groups.update(grant.usergroups)
         return groups

@@ -19,10 +19,16 @@ from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory, installation_of
 from bot.gate import answer_unexpected_errors
 from bot.jobs import JobRunner
+from bot.lifecycle_store import LifecycleStore
+from bot.manage import ManageFlow
 from bot.mixpanel import MixpanelClient
 from bot.models import Workspace
 from bot.policy import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
+from bot.reminders import ReminderJob
+from bot.reminders_store import ReminderStore
+from bot.replace import ReplaceFlow
+from bot.rescope import RescopeFlow
 from bot.service import CreationFlow, FlowDependencies
 from bot.settings import Settings, SettingsError
 from bot.slack_retry import BACKGROUND_RETRY_BUDGET, TRIGGER_WINDOW_RETRY_BUDGET, retry_handlers
@@ -59,6 +65,10 @@ class Runtime:
     catalog: ProjectCatalog
     jobs: JobRunner
     flow: CreationFlow
+    manage: ManageFlow
+    reminders: ReminderJob
+    replace: ReplaceFlow
+    rescope: RescopeFlow
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -179,6 +189,10 @@ def build_runtime(
     )
     if clock is not None:
         deps.clock = clock
+    manage = ManageFlow(deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username)
+    replace = ReplaceFlow(manage)
+    deps.may_replace = replace.may_replace
+    deps.after_delivery = replace.after_delivery
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -188,10 +202,15 @@ def build_runtime(
         catalog=catalog,
         jobs=jobs,
         flow=CreationFlow(deps),
+        manage=manage,
+        reminders=ReminderJob(manage, ReminderStore(store)),
+        replace=replace,
+        rescope=RescopeFlow(manage),
     )
     if background_tasks:
         # Warm the project list in every worker process, so the first modal opens complete; a cold form
         # arriving meanwhile joins this fetch. Failure only means a loading view and a fetch later.
         catalog.refresh_in_background()
         runtime.start_sweeper()
+        runtime.reminders.start(settings.reminder_interval_seconds, runtime._stopping)
     return runtime

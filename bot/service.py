@@ -81,6 +81,10 @@ class FlowDependencies:
     uncertain_recheck: timedelta = timedelta(hours=6)
     # Backoff between tries of a write that must not be lost (the record of a created or delivered account).
     write_retry_delays: tuple[float, ...] = (0.2, 1.0, 3.0)
+    # The lifecycle (bot/replace.py): may this person replace that request's account; and what follows a
+    # delivery (an offer to delete a replaced account, a refreshed App Home).
+    may_replace: Callable[[str, str], bool] = lambda user_id, request_id: False
+    after_delivery: Callable[[StoredRequest, SubmissionContext], None] = lambda request, context: None
 
 
 class CreationFlow:
@@ -241,6 +245,8 @@ class CreationFlow:
             # Slack echoes our own metadata back; a mismatch means the payload was not ours.
             self._refuse(user_id, "submission metadata did not match the requester")
             return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
+        if context.replaces_request_id and not self.d.may_replace(user_id, context.replaces_request_id):
+            return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
         existing, recent = self.d.store.submission_status(view_id, user_id, now=self.d.clock())
         if existing is not None:
             # A double click or a retried delivery: answer with what happened to the first one.
@@ -312,6 +318,7 @@ class CreationFlow:
             spec=spec,
             within_quota=lambda recent: within_quota(self.d.policy, recent),
             now=self.d.clock(),
+            replaces_request_id=context.replaces_request_id,
         )
         if isinstance(claim, AlreadyClaimed):
             return None  # the first submission's job owns the request and the modal
@@ -498,9 +505,11 @@ class CreationFlow:
         try:
             self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self.audit.request_event("created", request)
+            self.d.after_delivery(request, context)
         except Exception:
             log.exception(
-                "Request %s: delivered, but the modal or audit channel could not be told", request.id
+                "Request %s: delivered, but the modal, audit channel or follow-ups could not be told",
+                request.id,
             )
 
     # --- recovery after a crash ---------------------------------------------------------------------

@@ -89,6 +89,8 @@ class Settings(DatabaseSettings):
     sweep_interval_seconds: int = Field(default=300, ge=1)
     # An uncertain create is looked for again by the sweeper for this long before it is called failed.
     uncertain_recheck_hours: float = Field(default=6.0, ge=0, le=24 * 14)
+    # How often a running instance looks for accounts to remind their creators of (under a database lease).
+    reminder_interval_seconds: int = Field(default=900, ge=10)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -71,6 +71,7 @@ class RequestState(StrEnum):
     ORPHANED = "orphaned"  # accounts nobody holds a token for are recorded (orphan_accounts); deleting them
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
+    CLOSED = "closed"  # was delivered; then deleted by a person, or found gone from Mixpanel
 
 
 # Attempts that count against the rate limit: anything that may have produced an account.
@@ -81,6 +82,7 @@ QUOTA_STATES = (
     RequestState.UNCERTAIN,
     RequestState.ORPHANED,
     RequestState.DELETE_FAILED,
+    RequestState.CLOSED,  # a delivered account counts as a creation even once it is deleted
 )
 
 
@@ -102,6 +104,13 @@ class AuditEvent(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
+    # The lifecycle of delivered accounts (bot/manage.py).
+    ACCOUNT_DELETED = "account_deleted"
+    ACCOUNT_DELETE_FAILED = "account_delete_failed"
+    FOUND_GONE = "found_gone"
+    MANAGE_REFUSED = "manage_refused"
+    PROJECTS_CHANGED = "projects_changed"
+    REMINDED = "reminded"
 
 
 class Base(DeclarativeBase):
@@ -129,10 +138,15 @@ class AccountRequest(Base):
     # Written before each create call, and again when one ends ambiguously: the upper end of the window an
     # orphan's `created` may fall in.
     last_create_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Lifecycle (migration 0004): when and by whom a delivered account was closed; what it replaced.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    replaces_request_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
         Index("ix_account_requests_state", "state"),
+        Index("ix_account_requests_account", "mixpanel_account_id"),
     )
 
 
@@ -174,6 +188,9 @@ class StoredRequest:
     mixpanel_username: str | None
     created_at: datetime
     last_create_attempt_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    replaces_request_id: str | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -191,6 +208,9 @@ class StoredRequest:
             mixpanel_username=row["mixpanel_username"],
             created_at=row["created_at"],
             last_create_attempt_at=row["last_create_attempt_at"],
+            closed_at=row.get("closed_at"),
+            closed_by=row.get("closed_by"),
+            replaces_request_id=row.get("replaces_request_id"),
         )
 
 
@@ -363,6 +383,7 @@ class Store:
         within_quota: Callable[[int], bool],
         window: timedelta = timedelta(hours=24),
         now: datetime | None = None,
+        replaces_request_id: str | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
         """Store a submission exactly once, within the requester's quota, atomically across processes."""
         now = now or _now()
@@ -396,6 +417,7 @@ class Store:
                     "created_at": now,
                     "updated_at": now,
                     "last_create_attempt_at": None,
+                    "replaces_request_id": replaces_request_id,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 self._audit(connection, AuditEvent.SUBMITTED, row, at=now)

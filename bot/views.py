@@ -101,14 +101,15 @@ class _Metadata(BaseModel):
     t: str | None = None
     c: str | None = None
     r: str | None = None
+    p: str | None = None
 
 
 def encode_metadata(context: SubmissionContext) -> str:
     """Where to answer the requester. Never a secret: Slack echoes this back in every view payload."""
-    encoded = json.dumps(
-        {"u": context.user_id, "t": context.team_id, "c": context.channel_id, "r": context.response_url},
-        separators=(",", ":"),
-    )
+    fields = {"u": context.user_id, "t": context.team_id, "c": context.channel_id, "r": context.response_url}
+    if context.replaces_request_id:
+        fields["p"] = context.replaces_request_id
+    encoded = json.dumps(fields, separators=(",", ":"))
     if len(encoded) > PRIVATE_METADATA_LIMIT:
         raise ValueError("private_metadata too long")
     return encoded
@@ -119,7 +120,9 @@ def decode_metadata(raw: str | None) -> SubmissionContext | None:
         data = _Metadata.model_validate_json(raw or "")
     except ValidationError:
         return None
-    return SubmissionContext(user_id=data.u, team_id=data.t, channel_id=data.c, response_url=data.r)
+    return SubmissionContext(
+        user_id=data.u, team_id=data.t, channel_id=data.c, response_url=data.r, replaces_request_id=data.p
+    )
 
 
 # --- views -------------------------------------------------------------------------------------------
@@ -167,6 +170,13 @@ def status_view(text: str) -> dict[str, Any]:
     )
 
 
+@dataclass(frozen=True)
+class Prefill:
+    username: str
+    role: Role
+    project_ids: tuple[int, ...]
+
+
 def creation_view(
     *,
     entitlement: Entitlement,
@@ -175,8 +185,10 @@ def creation_view(
     metadata: str,
     projects_unavailable_text: str,
     no_projects_text: str,
+    prefill: Prefill | None = None,
 ) -> dict[str, Any]:
-    """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say."""
+    """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say.
+    `prefill` (Replace…) starts it with an earlier account's name, role and projects, where still allowed."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "input",
@@ -191,11 +203,14 @@ def creation_view(
                 "action_id": ACTION_USERNAME,
                 "max_length": USERNAME_MAX_LENGTH,
                 "placeholder": _plain("etl-nightly"),
+                **({"initial_value": prefill.username} if prefill else {}),
             },
         },
     ]
     roles = entitlement.roles
     initial_role = Role.ANALYST if Role.ANALYST in roles else roles[-1]
+    if prefill and prefill.role in roles:
+        initial_role = prefill.role
     blocks.append(
         {
             "type": "input",
@@ -257,6 +272,9 @@ def creation_view(
             element: dict[str, Any] = {"action_id": ACTION_PROJECTS, "placeholder": _plain("Choose projects")}
             if len(offered) <= MAX_STATIC_OPTIONS:
                 element.update(type="multi_static_select", options=[project_option(p) for p in offered])
+                kept = [project_option(p) for p in offered if prefill and p.id in prefill.project_ids]
+                if kept:
+                    element["initial_options"] = kept
             else:
                 element.update(type="multi_external_select", min_query_length=0)
             blocks.append(

@@ -16,6 +16,8 @@ Public API::
     build_payload_block_suggestion(view, *, user_id, block_id, action_id, value, team_id="T1") -> dict
     build_payload_block_actions(*, user_id, actions, view=None, container=None, response_url=None,
                                 channel_id=None, trigger_id=None, team_id="T1") -> dict
+    build_payload_event_callback(event, *, team_id="T1") -> dict          (the Events API envelope)
+    build_event_app_home_opened(user_id, *, tab="home", view=None) -> dict  (the inner event)
 
     SlackSender(base_url, signing_secret, timeout=10)      base_url: the app's request URL
         .slash_command(user_id, *, response_url, text="", channel_id="C0GENERAL", trigger_id=None, ...)
@@ -24,6 +26,7 @@ Public API::
         .block_suggestion(view, *, user_id, block_id, action_id, value, ...)
         .block_actions(*, user_id, actions, view=None, container=None, response_url=None,
                        channel_id=None, ...)
+        .event_callback(event, ...)      JSON body, as the Events API sends it
         .send_form(fields, ...) / .send_raw(body, content_type, ...)
       every sending method also takes: sign=True, secret=None (sign with another secret),
       timestamp=None (e.g. int(time.time()) - 600 for a stale request), headers=None (extra headers),
@@ -56,8 +59,10 @@ import requests
 __all__ = [
     "SlackResult",
     "SlackSender",
+    "build_event_app_home_opened",
     "build_payload_block_actions",
     "build_payload_block_suggestion",
+    "build_payload_event_callback",
     "build_payload_slash_command",
     "build_payload_view_closed",
     "build_payload_view_submission",
@@ -363,6 +368,37 @@ def build_payload_block_actions(
     return payload
 
 
+def build_event_app_home_opened(
+    user_id: str, *, tab: str = "home", view: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``app_home_opened``: ``view`` is the Home view Slack holds (absent the first time)."""
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": "D" + user_id[1:],
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    if view is not None:
+        event["view"] = dict(view)
+    return event
+
+
+def build_payload_event_callback(event: Mapping[str, Any], *, team_id: str = "T1") -> dict[str, Any]:
+    """The Events API envelope around ``event`` (sent as a JSON body)."""
+    return {
+        "token": LEGACY_TOKEN,
+        "team_id": team_id,
+        "api_app_id": API_APP_ID,
+        "event": dict(event),
+        "type": "event_callback",
+        "event_id": "Ev" + secrets.token_hex(6).upper(),
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": team_id, "user_id": "UBOT", "is_bot": True}],
+        "is_ext_shared_channel": False,
+    }
+
+
 # ---------------------------------------------------------------------- HTTP
 
 
@@ -425,6 +461,10 @@ class SlackSender:
         """POST form fields (how Slack sends slash commands)."""
         return self.send_raw(urlencode(fields), "application/x-www-form-urlencoded", **options)
 
+    def send_json(self, payload: Mapping[str, Any], **options: Any) -> SlackResult:
+        """POST a JSON body (how Slack sends Events API requests)."""
+        return self.send_raw(json.dumps(payload), "application/json", **options)
+
     def send_interaction(self, payload: Mapping[str, Any], **options: Any) -> SlackResult:
         """POST ``payload=<json>`` (how Slack sends every interactivity request)."""
         return self.send_form({"payload": json.dumps(payload)}, **options)
@@ -445,6 +485,9 @@ class SlackSender:
 
     def block_actions(self, **arguments: Any) -> SlackResult:
         return self._build_and_send(self.send_interaction, build_payload_block_actions, **arguments)
+
+    def event_callback(self, event: Mapping[str, Any], **arguments: Any) -> SlackResult:
+        return self._build_and_send(self.send_json, build_payload_event_callback, event, **arguments)
 
     @staticmethod
     def _build_and_send(

@@ -69,7 +69,7 @@ def test_background_color_is_a_hex_color(manifest: dict[str, Any]) -> None:
 def test_slash_command(manifest: dict[str, Any]) -> None:
     commands = manifest["features"]["slash_commands"]
     assert [c["command"] for c in commands] == ["/mp-service-account"]
-    assert commands[0]["usage_hint"] == "[help]"
+    assert commands[0]["usage_hint"] == "[list | list all | help]"
     assert commands[0]["description"] == "Create a Mixpanel service account"
 
 
@@ -98,8 +98,16 @@ def test_request_urls_point_at_the_events_endpoint(manifest: dict[str, Any]) -> 
         "settings.interactivity.request_url": interactivity["request_url"],
         "settings.interactivity.message_menu_options_url": interactivity["message_menu_options_url"],
     }
+    urls["settings.event_subscriptions.request_url"] = manifest["settings"]["event_subscriptions"][
+        "request_url"
+    ]
     for command in manifest["features"]["slash_commands"]:
         urls[f"features.slash_commands[{command['command']}].url"] = command["url"]
     for where, url in urls.items():
         assert url.startswith("https://"), f"{where} = {url!r} is not https"
         assert url.endswith(EVENTS_PATH), f"{where} = {url!r} does not end with {EVENTS_PATH}"
+
+
+def test_the_app_home_tab_and_its_event(manifest: dict[str, Any]) -> None:
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]

@@ -23,6 +23,12 @@ Public API::
         GET    /organizations/{org}/service-accounts                route "list"    (never tokens)
         GET    /organizations/{org}/service-accounts/{id}           route "get"
         DELETE /organizations/{org}/service-accounts/{id}           route "delete"  -> {"status":"ok"}
+        POST   /organizations/{org}/service-accounts/add-to-project route "add_to_project"
+               body {"service_account_ids": [int], "projects": [{"id": int, "role": ROLE}]}
+        POST   /organizations/{org}/service-accounts/remove-from-project   route "remove_from_project"
+               body {"projects": [{"id": int, "service_account_ids": [int]}]}   (a differently shaped body)
+        GET    /projects/{project}/service-accounts                 route "project_list"
+               ServiceAccountRead + "role" on that project, for the accounts that are members
 
       state
         .accounts: {id: record}  record = {id, username, requested_username, organization_id, role, projects,
@@ -34,6 +40,9 @@ Public API::
                      creator=HUMAN_ADMIN_ID, created=<now>) -> dict
             seeds an existing account (returns the record with its "token"); by default one an org admin
             made by hand; ``creator=fake.user_id`` for one the bot made; ``created`` an ISO time or None
+        .membership(account_id) -> {project_id: role}     live project membership of an account
+        .use_account(account_id, when=None)               sets last_used (ISO "YYYY-MM-DDTHH:MM:SSZ"; now)
+        .delete_outside(account_id)                       deletes it as Mixpanel's UI would (no call recorded)
 
       recording
         .calls(method=None, path_contains=None) -> list[MixpanelCall]
@@ -43,7 +52,7 @@ Public API::
             (all matching; a str means a route name; AssertionError with a dump on timeout)
         .reset()   forget calls, accounts, violations and faults
 
-      faults (per route: "me", "create", "list", "get", "delete"; each scripted behaviour serves one request)
+      faults (per route: one of ROUTES; each scripted behaviour serves one request)
         .script(route, *behaviours)       queue; empty queue = normal behaviour
         .latency = {route: seconds}       every request of that route (concurrent requests are not serialised)
         .clear_faults()
@@ -59,7 +68,9 @@ Order per request: record, redirect_slash, latency, scripted behaviour, Basic au
 non-empty string; role optional (as in the spec) but one of ROLES; expires optional, exactly
 YYYY-MM-DDTHH:MM:SSZ and a real date (null is a violation: omit it instead); projects[] items hold only
 id (required int, a project of that org) and role (optional, one of ROLES). GET one answers
-``{"status": "ok", "results": ServiceAccountRead}`` like the other routes.
+``{"status": "ok", "results": ServiceAccountRead}`` like the other routes. The membership bodies are checked
+against AddServiceAccountsToProjectsRequest / RemoveServiceAccountsFromProjectsRequest (every key there is
+required, no others allowed; ids must be accounts and projects of the organization), violations as above.
 """
 
 from __future__ import annotations
@@ -99,7 +110,8 @@ __all__ = [
 
 ROLES = ("owner", "admin", "analyst", "consumer")
 EXPIRES_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-ROUTES = ("me", "create", "list", "get", "delete")
+ROUTES = ("me", "create", "list", "get", "delete", "add_to_project", "remove_from_project", "project_list")
+_MEMBERSHIP_ROUTES = {"add-to-project": "add_to_project", "remove-from-project": "remove_from_project"}
 DEFAULT_PROJECTS: list[dict[str, Any]] = [
     {"id": 3003, "name": "Web Analytics", "organization_id": 1234},
     {"id": 3001, "name": "android App", "organization_id": 1234},
@@ -287,6 +299,21 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
                 record["created"] = created
         return {**record, "token": token}
 
+    def membership(self, account_id: int) -> dict[int, str]:
+        with self._lock:
+            record = self.accounts.get(account_id) or self.deleted_accounts.get(account_id) or {}
+            return {int(p["id"]): p.get("role") or record.get("role") for p in record.get("projects", ())}
+
+    def use_account(self, account_id: int, when: str | None = None) -> None:
+        with self._lock:
+            self.accounts[account_id]["last_used"] = when or _now_iso()
+
+    def delete_outside(self, account_id: int) -> None:
+        """Delete an account as someone in Mixpanel's UI would: the bot is not told."""
+        with self._lock:
+            self.deleted_accounts[account_id] = self.accounts.pop(account_id)
+            self.tokens.pop(account_id, None)
+
     def created_tokens(self) -> list[str]:
         """Every token this fake ever issued, including deleted accounts'."""
         with self._lock:
@@ -368,7 +395,11 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
         segments = [s for s in path.split("/") if s]
         if segments == ["me"]:
             return ("me" if verb == "GET" else None), []
+        if segments[:1] == ["projects"] and len(segments) == 3 and segments[2] == "service-accounts":
+            return ("project_list" if verb == "GET" else None), segments[1:2]
         if len(segments) in (3, 4) and segments[0] == "organizations" and segments[2] == "service-accounts":
+            if len(segments) == 4 and segments[3] in _MEMBERSHIP_ROUTES:
+                return (_MEMBERSHIP_ROUTES[segments[3]] if verb == "POST" else None), segments[1:2]
             if len(segments) == 3:
                 return {"GET": "list", "POST": "create"}.get(verb), segments[1:2]
             return {"GET": "get", "DELETE": "delete"}.get(verb), [segments[1], segments[3]]
@@ -459,6 +490,8 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
             return _error(401, "Authentication failed: invalid service account username or secret")
         if route == "me":
             return self._me()
+        if route == "project_list":
+            return self._project_list(params[0])
         try:
             org_id = int(params[0])
         except ValueError:
@@ -474,6 +507,8 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
                 return _json_reply(200, {"status": "ok", "results": results})
             if route == "create":
                 return self._create(org_id, headers, body)
+            if route in ("add_to_project", "remove_from_project"):
+                return self._change_membership(route, org_id, headers, body)
             try:
                 account_id = int(params[1])
             except ValueError:
@@ -513,6 +548,78 @@ class FakeMixpanel(LoopbackHTTPFake[MixpanelCall]):
                 },
             },
         )
+
+    # ------------------------------------------------------------------ project membership
+
+    def _project_list(self, raw_project_id: str) -> Reply:
+        try:
+            project = self.projects.get(int(raw_project_id))
+        except ValueError:
+            project = None
+        if project is None:
+            return _error(404, f"Project {raw_project_id!r} not found")
+        org = self.organizations.get(int(project["organization_id"]))
+        if org is None or org["role"] not in ("admin", "owner"):
+            return _error(403, "User does not have permissions to list this project's service accounts")
+        with self._lock:
+            results = []
+            for record in self.accounts.values():
+                for grant in record["projects"]:
+                    if int(grant["id"]) == int(project["id"]):
+                        role = grant.get("role") or record.get("role")
+                        results.append({**self._read(record), "role": role, "target_type": "individual"})
+        return _json_reply(200, {"status": "ok", "results": results})
+
+    def _membership_body(self, route: str, org_id: int, headers: Mapping[str, str], body: bytes) -> Any:
+        """The validated body of add-to-project / remove-from-project, or what is wrong with it."""
+        ctype = headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return f"Content-Type must be application/json, got {ctype or 'nothing'!r}"
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return "body is not valid JSON"
+        expected = {"projects", "service_account_ids"} if route == "add_to_project" else {"projects"}
+        if not isinstance(data, dict) or set(data) != expected:
+            return f"{route} body must hold exactly {sorted(expected)}, got {data!r}"
+        item_keys = {"id", "role"} if route == "add_to_project" else {"id", "service_account_ids"}
+        if not isinstance(data["projects"], list) or not data["projects"]:
+            return "projects must be a non-empty array"
+        account_lists = [data.get("service_account_ids")]
+        for i, item in enumerate(data["projects"]):
+            if not isinstance(item, dict) or set(item) != item_keys:
+                return f"projects[{i}] must hold exactly {sorted(item_keys)}, got {item!r}"
+            project = self.projects.get(item["id"]) if isinstance(item["id"], int) else None
+            if project is None or project["organization_id"] != org_id:
+                return f"projects[{i}].id {item['id']!r} is not a project of organization {org_id}"
+            if "role" in item and item["role"] not in ROLES:
+                return f"projects[{i}].role must be one of {', '.join(ROLES)}"
+            account_lists.append(item.get("service_account_ids"))
+        for ids in account_lists:
+            if ids is None:
+                continue
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+                return "service_account_ids must be a non-empty array of integers"
+        return data
+
+    def _change_membership(self, route: str, org_id: int, headers: Mapping[str, str], body: bytes) -> Reply:
+        data = self._membership_body(route, org_id, headers, body)
+        if isinstance(data, str):
+            return self._violation(data)
+        if route == "add_to_project":
+            changes = [(i, p["id"], p["role"]) for i in data["service_account_ids"] for p in data["projects"]]
+        else:
+            changes = [(i, p["id"], None) for p in data["projects"] for i in p["service_account_ids"]]
+        for account_id, _, _ in changes:
+            account = self.accounts.get(account_id)
+            if account is None or account["organization_id"] != org_id:
+                return _error(404, f"Service account {account_id} not found")
+        for account_id, project_id, role in changes:
+            grants = [g for g in self.accounts[account_id]["projects"] if int(g["id"]) != project_id]
+            if role is not None:
+                grants.append({"id": project_id, "role": role})
+            self.accounts[account_id]["projects"] = grants
+        return _json_reply(200, {"status": "ok"})
 
     # ------------------------------------------------------------------ create
 

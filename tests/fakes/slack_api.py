@@ -39,6 +39,7 @@ Public API::
         .set_usergroup(group_id, user_ids)
         .add_channel(channel_id, *, name=None, is_private=False, is_member=True, is_archived=False) -> dict
             for conversations.info (a private channel without the bot is ``channel_not_found``, as in Slack)
+        .remove_user(user_id)        the user left the workspace: users.info answers user_not_found
         .issue_trigger_id() -> str   optional: such ids work once and expire after .trigger_ttl (3 s);
                                      ids never issued are accepted (SlackSender makes its own)
 
@@ -307,6 +308,10 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         return {k: v for k, v in json.loads(json.dumps(view)).items() if not k.startswith("_")}
 
     # ------------------------------------------------------------------ registry
+
+    def remove_user(self, user_id: str) -> None:
+        with self._lock:
+            self._users.pop(user_id, None)
 
     def add_user(
         self,

@@ -1,0 +1,83 @@
+"""Block Kit for the Projects… modal, and parsing what comes back from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.manage_views import plain, section
+from bot.messages import escape
+from bot.models import Project
+
+PROJECTS_CALLBACK_ID = "mp_account_projects"
+BLOCK_PROJECT_CHOICE = "account_projects"
+ACTION_PROJECT_CHOICE = "account_projects_select"
+MAX_OFFERED = 100  # a static select's limit
+
+
+def projects_modal(
+    *,
+    username: str,
+    role: str,
+    current: tuple[int, ...],
+    offered: list[Project],
+    projects: dict[int, Project],
+    metadata: str,
+) -> dict[str, Any]:
+    """Add or remove projects within what this person may grant; the others stay as they are."""
+    offered = offered[:MAX_OFFERED]
+    offered_ids = {p.id for p in offered}
+
+    def option(project: Project) -> dict[str, Any]:
+        suffix = f" ({project.id})"
+        name = project.name if len(project.name) <= 75 - len(suffix) - 1 else project.name[:60] + "…"
+        return {"text": plain(name + suffix), "value": str(project.id)}
+
+    element: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": ACTION_PROJECT_CHOICE,
+        "options": [option(p) for p in offered],
+    }
+    initial = [option(p) for p in offered if p.id in current]
+    if initial:
+        element["initial_options"] = initial
+    fixed = [pid for pid in current if pid not in offered_ids]
+    blocks: list[dict[str, Any]] = [
+        section(f"`{escape(username)}` has the *{role}* role in each of its projects."),
+        {
+            "type": "input",
+            "block_id": BLOCK_PROJECT_CHOICE,
+            "optional": True,
+            "label": plain("Projects"),
+            "hint": plain("Add or remove projects; the account keeps its role in each."),
+            "element": element,
+        },
+    ]
+    if fixed:
+        names = ", ".join(escape(projects[p].name) if p in projects else f"project {p}" for p in fixed)
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"Also in {names}, which you may not change."}],
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": PROJECTS_CALLBACK_ID,
+        "title": plain("Account projects"),
+        "submit": plain("Save"),
+        "close": plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": blocks,
+    }
+
+
+def selected_project_ids(values: dict[str, Any]) -> set[int] | None:
+    """The chosen project ids, or None if the payload is not what the modal sends."""
+    block = values.get(BLOCK_PROJECT_CHOICE)
+    if not isinstance(block, dict):
+        return set()
+    chosen = (block.get(ACTION_PROJECT_CHOICE) or {}).get("selected_options") or []
+    try:
+        return {int(option["value"]) for option in chosen}
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,104 @@
+"""Clicks on the account list's controls (in an ephemeral list or the App Home)."""
+
+import logging
+
+from slack_bolt import Ack, App, Respond
+
+from bot.manage import DeleteOutcome, ManageFlow
+from bot.manage_messages import UNEXPECTED
+from bot.manage_views import (
+    ACTION_DELETE,
+    ACTION_PROJECTS,
+    ACTION_REPLACE,
+    SCOPE_ALL,
+    SCOPE_HOME,
+    SCOPE_OFFER,
+    SCOPE_REMINDER,
+    scope_of,
+)
+from bot.models import SubmissionContext
+from bot.projects_view import PROJECTS_CALLBACK_ID
+from bot.replace import ReplaceFlow
+from bot.rescope import RescopeFlow
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow) -> None:
+    @app.action(ACTION_DELETE)
+    def on_delete(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()  # Block Kit's confirm dialog came first, in the client; the decision is made below, again
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        in_message = bool(body.get("response_url")) and scope != SCOPE_HOME
+
+        def delete_and_refresh() -> None:
+            try:
+                outcome = manage.delete(user_id, action.get("value"))
+            except Exception:
+                log.exception("Deleting for %s failed unexpectedly", user_id)
+                outcome = DeleteOutcome(UNEXPECTED.format(contact=manage.d.policy.contact))
+            if scope in (SCOPE_REMINDER, SCOPE_OFFER) and body.get("response_url"):
+                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+            elif not in_message:
+                manage.publish_home(user_id, notice=outcome.text)
+            elif outcome.changed:
+                listing = manage.list_message(user_id, everything=scope == SCOPE_ALL, notice=outcome.text)
+                respond(replace_original=True, **listing)
+            else:  # refused or failed: the list still stands; say why beside it
+                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+
+        manage.run(f"delete:{user_id}", delete_and_refresh)
+
+    @app.action(ACTION_PROJECTS)
+    def on_projects(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        # The trigger lives 3 s: the modal opens here, after only cached lookups.
+        refusal = rescope.open(
+            user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), scope=scope
+        )
+        if refusal is None:
+            return
+        if body.get("response_url") and scope != SCOPE_HOME:
+            respond(response_type="ephemeral", replace_original=False, text=refusal)
+        else:
+            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
+
+    @app.view(PROJECTS_CALLBACK_ID)
+    def on_projects_submit(ack: Ack, body: dict, view: dict) -> None:
+        outcome = rescope.submit(
+            user_id=body["user"]["id"],
+            metadata=view.get("private_metadata"),
+            values=(view.get("state") or {}).get("values") or {},
+            view_id=view.get("id"),
+        )
+        ack(**outcome.ack)
+        if outcome.start is not None:
+            outcome.start()
+
+    @app.action(ACTION_REPLACE)
+    def on_replace(ack: Ack, body: dict, respond: Respond) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        action = (body.get("actions") or [{}])[0]
+        scope = scope_of(action.get("block_id"))
+        # Where the new token may travel: this conversation, privately, as for any creation.
+        context = SubmissionContext(
+            user_id=user_id,
+            team_id=(body.get("team") or {}).get("id"),
+            channel_id=(body.get("channel") or {}).get("id"),
+            response_url=body.get("response_url"),
+        )
+        refusal = replace.open(
+            user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), context=context
+        )
+        if refusal is None:
+            return
+        if body.get("response_url") and scope != SCOPE_HOME:
+            respond(response_type="ephemeral", replace_original=False, text=refusal)
+        else:
+            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))

@@ -1,0 +1,81 @@
+"""Shared by the lifecycle tests: a bot with admins and an audit channel, and ways to drive it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.manage_views import ACTION_DELETE
+from bot.policy import PersonSelector, Policy
+from bot.storage import AuditEvent, RequestState, StoredRequest
+from tests.conftest import ALICE, GENERAL, RunningBot, form_values
+
+BOB = "UBOB"
+ADMIN = "UADMIN"
+AUDIT = "C0AUDIT"
+POLICY = Policy(admins=PersonSelector(users=[ADMIN]), audit_channel=AUDIT)
+
+
+@pytest.fixture
+def managed(bots, slack) -> RunningBot:
+    slack.add_user(BOB, tz="UTC", name="bob")
+    slack.add_user(ADMIN, tz="UTC", name="admin")
+    return bots.start(policy=POLICY)
+
+
+def berlin_today() -> date:
+    return datetime.now(ZoneInfo("Europe/Berlin")).date()
+
+
+def mint(bot: RunningBot, user: str = ALICE, username: str = "etl-nightly", days: int = 30) -> StoredRequest:
+    """Create an account the way a person does, and return its stored request once delivered."""
+    _, view, _ = bot.open_form(user)
+    expiry = (berlin_today() + timedelta(days=days)).isoformat()
+    ack = bot.submit(view, form_values(username=username, projects=[3001, 3002], expires_on=expiry), user)
+    assert ack.status == 200
+    bot.wait_idle()
+    delivered = [
+        r
+        for r in bot.runtime.manage.records.delivered(user)
+        if r.username == username and r.state is RequestState.DELIVERED
+    ]
+    assert len(delivered) == 1, delivered
+    return delivered[-1]
+
+
+def run_list(bot: RunningBot, user: str = ALICE, text: str = "list") -> dict:
+    """Type the command; return the private answer posted to its response_url."""
+    url = bot.slack.new_response_url()
+    result = bot.sender.slash_command(user, text=text, response_url=url)
+    assert result.status == 200 and result.elapsed < 3
+    return bot.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1].args
+
+
+def text_of(message: dict) -> str:
+    return json.dumps(message.get("blocks") or message.get("text"), ensure_ascii=False)
+
+
+def delete_buttons(message: dict) -> dict[str, dict]:
+    """Each account section's Delete button, by the account's block id."""
+    return {
+        block["block_id"]: block["accessory"]
+        for block in message.get("blocks", [])
+        if block.get("accessory", {}).get("action_id") == ACTION_DELETE
+    }
+
+
+def click_delete(bot: RunningBot, user: str, button: dict, block_id: str = "mine:0", response_url=None):
+    return bot.sender.block_actions(
+        user_id=user,
+        actions=[{"action_id": ACTION_DELETE, "block_id": block_id, "value": button["value"]}],
+        channel_id=GENERAL,
+        response_url=response_url or bot.slack.new_response_url(),
+    )
+
+
+def audit_events(bot: RunningBot, *events: AuditEvent) -> list[dict]:
+    wanted = {str(event) for event in events}
+    return [row for row in bot.store.audit_trail() if row["event"] in wanted]

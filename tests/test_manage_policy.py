@@ -1,0 +1,153 @@
+"""Who may manage which account: tables, then properties that must hold for every input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.manage_policy import (
+    AccountOwnership,
+    Basis,
+    ManageAction,
+    ManageRefusal,
+    may_list_all,
+    may_manage,
+)
+from bot.models import Requester, Standing
+from bot.policy import PersonSelector, Policy, PolicyError, load_policy
+
+ADMINS = Policy(admins=PersonSelector(users=["UADMIN"], usergroups=["SADMINS"]))
+MINE = AccountOwnership(creator_id="U1")
+THEIRS = AccountOwnership(creator_id="U2")
+OUTSIDE = AccountOwnership(creator_id=None)
+
+
+def person(user_id: str = "U1", *groups: str, standing: Standing = Standing.MEMBER) -> Requester:
+    return Requester(user_id=user_id, standing=standing, usergroups=frozenset(groups))
+
+
+@pytest.mark.parametrize(
+    ("policy", "who", "action", "account", "basis", "refusal"),
+    [
+        (Policy(), person("U1"), ManageAction.DELETE, MINE, Basis.CREATOR, None),
+        (Policy(), person("U1"), ManageAction.RESCOPE, MINE, Basis.CREATOR, None),
+        (Policy(), person("U1"), ManageAction.REPLACE, MINE, Basis.CREATOR, None),
+        (Policy(), person("U1"), ManageAction.DELETE, THEIRS, None, ManageRefusal.NOT_YOURS),
+        (Policy(), person("U1"), ManageAction.DELETE, OUTSIDE, None, ManageRefusal.NOT_YOURS),
+        (ADMINS, person("UADMIN"), ManageAction.DELETE, THEIRS, Basis.ADMIN, None),
+        (ADMINS, person("UX", "SADMINS"), ManageAction.DELETE, OUTSIDE, Basis.ADMIN, None),
+        (ADMINS, person("UADMIN"), ManageAction.REPLACE, OUTSIDE, None, ManageRefusal.NOT_MADE_BY_BOT),
+        (ADMINS, person("UADMIN"), ManageAction.RESCOPE, THEIRS, Basis.ADMIN, None),
+        # An admin's own account is managed as its creator: the more specific reason.
+        (ADMINS, person("UADMIN"), ManageAction.DELETE, AccountOwnership("UADMIN"), Basis.CREATOR, None),
+        (ADMINS, person("UADMIN", standing=Standing.GUEST), ManageAction.DELETE, THEIRS, None,
+         ManageRefusal.NOT_A_MEMBER),
+        (Policy(), person("U1", standing=Standing.GUEST), ManageAction.DELETE, MINE, None,
+         ManageRefusal.NOT_A_MEMBER),
+        (Policy(), person("U1", standing=Standing.DEACTIVATED), ManageAction.DELETE, MINE, None,
+         ManageRefusal.NOT_A_MEMBER),
+        (Policy(), person("U1", standing=Standing.BOT), ManageAction.DELETE, MINE, None,
+         ManageRefusal.NOT_A_MEMBER),
+        (Policy(), None, ManageAction.DELETE, MINE, None, ManageRefusal.UNVERIFIED),
+        # Dropped from the list of requesters: may still delete, but not grow or renew.
+        (Policy(requesters=PersonSelector(users=["U9"])), person("U1"), ManageAction.DELETE, MINE,
+         Basis.CREATOR, None),
+        (Policy(requesters=PersonSelector(users=["U9"])), person("U1"), ManageAction.REPLACE, MINE, None,
+         ManageRefusal.NOT_LISTED),
+        (Policy(requesters=PersonSelector(users=["U9"]), admins=PersonSelector(users=["U1"])), person("U1"),
+         ManageAction.REPLACE, MINE, Basis.ADMIN, None),
+    ],
+)  # fmt: skip
+def test_who_may_manage_what(policy, who, action, account, basis, refusal):
+    decision = may_manage(policy, who, action, account)
+    assert (decision.basis, decision.refusal) == (basis, refusal)
+    assert decision.allowed == (refusal is None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "who", "allowed", "refusal"),
+    [
+        (Policy(), person("U1"), False, ManageRefusal.NOT_AN_ADMIN),
+        (ADMINS, person("UADMIN"), True, None),
+        (ADMINS, person("U7", "SADMINS"), True, None),
+        (ADMINS, person("U7", "SOTHER"), False, ManageRefusal.NOT_AN_ADMIN),
+        (ADMINS, person("UADMIN", standing=Standing.GUEST), False, ManageRefusal.NOT_A_MEMBER),
+        (ADMINS, None, False, ManageRefusal.UNVERIFIED),
+    ],
+)
+def test_who_may_list_every_account(policy, who, allowed, refusal):
+    decision = may_list_all(policy, who)
+    assert decision.allowed is allowed
+    assert decision.refusal == refusal
+    assert may_manage(policy, who, ManageAction.LIST_ALL, OUTSIDE) == decision
+
+
+def test_admins_default_to_nobody_and_load_from_yaml(tmp_path: Path):
+    assert Policy().admins.users == [] and Policy().admins.usergroups == []
+    path = tmp_path / "policy.yml"
+    path.write_text("admins:\n  users: [UADMIN]\n  usergroups: [SADMINS]\n")
+    policy = load_policy(path)
+    assert policy.admins.users == ["UADMIN"]
+    assert "SADMINS" in policy.usergroups_in_use()
+
+
+def test_unknown_keys_under_admins_are_errors(tmp_path: Path):
+    path = tmp_path / "policy.yml"
+    path.write_text("admins:\n  people: [UADMIN]\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert "admins.people: unknown key" in str(raised.value)
+
+
+user_ids = st.sampled_from(["U1", "U2", "U3", "UADMIN"])
+groups = st.frozensets(st.sampled_from(["SADMINS", "SOTHER"]), max_size=2)
+standings = st.sampled_from(list(Standing))
+requesters = st.one_of(
+    st.none(),
+    st.builds(lambda u, g, s: Requester(user_id=u, standing=s, usergroups=g), user_ids, groups, standings),
+)
+ownerships = st.builds(AccountOwnership, st.one_of(st.none(), user_ids))
+policies = st.builds(
+    lambda admin_users, admin_groups, listed: Policy(
+        admins=PersonSelector(users=admin_users, usergroups=admin_groups),
+        requesters=PersonSelector(users=listed) if listed is not None else None,
+    ),
+    st.lists(user_ids, max_size=2),
+    st.lists(st.sampled_from(["SADMINS"]), max_size=1),
+    st.one_of(st.none(), st.lists(user_ids, max_size=2)),
+)
+actions = st.sampled_from([ManageAction.DELETE, ManageAction.RESCOPE, ManageAction.REPLACE])
+
+
+@given(policies, requesters, actions, ownerships)
+def test_properties_of_every_decision(policy, who, action, account):
+    decision = may_manage(policy, who, action, account)
+    # Exactly one of a basis or a refusal.
+    assert (decision.basis is None) != (decision.refusal is None)
+    if decision.allowed:
+        assert who is not None and who.standing is Standing.MEMBER
+        admin = policy.admins.matches(who)
+        # Nobody manages someone else's account, or one made outside the bot, without being an admin.
+        assert account.creator_id == who.user_id or admin
+        assert (decision.basis is Basis.ADMIN) <= admin
+    if who is None or who.standing is not Standing.MEMBER:
+        assert not decision.allowed
+
+
+@given(policies, requesters, ownerships)
+def test_a_creator_may_always_delete_what_they_made(policy, who, account):
+    if who is not None and who.standing is Standing.MEMBER and account.creator_id == who.user_id:
+        assert may_manage(policy, who, ManageAction.DELETE, account).basis is Basis.CREATOR
+
+
+@given(policies, requesters, actions, ownerships)
+def test_being_made_an_admin_never_takes_a_right_away(policy, who, action, account):
+    if who is None:
+        return
+    promoted = policy.model_copy(update={"admins": PersonSelector(users=[*policy.admins.users, who.user_id])})
+    assert (
+        may_manage(policy, who, action, account).allowed <= may_manage(promoted, who, action, account).allowed
+    )

@@ -1,0 +1,127 @@
+"""Projects…: add an account to projects or remove it from some, within the policy, through the wire."""
+
+from __future__ import annotations
+
+import json
+
+from bot.manage_views import ACTION_PROJECTS
+from bot.models import Role
+from bot.policy import PersonSelector, Policy, ProjectPolicy
+from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
+from bot.storage import AuditEvent
+from tests.conftest import ALICE, GENERAL
+from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, text_of
+
+__all__ = ["managed"]  # a fixture
+
+
+def click_projects(bot, user: str, value: str, response_url: str | None = None):
+    return bot.sender.block_actions(
+        user_id=user,
+        actions=[{"action_id": ACTION_PROJECTS, "block_id": "mine:1:more", "value": value}],
+        channel_id=GENERAL,
+        response_url=response_url or bot.slack.new_response_url(),
+    )
+
+
+def open_projects(bot, request, user: str = ALICE) -> dict:
+    before = len(bot.slack.calls("views.open"))
+    result = click_projects(bot, user, f"r:{request.id}")
+    assert result.status == 200 and result.elapsed < 3
+    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    assert opened.response["ok"], opened.response
+    return opened.response["view"]
+
+
+def options(view: dict) -> tuple[list[str], list[str]]:
+    element = next(b for b in view["blocks"] if b.get("block_id") == BLOCK_PROJECT_CHOICE)["element"]
+    return [o["value"] for o in element["options"]], [o["value"] for o in element.get("initial_options", [])]
+
+
+def test_projects_are_added_and_removed_with_the_two_bodies_audited_and_stored(managed):
+    request = mint(managed)  # in 3001 and 3002
+    view = open_projects(managed, request)
+    offered, initial = options(view)
+    assert sorted(offered) == ["3001", "3002", "3003"] and sorted(initial) == ["3001", "3002"]
+    assert (
+        view["callback_id"] == PROJECTS_CALLBACK_ID
+        and json.loads(view["private_metadata"])["r"] == request.id
+    )
+
+    ack = managed.sender.view_submission(view, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3002", "3003"]})
+
+    assert ack.status == 200 and ack.json()["response_action"] == "update"
+    managed.wait_idle()
+    account_id = request.mixpanel_account_id
+    assert managed.mixpanel.membership(account_id) == {3002: "analyst", 3003: "analyst"}
+    added = managed.mixpanel.wait_for("add_to_project")[0].json
+    removed = managed.mixpanel.wait_for("remove_from_project")[0].json
+    assert added == {"service_account_ids": [account_id], "projects": [{"id": 3003, "role": "analyst"}]}
+    assert removed == {"projects": [{"id": 3001, "service_account_ids": [account_id]}]}
+    assert managed.mixpanel.schema_violations == []
+    assert managed.store.get(request.id).project_ids == (3002, 3003)
+    row = audit_events(managed, AuditEvent.PROJECTS_CHANGED)[-1]
+    assert row["requester_id"] == ALICE and row["detail"].startswith("allowed as creator")
+    final = managed.slack.wait_for(lambda c: c.method == "views.update" and "is now in" in json.dumps(c.args))
+    assert "Web Analytics" in json.dumps(final[-1].args)
+    announced = managed.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "changed the projects" in json.dumps(c.args)
+    )[-1]
+    assert announced.args["channel"] == AUDIT
+
+
+def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refused(bots, slack):
+    slack.add_user(BOB, tz="UTC")
+    bot = bots.start(policy=Policy(projects=ProjectPolicy(allowed=[3001, 3002])))
+    request = mint(bot)
+    view = open_projects(bot, request)
+    assert sorted(options(view)[0]) == ["3001", "3002"]
+
+    ack = bot.sender.view_submission(view, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001", "3003"]})
+
+    assert ack.json()["response_action"] == "errors"
+    bot.wait_idle()
+    assert bot.mixpanel.calls("POST", "project") == []
+    assert bot.store.get(request.id).project_ids == (3001, 3002)
+
+
+def test_an_account_above_the_persons_ceiling_cannot_be_rescoped(bots, slack, tmp_path):
+    first = bots.start(policy=Policy(elevated=[], max_role=Role.ANALYST))
+    request = mint(first)
+    lowered = bots.start(policy=Policy(max_role=Role.CONSUMER))  # the same database, a stricter policy
+    url = lowered.slack.new_response_url()
+
+    click_projects(lowered, ALICE, f"r:{request.id}", url)
+
+    answer = lowered.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    assert "above the consumer role you may grant" in text_of(answer.args)
+    assert (
+        lowered.slack.calls("views.open")[-1].args.get("view", {}).get("callback_id") != PROJECTS_CALLBACK_ID
+    )
+    assert audit_events(lowered, AuditEvent.MANAGE_REFUSED)[-1]["detail"].endswith("role above ceiling")
+
+
+def test_someone_elses_account_is_refused_at_click_and_at_submission(managed):
+    request = mint(managed)
+    url = managed.slack.new_response_url()
+    click_projects(managed, BOB, f"r:{request.id}", url)
+    answer = managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    assert "only the service accounts you created" in text_of(answer.args)
+
+    # Alice's own modal, replayed by Bob: the submission is judged again.
+    view = open_projects(managed, request)
+    ack = managed.sender.view_submission(view, user_id=BOB, values={BLOCK_PROJECT_CHOICE: ["3003"]})
+    assert "only the service accounts you created" in json.dumps(ack.json())
+    managed.wait_idle()
+    assert managed.mixpanel.calls("POST", "project") == []
+    assert len(audit_events(managed, AuditEvent.MANAGE_REFUSED)) == 2
+
+
+def test_admins_may_rescope_others_accounts(managed):
+    request = mint(managed)
+    admin = PersonSelector(users=["UADMIN"]).users[0]
+    view = open_projects(managed, request, admin)
+    managed.sender.view_submission(view, user_id=admin, values={BLOCK_PROJECT_CHOICE: ["3001"]})
+    managed.wait_idle()
+    assert managed.mixpanel.membership(request.mixpanel_account_id) == {3001: "analyst"}
+    assert audit_events(managed, AuditEvent.PROJECTS_CHANGED)[-1]["detail"].startswith("allowed as admin")
