@@ -110,7 +110,8 @@ class Policy(_Strict):
         return groups
 
     def selectors(self) -> list[tuple[str, PersonSelector]]:
-        """Every list of people in the policy, with its key (e.g. "elevated.0"), wherever it sits."""
+        """Every list of people in the policy that names someone, with its key (e.g. "elevated.0"), wherever
+        it sits."""
         return list(_selectors_in(self, ""))
 
     def channels(self) -> dict[str, str]:
@@ -122,7 +123,7 @@ class Policy(_Strict):
 
 
 def _selectors_in(value: object, key: str) -> Iterable[tuple[str, PersonSelector]]:
-    if isinstance(value, PersonSelector):
+    if isinstance(value, PersonSelector) and (value.users or value.usergroups):
         yield key, value
     if isinstance(value, BaseModel):
         for name in type(value).model_fields:

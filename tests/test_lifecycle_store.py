@@ -36,6 +36,7 @@ def delivered(store: Store, key: str, user: str = "U1", account_id: int = 7001) 
     return store.transition(
         claimed.request.id,
         RequestState.DELIVERED,
+        expected=(RequestState.SUBMITTED,),
         mixpanel_account_id=account_id,
         mixpanel_username=f"etl.{account_id}.mp-service-account",
     )
