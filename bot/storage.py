@@ -69,15 +69,27 @@ class RequestState(StrEnum):
     UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
+    # Requests that need approval (bot/approval_states.py); a claimed one continues as SUBMITTED.
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
-# Attempts that count against the rate limit: anything that may have produced an account.
+# Attempts that count against the rate limit: anything that may have produced an account, and every
+# request sent for approval (it is counted when made, whatever the approvers decide).
 QUOTA_STATES = (
     RequestState.SUBMITTED,
     RequestState.CREATED,
     RequestState.DELIVERED,
     RequestState.UNCERTAIN,
     RequestState.DELETE_FAILED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.DENIED,
+    RequestState.CANCELLED,
+    RequestState.EXPIRED,
 )
 
 
@@ -90,6 +102,13 @@ class AuditEvent(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    CLAIMED = "claimed"
+    BREAK_GLASS = "break_glass"
 
 
 class Base(DeclarativeBase):
@@ -136,6 +155,7 @@ class AuditRecord(Base):
     mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
     mixpanel_username: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[str | None] = mapped_column(Text)
+    actor_id: Mapped[str | None] = mapped_column(String(32))  # who acted, where not the requester
 
 
 @dataclass(frozen=True)
@@ -203,6 +223,7 @@ AUDIT_COLUMNS = [
     "mixpanel_account_id",
     "mixpanel_username",
     "detail",
+    "actor_id",
 ]
 
 
