@@ -26,7 +26,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     insert,
+    or_,
     select,
     text,
     update,
@@ -402,6 +404,11 @@ class ApprovalStore:
                 row = self._take(connection, request_id, expected, now, to=to)
                 if row is None:
                     return None
+                connection.execute(
+                    update(APPROVALS)
+                    .where(APPROVALS.c.request_id == request_id)
+                    .values(decided_by=actor_id, decided_at=now)
+                )
                 _audit(connection, event, row, at=now, actor_id=actor_id, detail=f"was {expected}")
                 return self._record(connection, request_id)
             return None
@@ -417,6 +424,26 @@ class ApprovalStore:
                 return None
             _audit(connection, AuditEvent.CLAIMED, row, at=now, actor_id=requester_id)
             return self._record(connection, request_id)
+
+    def overdue(self, now: datetime, limit: int = 100) -> list[str]:
+        """Requests past their deadline: undecided past `decide_by`; approved, unclaimed past `claim_by`."""
+        with self._store._read() as connection:
+            query = (
+                select(REQUESTS.c.id)
+                .join(APPROVALS, APPROVALS.c.request_id == REQUESTS.c.id)
+                .where(
+                    or_(
+                        and_(
+                            REQUESTS.c.state == str(RequestState.PENDING_APPROVAL),
+                            APPROVALS.c.decide_by <= now,
+                        ),
+                        and_(REQUESTS.c.state == str(RequestState.APPROVED), APPROVALS.c.claim_by <= now),
+                    )
+                )
+                .order_by(REQUESTS.c.created_at)
+                .limit(limit)
+            )
+            return list(connection.execute(query).scalars())
 
     # --- where the bot wrote about a request ---------------------------------------------------------
 

@@ -238,6 +238,20 @@ def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
     return replace(entitlement, may_need_approval=may_need)
 
 
+def is_approver(policy: Policy, person: Requester | None) -> bool:
+    """May this person decide other people's requests? Full members only, like requesters."""
+    return (
+        policy.approval is not None
+        and person is not None
+        and person.standing is Standing.MEMBER
+        and policy.approval.approvers.matches(person)
+    )
+
+
+def break_glass_offered(policy: Policy, person: Requester) -> bool:
+    return policy.approval is not None and policy.approval.break_glass and is_approver(policy, person)
+
+
 def approval_triggers(policy: Policy, spec: AccountSpec, today: date) -> tuple[ApprovalTrigger, ...]:
     """Every rule of `approval.required_for` that this account matches; empty when none does."""
     if policy.approval is None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.approvals import ApprovalFlow
 from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory
@@ -55,6 +56,7 @@ class Runtime:
     catalog: ProjectCatalog
     jobs: JobRunner
     flow: CreationFlow
+    approvals: ApprovalFlow | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -77,6 +79,11 @@ class Runtime:
                     self.flow.sweep_stale(idle_for)
                 except Exception:
                     log.exception("Sweeping interrupted requests failed")
+                if self.approvals is not None:
+                    try:
+                        self.approvals.expire_due()
+                    except Exception:
+                        log.exception("Expiring approval requests failed")
                 if self._stopping.wait(self.settings.sweep_interval_seconds):
                     return
 
@@ -144,6 +151,7 @@ def build_runtime(
     )
     if clock is not None:
         deps.clock = clock
+    flow = CreationFlow(deps)
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -152,7 +160,8 @@ def build_runtime(
         store=store,
         catalog=catalog,
         jobs=jobs,
-        flow=CreationFlow(deps),
+        flow=flow,
+        approvals=ApprovalFlow(flow, policy.approval) if policy.approval is not None else None,
     )
     if background_tasks:
         # Warm the project list so the first modal opens complete; failure only means a loading view later.

@@ -22,12 +22,20 @@ from slack_sdk.errors import SlackClientError
 
 from bot import messages
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
-from bot.delivery import SlackDelivery
+from bot.delivery import DeliveryOutcome, SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, mixpanel_timestamp, today_in
-from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
+from bot.policy import (
+    Decision,
+    Entitlement,
+    Policy,
+    RefusalReason,
+    break_glass_offered,
+    decide,
+    within_quota,
+)
 from bot.redaction import redactor
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, Store, StoredRequest
 from bot.views import (
@@ -78,9 +86,16 @@ class FlowDependencies:
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
 
 
+# Given a valid submission, takes it over (the ack to send) when it needs approval or breaks glass.
+ApprovalGate = Callable[..., "SubmitOutcome | None"]
+# Shows a new account's credentials to its requester; the default is a private message.
+Deliver = Callable[[dict[str, Any]], DeliveryOutcome]
+
+
 class CreationFlow:
     def __init__(self, deps: FlowDependencies):
         self.d = deps
+        self.approval_gate: ApprovalGate | None = None  # set by bot.approvals when approval is configured
 
     @property
     def _contact(self) -> str:
@@ -198,6 +213,7 @@ class CreationFlow:
             metadata=metadata,
             projects_unavailable_text=messages.PROJECTS_UNAVAILABLE.format(contact=self._contact),
             no_projects_text=messages.NO_PROJECTS.format(contact=self._contact),
+            offer_break_glass=break_glass_offered(self.d.policy, requester),
         )
 
     def project_options(self, user_id: str, query: str) -> list[dict[str, Any]]:
@@ -245,6 +261,18 @@ class CreationFlow:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
+        if self.approval_gate is not None:
+            gated = self.approval_gate(
+                spec=spec,
+                decision=decision,
+                requester=requester,
+                context=context,
+                view_id=view_id,
+                team_id=team_id,
+                values=values,
+            )
+            if gated is not None:
+                return gated
         # Storing the request takes the database's write lock; it happens after the ack, so that a busy
         # database never delays Slack's 3 s deadline. The claim re-checks duplicates and the quota atomically.
         return SubmitOutcome(
@@ -303,7 +331,14 @@ class CreationFlow:
             return None
         return claim.request
 
-    def create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None = None) -> None:
+    def create(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None = None,
+        *,
+        deliver: Deliver | None = None,
+    ) -> None:
         try:
             organization_id = self.d.catalog.organization_id()
         except (MixpanelError, OrganizationUnknown) as error:
@@ -332,7 +367,7 @@ class CreationFlow:
         redactor.add(account.token.get_secret_value())
         # Deliver first, then record creation and delivery in one write: a crash in between leaves the
         # request `submitted`, and the sweeper then finds the account by name and deletes it.
-        self._deliver(request, context, view_id, organization_id, account)
+        self._deliver(request, context, view_id, organization_id, account, deliver)
 
     def _deliver(
         self,
@@ -341,6 +376,7 @@ class CreationFlow:
         view_id: str | None,
         organization_id: int,
         account: CreatedServiceAccount,
+        deliver: Deliver | None = None,
     ) -> None:
         projects = self._project_names()
         message = messages.credentials_message(
@@ -352,7 +388,7 @@ class CreationFlow:
             expires_at=request.expires_at,
             public_host=self.d.public_host,
         )
-        outcome = self.d.delivery.to_requester(context, message)
+        outcome = deliver(message) if deliver else self.d.delivery.to_requester(context, message)
         del message
         created = ((AuditEvent.CREATED, None),)
         if outcome.delivered:
@@ -365,7 +401,8 @@ class CreationFlow:
                 mixpanel_account_id=account.id,
                 mixpanel_username=account.username,
             )
-            self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
+            if outcome.path != "modal":  # the modal itself shows the credentials: leave it be
+                self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self._announce(self._audit_of("created", request, projects))
             return
         request = self.d.store.transition(
