@@ -192,6 +192,10 @@ def requester_message(request_id: str, summary: str, status: str, control: str |
     return {"text": status, "blocks": blocks}
 
 
+def reminder_text(approvers: str) -> str:
+    return f":bell: {approvers}: this request is still waiting for a decision."
+
+
 def waiting_text(approvers: str) -> str:
     return f":hourglass_flowing_sand: Your request is waiting for approval by {approvers}."
 

@@ -445,6 +445,34 @@ class ApprovalStore:
             )
             return list(connection.execute(query).scalars())
 
+    def reminders_due(self, now: datetime, after: timedelta, limit: int = 100) -> list[str]:
+        """Pending requests older than `after` whose approvers were not reminded yet."""
+        with self._store._read() as connection:
+            query = (
+                select(REQUESTS.c.id)
+                .join(APPROVALS, APPROVALS.c.request_id == REQUESTS.c.id)
+                .where(
+                    REQUESTS.c.state == str(RequestState.PENDING_APPROVAL),
+                    APPROVALS.c.reminded_at.is_(None),
+                    REQUESTS.c.created_at <= now - after,
+                )
+                .order_by(REQUESTS.c.created_at)
+                .limit(limit)
+            )
+            return list(connection.execute(query).scalars())
+
+    def take_reminder(self, request_id: str, *, now: datetime) -> bool:
+        """True for exactly one caller, across instances, while the request is still pending."""
+        with self._store._write() as connection:
+            if self._take(connection, request_id, RequestState.PENDING_APPROVAL, now) is None:
+                return False
+            taken = connection.execute(
+                update(APPROVALS)
+                .where(APPROVALS.c.request_id == request_id, APPROVALS.c.reminded_at.is_(None))
+                .values(reminded_at=now)
+            )
+            return taken.rowcount == 1
+
     # --- where the bot wrote about a request ---------------------------------------------------------
 
     def add_message(self, request_id: str, audience: str, channel: str, ts: str) -> None:

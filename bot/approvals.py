@@ -325,6 +325,24 @@ class ApprovalFlow:
             self._announce("expired", record, None)
         return expired
 
+    def remind_due(self) -> int:
+        """One reminder per request, in the thread of each approvers' post, mentioning the approvers."""
+        if self.approval.remind_after_hours is None:
+            return 0
+        now = self._now()
+        reminded = 0
+        for request_id in self.store.reminders_due(now, timedelta(hours=self.approval.remind_after_hours)):
+            if not self.store.take_reminder(request_id, now=now):
+                continue
+            reminded += 1
+            reminder = text.reminder_text(text.people(self.approval.approvers))
+            for channel, ts in self.store.messages(request_id, FOR_APPROVERS):
+                try:
+                    self.d.slack.chat_postMessage(channel=channel, thread_ts=ts, text=reminder)
+                except (SlackClientError, OSError) as error:
+                    log.warning("Could not remind approvers in %s: %s", channel, type(error).__name__)
+        return reminded
+
     # --- talking ---------------------------------------------------------------------------------------
 
     def _status(self, record: ApprovalRecord) -> str:

@@ -82,6 +82,7 @@ class Runtime:
                 if self.approvals is not None:
                     try:
                         self.approvals.expire_due()
+                        self.approvals.remind_due()
                     except Exception:
                         log.exception("Expiring approval requests failed")
                 if self._stopping.wait(self.settings.sweep_interval_seconds):

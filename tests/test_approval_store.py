@@ -149,3 +149,19 @@ def test_concurrent_approvals_on_two_instances_make_one_decision(database_url, n
     finally:
         first.close()
         second.close()
+
+
+def test_expiry_and_reminders_run_once_across_instances(database_url):
+    first, second = Store.connect(database_url), Store.connect(database_url)
+    try:
+        request_id = open_request(ApprovalStore(first)).request.id
+        later = NOW + timedelta(hours=30)
+        reminders = [ApprovalStore(s).take_reminder(request_id, now=NOW) for s in (first, second, first)]
+        assert reminders == [True, False, False]
+        expiries = [ApprovalStore(s).expire(request_id, now=later) for s in (second, first)]
+        assert [e is not None for e in expiries] == [True, False]
+        assert ApprovalStore(first).take_reminder(request_id, now=later) is False
+        assert ApprovalStore(first).overdue(later) == []
+    finally:
+        first.close()
+        second.close()

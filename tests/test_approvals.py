@@ -309,6 +309,21 @@ def test_an_undecided_request_expires_and_the_requester_is_told(bots, people):
     assert ("expired", None) in events(bot)
 
 
+def test_one_reminder_goes_to_the_request_thread_after_remind_after_hours(bots, people):
+    bot = start(bots, people)
+    request_id = request_admin(bot)
+    assert bot.runtime.approvals.remind_due() == 0
+    bot.runtime.flow.d.clock = lambda: datetime.now(UTC) + timedelta(hours=5)
+    assert bot.runtime.approvals.remind_due() == 1
+    assert bot.runtime.approvals.remind_due() == 0
+    post = approver_posts(bot)[0]
+    reminders = [c.args for c in bot.slack.calls("chat.postMessage") if c.args.get("thread_ts")]
+    assert len(reminders) == 1
+    assert reminders[0]["thread_ts"] == post.response["ts"] and reminders[0]["channel"] == CHANNEL
+    assert f"<@{APPROVER}>" in reminders[0]["text"] and f"<@{SECOND}>" in reminders[0]["text"]
+    assert state(bot, request_id) == "pending_approval"
+
+
 def test_an_approved_request_left_unclaimed_expires(bots, people):
     bot = start(bots, people)
     request_id = request_admin(bot)
