@@ -17,8 +17,9 @@ from slack_sdk.errors import SlackClientError
 
 from bot import approval_messages as text
 from bot import messages
+from bot.approval_notices import ApprovalNotices
 from bot.approval_states import Action, ApprovalState, Refusal, start, step
-from bot.approval_store import FOR_APPROVERS, FOR_REQUESTER, ApprovalRecord, ApprovalStore
+from bot.approval_store import ApprovalRecord, ApprovalStore
 from bot.delivery import DeliveryOutcome
 from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
@@ -38,6 +39,13 @@ class ApprovalFlow:
         self.d = creation.d
         self.approval = approval
         self.store = ApprovalStore(self.d.store)
+        self.notices = ApprovalNotices(
+            slack=self.d.slack,
+            store=self.store,
+            approval=approval,
+            clock=lambda: self.d.clock(),
+            project_names=creation._project_names,
+        )
         creation.approval_gate = self.gate
 
     def _now(self) -> datetime:
@@ -127,21 +135,17 @@ class ApprovalFlow:
         record = self._open(spec, reason, context, view_id, team_id, break_glass=False)
         if record is None:
             return
-        message = text.approval_request_message(record.id, self._summary(record), None, True)
-        for channel in self._approver_channels(record.request.requester_id):
-            posted = self._post(channel, message)
-            if posted:
-                self.store.add_message(record.id, FOR_APPROVERS, *posted)
-        self._tell_requester(record, text.waiting_text(text.people(self.approval.approvers)), "cancel")
+        self.notices.ask_approvers(record)
+        self.notices.tell_requester(record, text.waiting_text(text.people(self.approval.approvers)), "cancel")
         self._announce("approval_requested", record, record.request.requester_id)
 
     def _break_glass(self, spec, reason, context, view_id, team_id) -> None:
         record = self._open(spec, reason, context, view_id, team_id, break_glass=True)
         if record is None:
             return
-        notice = text.break_glass_notice(record.request.requester_id, self._summary(record))
-        for channel in self._approver_channels(record.request.requester_id):
-            self._post(channel, notice)
+        notice = text.break_glass_notice(record.request.requester_id, self.notices.summary(record))
+        for channel in self.notices.approver_channels(record.request.requester_id):
+            self.notices.post(channel, notice)
         self._announce("break_glass", record, record.request.requester_id)
         self.creation.create(record.request, context, view_id)
 
@@ -171,7 +175,7 @@ class ApprovalFlow:
         if result.allowed:
             return record, None
         if result.refusal is Refusal.NOT_PENDING:
-            return record, text.lost_click_text(self._status(record))
+            return record, text.lost_click_text(self.notices.status(record))
         return record, text.REFUSALS[result.refusal]
 
     def approve(self, request_id: str, user_id: str) -> str | None:
@@ -183,10 +187,12 @@ class ApprovalFlow:
         updated = self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl)
         if updated is None:
             return self._lost(request_id)
-        self._refresh_approvers(updated)
+        self.notices.refresh_approvers(updated)
         self._announce("approved", updated, user_id)
         if updated.state is ApprovalState.APPROVED:
-            self._tell_requester(updated, text.claimable_text(updated.approved_by, updated.claim_by), "claim")
+            self.notices.tell_requester(
+                updated, text.claimable_text(updated.approved_by, updated.claim_by), "claim"
+            )
         return None
 
     def may_deny(self, request_id: str, user_id: str) -> str | None:
@@ -199,14 +205,14 @@ class ApprovalFlow:
         updated = self.store.deny(request_id, user_id, reason, now=self._now())
         if updated is None:
             return self._lost(request_id)
-        self._refresh_approvers(updated)
-        self._tell_requester(updated, self._status(updated), None)
+        self.notices.refresh_approvers(updated)
+        self.notices.tell_requester(updated, self.notices.status(updated), None)
         self._announce("denied", updated, user_id, reason)
         return None
 
     def _lost(self, request_id: str) -> str:
         current = self.store.get(request_id)
-        return text.lost_click_text(self._status(current)) if current else text.UNKNOWN_REQUEST
+        return text.lost_click_text(self.notices.status(current)) if current else text.UNKNOWN_REQUEST
 
     # --- clicks by the requester ---------------------------------------------------------------------
 
@@ -217,8 +223,8 @@ class ApprovalFlow:
         updated = self.store.cancel(request_id, user_id, now=self._now())
         if updated is None:
             return self._lost(request_id)
-        self._refresh_approvers(updated)
-        self._update_requester_messages(updated, self._status(updated), None)
+        self.notices.refresh_approvers(updated)
+        self.notices.update_requester_messages(updated, self.notices.status(updated), None)
         self._announce("cancelled", updated, user_id)
         return None
 
@@ -266,8 +272,8 @@ class ApprovalFlow:
                 if delivered
                 else messages.failed_view_text("The account could not be shown to you, so it was not kept.")
             )
-            self._update_requester_messages(final, status, None)
-            self._refresh_approvers(final)
+            self.notices.update_requester_messages(final, status, None)
+            self.notices.refresh_approvers(final)
 
     def _still_allowed(self, record: ApprovalRecord) -> str | None:
         """Re-apply the policy to the person and the account as they are now (quota: counted when made).
@@ -320,8 +326,8 @@ class ApprovalFlow:
             if record is None:
                 continue
             expired += 1
-            self._refresh_approvers(record)
-            self._tell_requester(record, self._status(record), None)
+            self.notices.refresh_approvers(record)
+            self.notices.tell_requester(record, self.notices.status(record), None)
             self._announce("expired", record, None)
         return expired
 
@@ -335,116 +341,15 @@ class ApprovalFlow:
             if not self.store.take_reminder(request_id, now=now):
                 continue
             reminded += 1
-            reminder = text.reminder_text(text.people(self.approval.approvers))
-            for channel, ts in self.store.messages(request_id, FOR_APPROVERS):
-                try:
-                    self.d.slack.chat_postMessage(channel=channel, thread_ts=ts, text=reminder)
-                except (SlackClientError, OSError) as error:
-                    log.warning("Could not remind approvers in %s: %s", channel, type(error).__name__)
+            self.notices.remind(request_id)
         return reminded
-
-    # --- talking ---------------------------------------------------------------------------------------
-
-    def _status(self, record: ApprovalRecord) -> str:
-        state = record.state
-        if state is ApprovalState.PENDING:
-            return (
-                text.progress_text(record.approved_by, record.approvals_needed) if record.approved_by else ""
-            )
-        if state is ApprovalState.APPROVED:
-            return text.approved_text(record.approved_by, record.decided_at or self._now())
-        if state is ApprovalState.DENIED:
-            return text.denied_text(
-                record.decided_by or "", record.decided_at or self._now(), record.denial_reason
-            )
-        if state is ApprovalState.CANCELLED:
-            return text.cancelled_text(record.decided_at or self._now())
-        if state is ApprovalState.EXPIRED:
-            return text.expired_text(record.decided_at or self._now())
-        if record.break_glass:
-            return text.BREAK_GLASS_STATUS
-        return (
-            text.approved_text(record.approved_by, record.decided_at or self._now())
-            + "\n"
-            + text.CLAIMED_STATUS
-        )
-
-    def _summary(self, record: ApprovalRecord) -> str:
-        request = record.request
-        return text.summary_lines(
-            requester_id=request.requester_id,
-            username=request.username,
-            role=str(request.role),
-            project_ids=request.project_ids,
-            projects=self.creation._project_names(),
-            expires_at=request.expires_at,
-            reason=record.reason,
-        )
-
-    def _refresh_approvers(self, record: ApprovalRecord) -> None:
-        message = text.approval_request_message(
-            record.id,
-            self._summary(record),
-            self._status(record) or None,
-            record.state is ApprovalState.PENDING,
-        )
-        for channel, ts in self.store.messages(record.id, FOR_APPROVERS):
-            self._update(channel, ts, message)
-
-    def _update_requester_messages(self, record: ApprovalRecord, status: str, control: str | None) -> None:
-        message = text.requester_message(record.id, self._summary(record), status, control)
-        for channel, ts in self.store.messages(record.id, FOR_REQUESTER):
-            self._update(channel, ts, message)
-
-    def _tell_requester(self, record: ApprovalRecord, status: str, control: str | None) -> None:
-        """Earlier DMs lose their controls; a new DM (which notifies) carries the news and the next one."""
-        self._update_requester_messages(record, status, None)
-        channel = self._dm_channel(record.request.requester_id)
-        posted = (
-            self._post(channel, text.requester_message(record.id, self._summary(record), status, control))
-            if channel
-            else None
-        )
-        if posted:
-            self.store.add_message(record.id, FOR_REQUESTER, *posted)
-
-    def _approver_channels(self, requester_id: str | None) -> list[str]:
-        if self.approval.channel:
-            return [self.approval.channel]
-        people = set(self.approval.approvers.users)
-        for group in self.approval.approvers.usergroups:
-            try:
-                people.update(self.d.slack.usergroups_users_list(usergroup=group)["users"] or ())
-            except (SlackClientError, OSError, KeyError, TypeError) as error:
-                log.warning("Could not list approver group %s: %s", group, type(error).__name__)
-        people.discard(requester_id)
-        return [channel for person in sorted(people) if (channel := self._dm_channel(person))]
-
-    def _dm_channel(self, user_id: str) -> str | None:
-        try:
-            return self.d.slack.conversations_open(users=user_id)["channel"]["id"]
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("Could not open a DM with %s: %s", user_id, type(error).__name__)
-            return None
-
-    def _post(self, channel: str, message: dict[str, Any]) -> tuple[str, str] | None:
-        try:
-            response = self.d.slack.chat_postMessage(channel=channel, unfurl_links=False, **message)
-            return response["channel"], response["ts"]
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("Could not post an approval message to %s: %s", channel, type(error).__name__)
-            return None
-
-    def _update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
-        try:
-            self.d.slack.chat_update(channel=channel, ts=ts, **message)
-        except (SlackClientError, OSError) as error:
-            log.info("Could not update approval message %s/%s: %s", channel, ts, type(error).__name__)
 
     def _announce(
         self, event: str, record: ApprovalRecord, actor_id: str | None, detail: str | None = None
     ) -> None:
-        self.creation._announce(text.audit_announcement(event, actor_id, self._summary(record), detail))
+        self.creation._announce(
+            text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
+        )
 
 
 def _capped(spec: AccountSpec, latest: date) -> AccountSpec:
