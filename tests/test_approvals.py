@@ -494,3 +494,37 @@ def test_concurrent_approvals_on_two_instances_sharing_postgres_make_one_decisio
     assert f"<@{winner}>" in told(first, answers[loser])
     assert first.slack.response_url_posts(answers[winner]) == []
     assert state(first, request_id) == "approved"
+
+
+# --- audit --------------------------------------------------------------------------------------------
+
+AUDIT = "C0AUDIT"
+
+
+def test_every_transition_reaches_the_audit_channel_and_the_export_names_the_approver(
+    bots, people, capsys, monkeypatch
+):
+    policy = approval_policy().model_copy(update={"audit_channel": AUDIT})
+    bot = bots.start(policy=policy, slack_cache_seconds=0)
+    request_id = request_admin(bot)
+    approve_and_get_claim(bot, request_id)
+    claim(bot, ALICE, request_id)
+    bot.slack.wait_for(lambda c: c.method == "chat.postMessage" and c.args["channel"] == AUDIT, count=4)
+    bot.wait_idle()
+    audit_texts = [c.args["text"] for c in bot.slack.calls("chat.postMessage") if c.args["channel"] == AUDIT]
+    assert any(f"<@{ALICE}> asked for approval" in t for t in audit_texts)
+    assert any(f"<@{APPROVER}> approved" in t for t in audit_texts)
+    assert any(f"<@{ALICE}> claimed" in t for t in audit_texts)
+    token = token_of(bot)
+    assert token not in json.dumps([c.args for c in bot.slack.calls("chat.postMessage")])
+
+    from bot.__main__ import main as audit_main
+
+    monkeypatch.setenv("DATABASE_URL", bot.runtime.settings.database_url)
+    assert audit_main(["audit", "--since", "2000-01-01", "--format", "json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert [(r["event"], r["actor_id"]) for r in exported][:3] == [
+        ("approval_requested", ALICE),
+        ("approved", APPROVER),
+        ("claimed", ALICE),
+    ]
