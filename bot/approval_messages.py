@@ -50,7 +50,7 @@ WHY_REFUSED = {
     RefusalReason.UNVERIFIED: WHY_UNVERIFIED,
 }
 BREAK_GLASS_STATUS = ":rotating_light: Created at once by break glass, without approval."
-CLAIMED_STATUS = ":white_check_mark: The requester has created the account."
+CLAIMED_STATUS = ":key: The requester clicked Create and show token."
 CLAIM_REFUSED = (
     ":no_entry: You may no longer create this account ({why}), so nothing was created. If you need access, "
     "ask {contact}."
