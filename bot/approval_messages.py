@@ -51,6 +51,9 @@ WHY_REFUSED = {
 }
 BREAK_GLASS_STATUS = ":rotating_light: Created at once by break glass, without approval."
 CLAIMED_STATUS = ":key: The requester clicked Create and show token."
+CLAIM_NOT_COMPLETED = (
+    ":warning: No account was kept for this request; the window that opened on your click says why."
+)
 CLAIM_REFUSED = (
     ":no_entry: You may no longer create this account ({why}), so nothing was created. If you need access, "
     "ask {contact}."

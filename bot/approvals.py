@@ -258,19 +258,24 @@ class ApprovalFlow:
             self.d.delivery.update_view(view_id, status_view(self._lost(request_id)))
             return
         self._announce("claimed", claimed, user_id)
-        self.creation.create(
-            claimed.request,
-            context,
-            view_id,
-            deliver=lambda message: self._to_modal(view_id, context, message),
-        )
+        try:
+            self.creation.create(
+                claimed.request,
+                context,
+                view_id,
+                deliver=lambda message: self._to_modal(view_id, context, message),
+            )
+        except Exception:
+            # The request stays `submitted`: the sweeper settles it (deleting any account made).
+            log.exception("Creating the account for approved request %s failed unexpectedly", request_id)
+            sentence = messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
+            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
         final = self.store.get(request_id)
         if final is not None:
-            delivered = final.request.state is RequestState.DELIVERED
             status = (
                 text.created_for_requester_text(final.request.mixpanel_username)
-                if delivered
-                else messages.failed_view_text("The account could not be shown to you, so it was not kept.")
+                if final.request.state is RequestState.DELIVERED
+                else text.CLAIM_NOT_COMPLETED
             )
             self.notices.update_requester_messages(final, status, None)
             self.notices.refresh_approvers(final)

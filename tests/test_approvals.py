@@ -14,6 +14,7 @@ from bot import views
 from bot.models import Role
 from bot.policy import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
 from tests.conftest import ALICE, dump_database, form_values
+from tests.fakes.mixpanel import respond
 
 APPROVER = "UAPPROVER1"
 SECOND = "UAPPROVER2"
@@ -428,6 +429,19 @@ def test_a_claim_whose_token_cannot_be_delivered_anywhere_deletes_the_account(bo
     assert len(bot.mixpanel.delete_calls()) == 1
     assert bot.mixpanel.tokens == {}
     assert state(bot, request_id) == "deleted"
+    updates_with(bot, text.CLAIM_NOT_COMPLETED)
+
+
+def test_a_claim_that_mixpanel_refuses_says_so_in_the_modal(bots, people):
+    bot = start(bots, people)
+    request_id = request_admin(bot)
+    approve_and_get_claim(bot, request_id)
+    bot.mixpanel.script("create", respond(400, {"status": "error", "error": "username taken"}))
+    claim(bot, ALICE, request_id)
+    bot.slack.wait_for(lambda c: c.method == "views.update" and "username taken" in json.dumps(c.args))
+    bot.wait_idle()
+    assert state(bot, request_id) == "failed"
+    assert bot.mixpanel.created_tokens() == []
 
 
 # --- break glass --------------------------------------------------------------------------------------
