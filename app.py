@@ -18,7 +18,7 @@ from handlers import register_all
 
 def create_app(runtime: Runtime) -> App:
     app = runtime.new_bolt_app()
-    register_all(app, runtime.flow, runtime.manage, runtime.rescope, runtime.replace)
+    register_all(app, runtime)
     return app
 
 

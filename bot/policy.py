@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bot.models import AccountSpec, Requester, Role, Standing, Workspace
 
@@ -70,6 +70,45 @@ class RateLimit(_Strict):
     per_user_per_day: int = Field(default=10, ge=1, le=10_000)
 
 
+class ApprovalTriggers(_Strict):
+    """A request needs approval when ANY of these holds."""
+
+    roles: list[Role] = Field(default_factory=list)
+    projects: list[int] = Field(default_factory=list)  # sensitive project ids
+    expiry_over_days: int | None = Field(default=None, ge=0)
+    never_expires: bool = False
+
+
+class ApprovalPolicy(_Strict):
+    required_for: ApprovalTriggers = Field(default_factory=ApprovalTriggers)
+    approvers: PersonSelector
+    approvals_needed: int = Field(default=1, ge=1, le=10)
+    channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]+$")
+    request_ttl_hours: float = Field(default=24, gt=0, le=24 * 30)
+    remind_after_hours: float | None = Field(default=4, gt=0)
+    claim_ttl_hours: float = Field(default=72, gt=0, le=24 * 30)
+    break_glass: bool = False
+
+    @field_validator("approvers")
+    @classmethod
+    def _somebody_decides(cls, approvers: PersonSelector) -> PersonSelector:
+        if not approvers.users and not approvers.usergroups:
+            raise ValueError("names nobody, so no request that needs approval could ever be approved")
+        return approvers
+
+    @field_validator("approvals_needed")
+    @classmethod
+    def _enough_approvers(cls, needed: int, info: ValidationInfo) -> int:
+        approvers = info.data.get("approvers")
+        # User groups are resolved at run time; only a list of people alone can be counted here.
+        if approvers is not None and not approvers.usergroups and len(set(approvers.users)) < needed:
+            raise ValueError(
+                f"is {needed}, but approval.approvers lists only {len(set(approvers.users))} "
+                "people, so no request could ever collect enough approvals"
+            )
+        return needed
+
+
 class Policy(_Strict):
     requesters: PersonSelector | None = None
     max_role: Role = Role.ANALYST
@@ -84,6 +123,7 @@ class Policy(_Strict):
     # People who manage every service account of the organization, including those made outside the bot.
     admins: PersonSelector = Field(default_factory=PersonSelector)
     reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
+    approval: ApprovalPolicy | None = None
 
     @field_validator("external_teams")
     @classmethod
@@ -107,6 +147,8 @@ class Policy(_Strict):
         groups.update(self.admins.usergroups)
         for grant in self.elevated:
             groups.update(grant.usergroups)
+        if self.approval is not None:
+            groups.update(self.approval.approvers.usergroups)
         return groups
 
     def selectors(self) -> list[tuple[str, PersonSelector]]:
@@ -118,6 +160,7 @@ class Policy(_Strict):
         """Every channel the policy names, by key. A new channel key belongs here, in one line."""
         named = {
             "audit_channel": self.audit_channel,
+            "approval.channel": self.approval.channel if self.approval else None,
         }
         return {key: channel for key, channel in named.items() if channel}
 
@@ -159,7 +202,13 @@ def load_policy(path: Path | None) -> Policy:
         problems = []
         for item in error.errors():
             key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            problems.append(f"{key}: {'unknown key' if item['type'] == 'extra_forbidden' else item['msg']}")
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif item["type"] == "value_error":
+                message = str(item.get("ctx", {}).get("error", item["msg"]))
+            else:
+                message = item["msg"]
+            problems.append(f"{key}: {message}")
         raise PolicyError(path, problems) from None
 
 
@@ -184,6 +233,15 @@ class Violation:
     message: str
 
 
+class ApprovalTrigger(StrEnum):
+    """Which rule of `approval.required_for` made a request need someone else's yes."""
+
+    ROLE = "role"
+    PROJECT = "project"
+    LONG_EXPIRY = "long_expiry"
+    NEVER_EXPIRES = "never_expires"
+
+
 @dataclass(frozen=True)
 class Entitlement:
     """What a permitted requester may choose: the form is built from this and nothing else."""
@@ -192,6 +250,7 @@ class Entitlement:
     project_ids: frozenset[int] | None  # None: every project of the organization
     max_expiry_days: int
     allow_never: bool
+    may_need_approval: bool = False  # some choice on offer needs approval: the form asks for a reason
 
     @property
     def roles(self) -> list[Role]:
@@ -206,6 +265,7 @@ class Decision:
     entitlement: Entitlement | None
     refusal: RefusalReason | None = None
     violations: tuple[Violation, ...] = field(default=())
+    needs_approval: tuple[ApprovalTrigger, ...] = field(default=())  # empty: no approval needed
 
     @property
     def allowed(self) -> bool:
@@ -223,12 +283,56 @@ def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
         if grant.matches(requester) and grant.max_role.rank > ceiling.rank:
             ceiling = grant.max_role
     allowed = frozenset(policy.projects.allowed) if policy.projects.allowed is not None else None
-    return Entitlement(
+    entitlement = Entitlement(
         max_role=ceiling,
         project_ids=allowed,
         max_expiry_days=policy.expiry.max_days,
         allow_never=policy.expiry.allow_never,
     )
+    if policy.approval is None:
+        return entitlement
+    rules = policy.approval.required_for
+    may_need = (
+        any(role.rank <= ceiling.rank for role in rules.roles)
+        or any(entitlement.offers_project(project_id) for project_id in rules.projects)
+        or (rules.expiry_over_days is not None and rules.expiry_over_days < entitlement.max_expiry_days)
+        or (rules.never_expires and entitlement.allow_never)
+    )
+    return replace(entitlement, may_need_approval=may_need)
+
+
+def is_approver(policy: Policy, person: Requester | None) -> bool:
+    """May this person decide other people's requests? Full members only, like requesters."""
+    return (
+        policy.approval is not None
+        and person is not None
+        and person.standing is Standing.MEMBER
+        and policy.approval.approvers.matches(person)
+    )
+
+
+def break_glass_offered(policy: Policy, person: Requester) -> bool:
+    return policy.approval is not None and policy.approval.break_glass and is_approver(policy, person)
+
+
+def approval_triggers(policy: Policy, spec: AccountSpec, today: date) -> tuple[ApprovalTrigger, ...]:
+    """Every rule of `approval.required_for` that this account matches; empty when none does."""
+    if policy.approval is None:
+        return ()
+    rules = policy.approval.required_for
+    triggers = []
+    if spec.role in rules.roles:
+        triggers.append(ApprovalTrigger.ROLE)
+    if not set(spec.project_ids).isdisjoint(rules.projects):
+        triggers.append(ApprovalTrigger.PROJECT)
+    if spec.expires_on is None:
+        if rules.never_expires:
+            triggers.append(ApprovalTrigger.NEVER_EXPIRES)
+    elif rules.expiry_over_days is not None and spec.expires_on > today + timedelta(
+        days=rules.expiry_over_days
+    ):
+        triggers.append(ApprovalTrigger.LONG_EXPIRY)
+    return tuple(triggers)
 
 
 def decide(
@@ -261,9 +365,11 @@ def decide(
         return Decision(entitlement=entitlement, refusal=RefusalReason.RATE_LIMITED)
     if spec is None:
         return Decision(entitlement=entitlement)
+    violations = tuple(_spec_violations(entitlement, spec, today, known_project_ids))
     return Decision(
         entitlement=entitlement,
-        violations=tuple(_spec_violations(entitlement, spec, today, known_project_ids)),
+        violations=violations,
+        needs_approval=() if violations else approval_triggers(policy, spec, today),
     )
 
 

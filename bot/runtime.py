@@ -14,6 +14,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.approvals import ApprovalFlow
 from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery, response_url_hosts
 from bot.directory import SlackDirectory, installation_of
@@ -69,6 +70,7 @@ class Runtime:
     reminders: ReminderJob
     replace: ReplaceFlow
     rescope: RescopeFlow
+    approvals: ApprovalFlow | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -95,6 +97,12 @@ class Runtime:
                     self.flow.sweep_stale(idle_for)
                 except Exception:
                     log.exception("Sweeping interrupted requests failed")
+                if self.approvals is not None:
+                    try:
+                        self.approvals.expire_due()
+                        self.approvals.remind_due()
+                    except Exception:
+                        log.exception("Expiring approval requests failed")
                 if self._stopping.wait(self.settings.sweep_interval_seconds):
                     return
 
@@ -193,6 +201,7 @@ def build_runtime(
     replace = ReplaceFlow(manage)
     deps.may_replace = replace.may_replace
     deps.after_delivery = replace.after_delivery
+    flow = CreationFlow(deps)
     runtime = Runtime(
         settings=settings,
         policy=policy,
@@ -201,11 +210,12 @@ def build_runtime(
         store=store,
         catalog=catalog,
         jobs=jobs,
-        flow=CreationFlow(deps),
+        flow=flow,
         manage=manage,
         reminders=ReminderJob(manage, ReminderStore(store)),
         replace=replace,
         rescope=RescopeFlow(manage),
+        approvals=ApprovalFlow(flow, policy.approval) if policy.approval is not None else None,
     )
     if background_tasks:
         # Warm the project list in every worker process, so the first modal opens complete; a cold form

@@ -24,13 +24,21 @@ from bot import messages
 from bot.announce import AuditAnnouncer
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
 from bot.cleanup import Cleanup, CleanupDependencies
-from bot.delivery import SlackDelivery
+from bot.delivery import DeliveryOutcome, SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
 from bot.orphans import OrphanRecords
-from bot.policy import Decision, Entitlement, Policy, RefusalReason, decide, within_quota
+from bot.policy import (
+    Decision,
+    Entitlement,
+    Policy,
+    RefusalReason,
+    break_glass_offered,
+    decide,
+    within_quota,
+)
 from bot.redaction import redactor
 from bot.refusals import record_refusal
 from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, StateMoved, Store, StoredRequest
@@ -87,6 +95,12 @@ class FlowDependencies:
     after_delivery: Callable[[StoredRequest, SubmissionContext], None] = lambda request, context: None
 
 
+# Given a valid submission, takes it over (the ack to send) when it needs approval or breaks glass.
+ApprovalGate = Callable[..., "SubmitOutcome | None"]
+# Shows a new account's credentials to its requester; the default is a private message.
+Deliver = Callable[[dict[str, Any]], DeliveryOutcome]
+
+
 class CreationFlow:
     def __init__(self, deps: FlowDependencies):
         self.d = deps
@@ -105,6 +119,7 @@ class CreationFlow:
                 pause=lambda seconds: self.d.pause(seconds),
             )
         )
+        self.approval_gate: ApprovalGate | None = None  # set by bot.approvals when approval is configured
 
     @property
     def _contact(self) -> str:
@@ -218,6 +233,7 @@ class CreationFlow:
             metadata=metadata,
             projects_unavailable_text=messages.PROJECTS_UNAVAILABLE.format(contact=self._contact),
             no_projects_text=messages.NO_PROJECTS.format(contact=self._contact),
+            offer_break_glass=break_glass_offered(self.d.policy, requester),
         )
 
     def project_options(self, user_id: str, query: str) -> list[dict[str, Any]]:
@@ -267,6 +283,18 @@ class CreationFlow:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
+        if self.approval_gate is not None:
+            gated = self.approval_gate(
+                spec=spec,
+                decision=decision,
+                requester=requester,
+                context=context,
+                view_id=view_id,
+                team_id=team_id,
+                values=values,
+            )
+            if gated is not None:
+                return gated
         # Storing the request takes the database's write lock; it happens after the ack, so that a busy
         # database never delays Slack's 3 s deadline. The claim re-checks duplicates and the quota atomically.
         return SubmitOutcome(
@@ -328,7 +356,14 @@ class CreationFlow:
             return None
         return claim.request
 
-    def create(self, request: StoredRequest, context: SubmissionContext, view_id: str | None = None) -> None:
+    def create(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None = None,
+        *,
+        deliver: Deliver | None = None,
+    ) -> None:
         try:
             organization_id = self.d.catalog.organization_id()
         except (MixpanelError, OrganizationUnknown) as error:
@@ -381,7 +416,7 @@ class CreationFlow:
             self._delete_unrecorded(organization_id, account.id)
             self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
             return
-        self._deliver(request, context, view_id, organization_id, account)
+        self._deliver(request, context, view_id, organization_id, account, deliver)
 
     def _fail(
         self,
@@ -435,6 +470,7 @@ class CreationFlow:
         view_id: str | None,
         organization_id: int,
         account: CreatedServiceAccount,
+        deliver: Deliver | None = None,
     ) -> None:
         message = messages.credentials_message(
             full_username=account.username,
@@ -445,7 +481,7 @@ class CreationFlow:
             expires_at=request.expires_at,
             public_host=self.d.public_host,
         )
-        outcome = self.d.delivery.to_requester(context, message)
+        outcome = deliver(message) if deliver else self.d.delivery.to_requester(context, message)
         del message
         if outcome.delivered:
             self._record_delivery(request, context, view_id, organization_id, account, outcome.path)
@@ -503,7 +539,8 @@ class CreationFlow:
             self._tell(context, view_id, sentence)
             return
         try:
-            self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
+            if path != "modal":  # the modal itself shows the credentials: leave it be
+                self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
             self.audit.request_event("created", request)
             self.d.after_delivery(request, context)
         except Exception:

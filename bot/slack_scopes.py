@@ -3,8 +3,8 @@
 REQUIRED_BOT_SCOPES: frozenset[str] = frozenset(
     {
         "commands",  # the /mp-service-account slash command
-        "chat:write",  # chat.postEphemeral (results, errors) and chat.postMessage (audit channel)
-        "im:write",  # conversations.open, for the DM fallback when an ephemeral message cannot be sent
+        "chat:write",  # chat.postEphemeral (results), chat.postMessage / chat.update (audit, approvals)
+        "im:write",  # conversations.open: the DM fallback, and approval DMs to requesters and approvers
         "users:read",  # users.info: the requester's time zone, and guest / bot / deleted checks
         "usergroups:read",  # usergroups.users.list: who belongs to the allowed user groups
         # conversations.info, for `python -m bot doctor`: the policy's channels exist and have the bot in

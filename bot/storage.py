@@ -72,9 +72,16 @@ class RequestState(StrEnum):
     DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
     DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
     CLOSED = "closed"  # was delivered; then deleted by a person, or found gone from Mixpanel
+    # Requests that need approval (bot/approval_states.py); a claimed one continues as SUBMITTED.
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
-# Attempts that count against the rate limit: anything that may have produced an account.
+# Attempts that count against the rate limit: anything that may have produced an account, and every
+# request sent for approval (it is counted when made, whatever the approvers decide).
 QUOTA_STATES = (
     RequestState.SUBMITTED,
     RequestState.CREATED,
@@ -83,6 +90,11 @@ QUOTA_STATES = (
     RequestState.ORPHANED,
     RequestState.DELETE_FAILED,
     RequestState.CLOSED,  # a delivered account counts as a creation even once it is deleted
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.DENIED,
+    RequestState.CANCELLED,
+    RequestState.EXPIRED,
 )
 
 
@@ -111,6 +123,13 @@ class AuditEvent(StrEnum):
     MANAGE_REFUSED = "manage_refused"
     PROJECTS_CHANGED = "projects_changed"
     REMINDED = "reminded"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    CLAIMED = "claimed"
+    BREAK_GLASS = "break_glass"
 
 
 class Base(DeclarativeBase):
@@ -167,6 +186,7 @@ class AuditRecord(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     # Refusals only: was the audit channel told about this one (None: no channel was configured)?
     announced: Mapped[bool | None] = mapped_column(Boolean)
+    actor_id: Mapped[str | None] = mapped_column(String(32))  # who acted, where not the requester
 
     __table_args__ = (Index("ix_audit_events_requester_at", "requester_id", "at"),)
 
@@ -253,6 +273,7 @@ AUDIT_COLUMNS = [
     "mixpanel_account_id",
     "mixpanel_username",
     "detail",
+    "actor_id",
 ]
 
 

@@ -35,6 +35,8 @@ BLOCK_PROJECTS = "projects"
 BLOCK_EXPIRY = "expiry"
 BLOCK_NEVER = "expiry_never"
 BLOCK_NOTICE = "notice"
+BLOCK_REASON = "reason"
+BLOCK_BREAK_GLASS = "break_glass"
 
 ACTION_USERNAME = "username_input"
 ACTION_ROLE = "role_select"
@@ -42,6 +44,10 @@ ACTION_PROJECTS = "projects_select"
 ACTION_EXPIRY = "expiry_date"
 ACTION_NEVER = "expiry_never_check"
 NEVER_VALUE = "never"
+ACTION_REASON = "reason_input"
+ACTION_BREAK_GLASS = "break_glass_check"
+BREAK_GLASS_VALUE = "break_glass"
+REASON_MAX_LENGTH = 500
 
 BLOCK_FOR_FIELD: dict[FormField, str] = {
     FormField.USERNAME: BLOCK_USERNAME,
@@ -186,9 +192,13 @@ def creation_view(
     projects_unavailable_text: str,
     no_projects_text: str,
     prefill: Prefill | None = None,
+    offer_break_glass: bool = False,
 ) -> dict[str, Any]:
     """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say.
-    `prefill` (Replace…) starts it with an earlier account's name, role and projects, where still allowed."""
+    `prefill` (Replace…) starts it with an earlier account's name, role and projects, where still allowed.
+
+    A Reason field appears for people who may choose something that needs approval; whether the chosen
+    values do is only known at submission, so it is optional here and required there."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "input",
@@ -286,6 +296,25 @@ def creation_view(
                     "element": element,
                 }
             )
+    if entitlement.may_need_approval:
+        blocks.append(reason_block())
+    if offer_break_glass:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": BLOCK_BREAK_GLASS,
+                "optional": True,
+                "label": _plain("Emergency"),
+                "hint": _plain(
+                    "Create it now without approval, expiring within a day; every approver is told."
+                ),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": ACTION_BREAK_GLASS,
+                    "options": [{"text": _plain("Break glass"), "value": BREAK_GLASS_VALUE}],
+                },
+            }
+        )
     blocks.append(
         {
             "type": "context",
@@ -303,6 +332,24 @@ def creation_view(
         submit="Create" if can_submit else None,
         close="Cancel",
     )
+
+
+def reason_block(*, label: str = "Reason", hint: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "optional": True,
+        "label": _plain(label),
+        "hint": _plain(
+            hint or "Needed when your choices need approval (e.g. a privileged role): approvers see it."
+        ),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": ACTION_REASON,
+            "multiline": True,
+            "max_length": REASON_MAX_LENGTH,
+        },
+    }
 
 
 # --- parsing the submission --------------------------------------------------------------------------
@@ -380,6 +427,17 @@ def parse_submission(values: dict[str, Any], *, timezone: str) -> ParsedForm:
         username=username, role=role, project_ids=tuple(project_ids), expires_on=expires_on, timezone=timezone
     )
     return ParsedForm(spec=spec, errors={})
+
+
+def parse_reason(values: dict[str, Any]) -> str:
+    """The Reason field, stripped; "" when absent or blank."""
+    raw = _value(values, BLOCK_REASON, ACTION_REASON).get("value")
+    return raw.strip()[:REASON_MAX_LENGTH] if isinstance(raw, str) else ""
+
+
+def parse_break_glass(values: dict[str, Any]) -> bool:
+    ticked = _value(values, BLOCK_BREAK_GLASS, ACTION_BREAK_GLASS).get("selected_options") or []
+    return any(isinstance(option, dict) and option.get("value") == BREAK_GLASS_VALUE for option in ticked)
 
 
 def errors_by_block(errors: dict[FormField, str]) -> dict[str, str]:

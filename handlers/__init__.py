@@ -1,19 +1,25 @@
-"""Thin Slack listeners: translate payloads into calls on the flows (`bot.service`, `bot.manage`)."""
+"""Thin Slack listeners: translate payloads into calls on the flows, and results back.
+
+One `register(app, ...)` per feature module, each handed only the flows it uses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from bot.manage import ManageFlow
-from bot.replace import ReplaceFlow
-from bot.rescope import RescopeFlow
-from bot.service import CreationFlow
-from handlers import commands, home, manage, options, submission
+from handlers import approvals, commands, home, manage, options, submission
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 
-def register_all(
-    app: App, flow: CreationFlow, lifecycle: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow
-) -> None:
-    commands.register(app, flow, lifecycle)
-    submission.register(app, flow)
-    options.register(app, flow)
-    manage.register(app, lifecycle, rescope, replace)
-    home.register(app, flow, lifecycle)
+def register_all(app: App, runtime: Runtime) -> None:
+    commands.register(app, runtime.flow, runtime.manage)
+    submission.register(app, runtime.flow)
+    options.register(app, runtime.flow)
+    manage.register(app, runtime.manage, runtime.rescope, runtime.replace)
+    home.register(app, runtime.flow, runtime.manage)
+    if runtime.approvals is not None:
+        approvals.register(app, runtime.approvals)

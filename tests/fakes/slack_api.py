@@ -57,8 +57,8 @@ Public API::
 ``SlackCall.at`` is ``time.monotonic()`` at arrival; ``status``/``response`` are filled once answered;
 ``headers`` is case-insensitive. Order per request: record, delay, HTTP fault, auth, ``fail`` fault, method.
 Methods: auth.test, views.open, views.update (a stale ``hash`` -> ``hash_conflict``), views.push,
-views.publish, chat.postEphemeral, chat.postMessage, conversations.open, conversations.info, users.info,
-usergroups.users.list, apps.connections.open. Anything else answers ``unknown_method``.
+views.publish, chat.postEphemeral, chat.postMessage, chat.update, conversations.open, conversations.info,
+users.info, usergroups.users.list, apps.connections.open. Anything else answers ``unknown_method``.
 HTTP faults answer 429 as JSON ``ratelimited`` + ``Retry-After``, other statuses as an HTML page.
 
 How slack_sdk 3.48 talks to it: every call is a POST (even ``http_verb="GET"`` ones); the token is in
@@ -92,6 +92,7 @@ ArgsPredicate = Callable[[dict[str, Any]], bool]
 METHOD_SCOPES: dict[str, str] = {
     "chat.postEphemeral": "chat:write",
     "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
     "conversations.open": "im:write",
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
@@ -623,6 +624,7 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
             "views.publish": self._views_publish,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
             "conversations.open": self._conversations_open,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
@@ -806,6 +808,15 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
         if args.get("blocks"):
             message["blocks"] = args["blocks"]
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("ts"):
+            return {"ok": False, "error": "message_not_found"}
+        if not self._has_content(args):
+            return {"ok": False, "error": "no_text"}
+        return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text", "")}
 
     def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if args.get("channel"):

@@ -1,0 +1,368 @@
+"""The approval flow: a privileged request waits for other people's yes, and the token is made on a click.
+
+Every click is judged by `bot.approval_states.step` against the stored record (never the message), then
+made with one compare-and-set in `bot.approval_store`; a click that loses is told what happened. Creation
+itself, delivery and clean-up are CreationFlow's: a claimed request is created like any other, its
+credentials shown in the modal the click opened (or, if that is gone, privately as today).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackClientError
+
+from bot import approval_messages as text
+from bot import messages
+from bot.approval_notices import ApprovalNotices
+from bot.approval_states import Action, ApprovalState, Refusal, start, step
+from bot.approval_store import ApprovalRecord, ApprovalStore
+from bot.delivery import DeliveryOutcome
+from bot.jobs import ShuttingDown
+from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
+from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
+from bot.service import CreationFlow, SubmitOutcome, _update
+from bot.storage import AlreadyClaimed, OverQuota, RequestState
+from bot.views import BLOCK_REASON, parse_break_glass, parse_reason, status_view
+
+log = logging.getLogger(__name__)
+
+BREAK_GLASS_DAYS = 1
+
+
+class ApprovalFlow:
+    def __init__(self, creation: CreationFlow, approval: ApprovalPolicy):
+        self.creation = creation
+        self.d = creation.d
+        self.approval = approval
+        self.store = ApprovalStore(self.d.store)
+        self.notices = ApprovalNotices(
+            slack=self.d.slack,
+            store=self.store,
+            approval=approval,
+            clock=lambda: self.d.clock(),
+            project_names=creation._project_names,
+        )
+        creation.approval_gate = self.gate
+
+    def _now(self) -> datetime:
+        return self.d.clock()
+
+    # --- the submission ------------------------------------------------------------------------------
+
+    def gate(
+        self,
+        *,
+        spec: AccountSpec,
+        decision: Decision,
+        requester: Requester,
+        context: SubmissionContext,
+        view_id: str,
+        team_id: str | None,
+        values: dict[str, Any],
+    ) -> SubmitOutcome | None:
+        """Take over a submission that needs approval; None lets creation go ahead as usual."""
+        if not decision.needs_approval:
+            return None
+        reason = parse_reason(values)
+        if not reason:
+            return SubmitOutcome(
+                ack={"response_action": "errors", "errors": {BLOCK_REASON: text.REASON_REQUIRED}}
+            )
+        if parse_break_glass(values):
+            started = start(
+                requester.user_id,
+                self.approval.approvals_needed,
+                break_glass=True,
+                break_glass_enabled=self.approval.break_glass,
+                requester_is_approver=is_approver(self.d.policy, requester),
+            )
+            if not started.allowed:
+                return SubmitOutcome(ack=_update(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
+            capped = _capped(
+                spec, today_in(requester.timezone, self._now()) + timedelta(days=BREAK_GLASS_DAYS)
+            )
+            return SubmitOutcome(
+                ack=_update(text.break_glass_view_text(spec.username)),
+                start=lambda: self._background(
+                    lambda: self._break_glass(capped, reason, context, view_id, team_id), context, view_id
+                ),
+            )
+        return SubmitOutcome(
+            ack=_update(
+                text.pending_view_text(
+                    spec.username, text.people(self.approval.approvers), self.approval.approvals_needed
+                )
+            ),
+            start=lambda: self._background(
+                lambda: self._request(spec, reason, context, view_id, team_id), context, view_id
+            ),
+        )
+
+    def _background(self, work: Callable[[], None], context: SubmissionContext, view_id: str) -> None:
+        try:
+            self.d.jobs.submit(f"approval:{view_id}", work)
+        except ShuttingDown:
+            self.creation._tell(context, view_id, messages.RESTARTING)
+
+    def _open(self, spec, reason, context, view_id, team_id, *, break_glass: bool):
+        now = self._now()
+        opened = self.store.open(
+            submission_key=view_id,
+            requester_id=context.user_id,
+            team_id=team_id,
+            channel_id=context.channel_id,
+            spec=spec,
+            reason=reason,
+            approvals_needed=self.approval.approvals_needed,
+            decide_by=now + timedelta(hours=self.approval.request_ttl_hours),
+            within_quota=lambda recent: within_quota(self.d.policy, recent),
+            now=now,
+            break_glass=break_glass,
+        )
+        if isinstance(opened, AlreadyClaimed):
+            return None
+        if isinstance(opened, OverQuota):
+            self.creation._refuse(context.user_id, str(RefusalReason.RATE_LIMITED), spec)
+            self.creation._tell(context, view_id, self.creation._refusal_reply(RefusalReason.RATE_LIMITED))
+            return None
+        return self.store.get(opened.request.id)
+
+    def _request(self, spec, reason, context, view_id, team_id) -> None:
+        record = self._open(spec, reason, context, view_id, team_id, break_glass=False)
+        if record is None:
+            return
+        self.notices.ask_approvers(record)
+        self.notices.tell_requester(record, text.waiting_text(text.people(self.approval.approvers)), "cancel")
+        self._announce("approval_requested", record, record.request.requester_id)
+
+    def _break_glass(self, spec, reason, context, view_id, team_id) -> None:
+        record = self._open(spec, reason, context, view_id, team_id, break_glass=True)
+        if record is None:
+            return
+        notice = text.break_glass_notice(record.request.requester_id, self.notices.summary(record))
+        for channel in self.notices.approver_channels(record.request.requester_id):
+            self.notices.post(channel, notice)
+        self._announce("break_glass", record, record.request.requester_id)
+        self.creation.create(record.request, context, view_id)
+
+    # --- clicks by approvers -------------------------------------------------------------------------
+
+    def _judge(
+        self, request_id: str, action: Action, user_id: str
+    ) -> tuple[ApprovalRecord | None, str | None]:
+        """The stored record, and the sentence refusing this click (None: it may happen)."""
+        record = self.store.get(request_id)
+        if record is None:
+            return None, text.UNKNOWN_REQUEST
+        approver = False
+        if action in (Action.APPROVE, Action.DENY) and user_id != record.request.requester_id:
+            clicker = self.d.directory.try_requester(user_id)
+            if clicker is None:
+                return record, text.UNVERIFIED
+            approver = is_approver(self.d.policy, clicker)
+        deadline = record.deadline()
+        result = step(
+            record.as_machine(),
+            action,
+            user_id,
+            actor_is_approver=approver,
+            deadline_passed=deadline is not None and deadline <= self._now(),
+        )
+        if result.allowed:
+            return record, None
+        if result.refusal is Refusal.NOT_PENDING:
+            return record, text.lost_click_text(self.notices.status(record))
+        return record, text.REFUSALS[result.refusal]
+
+    def approve(self, request_id: str, user_id: str) -> str | None:
+        """An approver's yes. Returns the sentence for the clicker alone, or None when it counted."""
+        _record, refusal = self._judge(request_id, Action.APPROVE, user_id)
+        if refusal:
+            return refusal
+        claim_ttl = timedelta(hours=self.approval.claim_ttl_hours)
+        updated = self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl)
+        if updated is None:
+            return self._lost(request_id)
+        self.notices.refresh_approvers(updated)
+        self._announce("approved", updated, user_id)
+        if updated.state is ApprovalState.APPROVED:
+            self.notices.tell_requester(
+                updated, text.claimable_text(updated.approved_by, updated.claim_by), "claim"
+            )
+        return None
+
+    def may_deny(self, request_id: str, user_id: str) -> str | None:
+        return self._judge(request_id, Action.DENY, user_id)[1]
+
+    def deny(self, request_id: str, user_id: str, reason: str) -> str | None:
+        _record, refusal = self._judge(request_id, Action.DENY, user_id)
+        if refusal:
+            return refusal
+        updated = self.store.deny(request_id, user_id, reason, now=self._now())
+        if updated is None:
+            return self._lost(request_id)
+        self.notices.refresh_approvers(updated)
+        self.notices.tell_requester(updated, self.notices.status(updated), None)
+        self._announce("denied", updated, user_id, reason)
+        return None
+
+    def _lost(self, request_id: str) -> str:
+        current = self.store.get(request_id)
+        return text.lost_click_text(self.notices.status(current)) if current else text.UNKNOWN_REQUEST
+
+    # --- clicks by the requester ---------------------------------------------------------------------
+
+    def cancel(self, request_id: str, user_id: str) -> str | None:
+        _record, refusal = self._judge(request_id, Action.CANCEL, user_id)
+        if refusal:
+            return refusal
+        updated = self.store.cancel(request_id, user_id, now=self._now())
+        if updated is None:
+            return self._lost(request_id)
+        self.notices.refresh_approvers(updated)
+        self.notices.update_requester_messages(updated, self.notices.status(updated), None)
+        self._announce("cancelled", updated, user_id)
+        return None
+
+    def may_claim(self, request_id: str, user_id: str) -> str | None:
+        """Before opening the modal: only the requester's click on an approved request goes further."""
+        return self._judge(request_id, Action.CLAIM, user_id)[1]
+
+    def start_claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
+        """Off the listener pool: creation may take as long as Mixpanel does."""
+        try:
+            self.d.jobs.submit(
+                f"claim:{request_id}", lambda: self.claim(request_id, user_id, view_id, context)
+            )
+        except ShuttingDown:
+            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(messages.RESTARTING)))
+
+    def claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
+        """The requester clicked and a modal is open: re-check them, claim once, create, show it there."""
+        record, refusal = self._judge(request_id, Action.CLAIM, user_id)
+        if refusal:
+            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(refusal)))
+            return
+        why = self._still_allowed(record)
+        if why is not None:
+            self.d.store.record_refusal(user_id, f"claim refused: {why}")
+            sentence = text.CLAIM_REFUSED.format(why=why, contact=self.d.policy.contact)
+            self.d.delivery.update_view(view_id, status_view(sentence))
+            return
+        claimed = self.store.claim(request_id, user_id, now=self._now())
+        if claimed is None:
+            self.d.delivery.update_view(view_id, status_view(self._lost(request_id)))
+            return
+        self._announce("claimed", claimed, user_id)
+        try:
+            self.creation.create(
+                claimed.request,
+                context,
+                view_id,
+                deliver=lambda message: self._to_modal(view_id, context, message),
+            )
+        except Exception:
+            # The request stays `submitted`: the sweeper settles it (deleting any account made).
+            log.exception("Creating the account for approved request %s failed unexpectedly", request_id)
+            sentence = messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
+            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
+        final = self.store.get(request_id)
+        if final is not None:
+            status = (
+                text.created_for_requester_text(final.request.mixpanel_username)
+                if final.request.state is RequestState.DELIVERED
+                else text.CLAIM_NOT_COMPLETED
+            )
+            self.notices.update_requester_messages(final, status, None)
+            self.notices.refresh_approvers(final)
+
+    def _still_allowed(self, record: ApprovalRecord) -> str | None:
+        """Re-apply the policy to the person and the account as they are now (quota: counted when made).
+        Returns why not, or None."""
+        requester = self.d.directory.try_requester(record.request.requester_id)
+        if requester is None:
+            return text.WHY_UNVERIFIED
+        _, decision = self.creation.judge(
+            requester.user_id, self._spec_of(record, requester), requester=requester, recent_creations=0
+        )
+        if decision.refusal is not None:
+            return text.WHY_REFUSED[decision.refusal]
+        if decision.violations:
+            return "; ".join(violation.message.rstrip(".") for violation in decision.violations)
+        return None
+
+    @staticmethod
+    def _spec_of(record: ApprovalRecord, requester: Requester) -> AccountSpec:
+        request = record.request
+        expires_on = (
+            request.expires_at.astimezone(zone(requester.timezone)).date() if request.expires_at else None
+        )
+        return AccountSpec(
+            username=request.username,
+            role=request.role,
+            project_ids=request.project_ids,
+            expires_on=expires_on,
+            timezone=requester.timezone,
+        )
+
+    def _to_modal(self, view_id: str, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
+        """Show the credentials in the claim modal; if it is gone, privately as for any creation."""
+        try:
+            self.d.slack.views_update(view_id=view_id, view=text.credentials_view(message))
+            return DeliveryOutcome(path="modal")
+        except (SlackClientError, OSError) as error:
+            failure = f"views.update: {type(error).__name__}"
+        outcome = self.d.delivery.to_requester(context, message)
+        outcome.failures.insert(0, failure)
+        return outcome
+
+    # --- expiry and reminders --------------------------------------------------------------------------
+
+    def expire_due(self) -> int:
+        """Expire overdue requests; each expiry is a compare-and-set, so one instance does each."""
+        now = self._now()
+        expired = 0
+        for request_id in self.store.overdue(now):
+            record = self.store.expire(request_id, now=now)
+            if record is None:
+                continue
+            expired += 1
+            self.notices.refresh_approvers(record)
+            self.notices.tell_requester(record, self.notices.status(record), None)
+            self._announce("expired", record, None)
+        return expired
+
+    def remind_due(self) -> int:
+        """One reminder per request, in the thread of each approvers' post, mentioning the approvers."""
+        if self.approval.remind_after_hours is None:
+            return 0
+        now = self._now()
+        reminded = 0
+        for request_id in self.store.reminders_due(now, timedelta(hours=self.approval.remind_after_hours)):
+            if not self.store.take_reminder(request_id, now=now):
+                continue
+            reminded += 1
+            self.notices.remind(request_id)
+        return reminded
+
+    def _announce(
+        self, event: str, record: ApprovalRecord, actor_id: str | None, detail: str | None = None
+    ) -> None:
+        self.creation._announce(
+            text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
+        )
+
+
+def _capped(spec: AccountSpec, latest: date) -> AccountSpec:
+    expires_on = latest if spec.expires_on is None or spec.expires_on > latest else spec.expires_on
+    return AccountSpec(
+        username=spec.username,
+        role=spec.role,
+        project_ids=spec.project_ids,
+        expires_on=expires_on,
+        timezone=spec.timezone,
+    )
