@@ -133,6 +133,7 @@ class ApprovalStore:
                     "error": None,
                     "created_at": now,
                     "updated_at": now,
+                    "last_create_attempt_at": None,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 connection.execute(

@@ -44,7 +44,7 @@ class ApprovalFlow:
             store=self.store,
             approval=approval,
             clock=lambda: self.d.clock(),
-            project_names=creation._project_names,
+            project_names=creation.audit.projects,
         )
         creation.approval_gate = self.gate
 
@@ -352,7 +352,7 @@ class ApprovalFlow:
     def _announce(
         self, event: str, record: ApprovalRecord, actor_id: str | None, detail: str | None = None
     ) -> None:
-        self.creation._announce(
+        self.creation.audit.post(
             text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
         )
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.models import AccountSpec, Requester, Role, Standing
+from bot.models import AccountSpec, Requester, Role, Standing, Workspace
 from bot.policy import (
     ApprovalPolicy,
     ApprovalTrigger,
@@ -27,8 +27,11 @@ TODAY = date(2026, 11, 28)
 SENSITIVE = 4001
 
 
+HOME = Workspace(team_id="T1")
+
+
 def member(user_id: str = "U1") -> Requester:
-    return Requester(user_id=user_id, standing=Standing.MEMBER)
+    return Requester(user_id=user_id, standing=Standing.MEMBER, team_id=HOME.team_id)
 
 
 def spec(role: Role = Role.ANALYST, projects=(3001,), days: int | None = 30) -> AccountSpec:
@@ -69,20 +72,26 @@ FULL = {"roles": [Role.ADMIN], "projects": [SENSITIVE], "expiry_over_days": 90, 
     ],
 )
 def test_decide_says_which_rule_needs_approval(account, expected):
-    decision = decide(approving_policy(**FULL), member(), account, today=TODAY, recent_creations=0)
+    decision = decide(
+        approving_policy(**FULL), member(), account, installation=HOME, today=TODAY, recent_creations=0
+    )
     assert decision.allowed
     assert decision.needs_approval == expected
 
 
 def test_without_an_approval_block_nothing_needs_approval():
     policy = Policy(max_role=Role.ADMIN, expiry=ExpiryPolicy(allow_never=True))
-    decision = decide(policy, member(), spec(role=Role.ADMIN, days=None), today=TODAY, recent_creations=0)
+    decision = decide(
+        policy, member(), spec(role=Role.ADMIN, days=None), installation=HOME, today=TODAY, recent_creations=0
+    )
     assert decision.allowed and decision.needs_approval == ()
 
 
 def test_a_forbidden_request_is_refused_not_sent_for_approval():
     policy = approving_policy(**FULL).model_copy(update={"max_role": Role.ANALYST})
-    decision = decide(policy, member(), spec(role=Role.ADMIN), today=TODAY, recent_creations=0)
+    decision = decide(
+        policy, member(), spec(role=Role.ADMIN), installation=HOME, today=TODAY, recent_creations=0
+    )
     assert not decision.allowed
     assert decision.needs_approval == ()
 
@@ -116,7 +125,7 @@ def test_the_form_asks_for_a_reason_only_from_people_who_may_pick_such_values(
 def test_approval_is_needed_exactly_when_some_rule_holds(role, projects, days):
     policy = approving_policy(**FULL).model_copy(update={"max_role": Role.OWNER})
     account = spec(role=role, projects=projects, days=days)
-    decision = decide(policy, member(), account, today=TODAY, recent_creations=0)
+    decision = decide(policy, member(), account, installation=HOME, today=TODAY, recent_creations=0)
     holds = role is Role.ADMIN or SENSITIVE in projects or days is None or days > 90
     assert decision.allowed
     assert bool(decision.needs_approval) is holds
