@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import MIXPANEL_CREATE_LATENCY, SLACK_DEADLINE, Flow, ServerResult
+from bench.cold_start import ColdStartResult
+from bench.config import BASELINE, SLACK_DEADLINE
+from bench.results import Flow, ServerResult
 from tests.fakes._server import LoopbackHTTPServer
 
 INF = math.inf
@@ -94,11 +96,9 @@ def submit_samples(flows: list[Flow]) -> list[float | None]:
     return [f.submit_ack for f in flows if f.submitted]
 
 
-def overhead_samples(flows: list[Flow]) -> list[float | None]:
+def overhead_samples(flows: list[Flow], create_latency: float) -> list[float | None]:
     return [
-        None if f.token_latency is None else f.token_latency - MIXPANEL_CREATE_LATENCY
-        for f in flows
-        if f.submitted
+        None if f.token_latency is None else f.token_latency - create_latency for f in flows if f.submitted
     ]
 
 
@@ -120,7 +120,7 @@ def figures(result: ServerResult, levels: list[int]) -> dict[int, LevelFigures]:
             flows=len(flows),
             command=stats(command_samples(flows)),
             submit=stats(submit_samples(flows)),
-            overhead=stats(overhead_samples(flows)),
+            overhead=stats(overhead_samples(flows, result.mixpanel_latency)),
         )
     return out
 
@@ -171,20 +171,51 @@ class Target:
         return "n/a " if self.passed is None else ("PASS" if self.passed else "MISS")
 
 
-def targets(ours: ServerResult, base: ServerResult | None, levels: list[int]) -> list[Target]:
-    ours_fig = figures(ours, levels) if ours.fatal is None else {}
+def targets(
+    servers: list[ServerResult], base: ServerResult | None, levels: list[int], cold: list[ColdStartResult]
+) -> list[Target]:
+    """Every target, for each of our servers (HTTP mode, Socket Mode) and the cold-start runs."""
     base_fig = figures(base, levels) if base is not None and base.fatal is None else {}
     top = TARGET_LEVEL if TARGET_LEVEL in levels else max(levels)
     where = f"at {top} people" + ("" if top == TARGET_LEVEL else f" (target is for {TARGET_LEVEL}; not run)")
     out = []
+    for ours in servers:
+        out.extend(_server_targets(ours, base, base_fig, levels, top, where))
+    for run in cold:
+        forms = [s for s in run.form_seconds]
+        slowest = max((INF if s is None else s) for s in forms) if forms else None
+        out.append(
+            Target(
+                f"{run.kind.name}: cold start, {run.people} people: form <= {SLACK_DEADLINE:.0f} s, "
+                "<= 1 /me in flight per process",
+                None if run.fatal else run.passed,
+                run.fatal
+                or f"slowest form {fmt_ms(None if slowest is None else slowest * 1000, 0)} ms, "
+                f"/me in flight at most {run.worst_in_flight} ({run.me_calls} calls)",
+            )
+        )
+    return out
+
+
+def _server_targets(
+    ours: ServerResult,
+    base: ServerResult | None,
+    base_fig: dict[int, LevelFigures],
+    levels: list[int],
+    top: int,
+    where: str,
+) -> list[Target]:
+    name = ours.kind.name
+    ours_fig = figures(ours, levels) if ours.fatal is None else {}
+    out = []
     fig = ours_fig.get(top)
     if fig is None:
-        out.append(Target(f"p99 ack <= {TARGET_P99_ACK_MS:.0f} ms {where}", None, "not measured"))
+        out.append(Target(f"{name}: p99 ack <= {TARGET_P99_ACK_MS:.0f} ms {where}", None, "not measured"))
     else:
         worst = max(_inf(fig.command.p99), _inf(fig.submit.p99))
         out.append(
             Target(
-                f"p99 ack <= {TARGET_P99_ACK_MS:.0f} ms {where}",
+                f"{name}: p99 ack <= {TARGET_P99_ACK_MS:.0f} ms {where}",
                 worst <= TARGET_P99_ACK_MS,
                 f"command {fmt_ms(fig.command.p99, 0)} ms, submission {fmt_ms(fig.submit.p99, 0)} ms",
             )
@@ -193,7 +224,7 @@ def targets(ours: ServerResult, base: ServerResult | None, levels: list[int]) ->
     if fig is None or bfig is None:
         out.append(
             Target(
-                f">= {TARGET_RATIO:.0f}x better than the baseline's p99 {where}",
+                f"{name}: >= {TARGET_RATIO:.0f}x better than the baseline's p99 {where}",
                 None,
                 "baseline not run" if base is None else "not measured",
             )
@@ -203,7 +234,7 @@ def targets(ours: ServerResult, base: ServerResult | None, levels: list[int]) ->
         passed = all(r is not None and r >= TARGET_RATIO for r in (r_cmd, r_sub))
         out.append(
             Target(
-                f">= {TARGET_RATIO:.0f}x better than the baseline's p99 {where}",
+                f"{name}: >= {TARGET_RATIO:.0f}x better than the baseline's p99 {where}",
                 passed,
                 f"command {fmt_ratio(r_cmd)}, submission {fmt_ratio(r_sub)}",
             )
@@ -214,17 +245,22 @@ def targets(ours: ServerResult, base: ServerResult | None, levels: list[int]) ->
         detail = ", ".join(f"{p}p {fmt_ms(f.overhead.p50, 0)}" for p, f in ours_fig.items())
         out.append(
             Target(
-                f"overhead p50 <= {TARGET_OVERHEAD_P50_MS:.0f} ms (every level)",
+                f"{name}: overhead p50 <= {TARGET_OVERHEAD_P50_MS:.0f} ms (every level)",
                 passed,
                 f"{detail} ms (worst at {worst_level.people} people)",
             )
         )
     else:
-        out.append(Target(f"overhead p50 <= {TARGET_OVERHEAD_P50_MS:.0f} ms", None, "not measured"))
-    out.append(_at_most(f"start-up <= {TARGET_STARTUP_S:.0f} s", ours.startup, TARGET_STARTUP_S, "{:.2f} s"))
+        out.append(Target(f"{name}: overhead p50 <= {TARGET_OVERHEAD_P50_MS:.0f} ms", None, "not measured"))
+    out.append(
+        _at_most(f"{name}: start-up <= {TARGET_STARTUP_S:.0f} s", ours.startup, TARGET_STARTUP_S, "{:.2f} s")
+    )
     out.append(
         _at_most(
-            f"peak RSS <= {TARGET_RSS_MB:.0f} MB per process", ours.peak_rss_mb, TARGET_RSS_MB, "{:.0f} MB"
+            f"{name}: peak RSS <= {TARGET_RSS_MB:.0f} MB per process",
+            ours.peak_rss_mb,
+            TARGET_RSS_MB,
+            "{:.0f} MB",
         )
     )
     return out
@@ -237,110 +273,138 @@ def _at_most(name: str, value: float | None, limit: float, detail: str) -> Targe
     return Target(name, value <= limit, detail.format(value))
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
 def _inf(value: float | None) -> float:
     return INF if value is None else value
 
 
 def render(
     info: dict[str, Any],
-    ours: ServerResult,
-    base: ServerResult | None,
+    servers: list[ServerResult],
+    cold: list[ColdStartResult],
     levels: list[int],
     plan: dict[int, int],
     elapsed: float,
 ) -> str:
+    ours = [s for s in servers if s.kind is not BASELINE]
+    base = next((s for s in servers if s.kind is BASELINE), None)
+    latency = servers[0].mixpanel_latency if servers else (cold[0].mixpanel_latency if cold else 0.0)
     lines: list[str] = []
     add = lines.append
     add("mp-service-account benchmark")
     add(f"machine: {info['cpu']} | nproc {info['nproc']} | {info['python']} | Linux {info['kernel']}")
-    add(f"ours:     {ours.kind.description}")
-    if base is not None:
-        add(f"baseline: {base.kind.description}")
+    add(f"load average before the run: {info.get('loadavg', '?')}; after: {info.get('loadavg_after', '?')}")
+    for server in servers:
+        tuning = ", ".join(f"{k}={v}" for k, v in server.settings.items())
+        add(f"{server.kind.name + ':':<9} {server.kind.description}" + (f" [{tuning}]" if tuning else ""))
     add(
-        f"fake Mixpanel answers create in {MIXPANEL_CREATE_LATENCY:.2f} s; fake Slack answers at once; "
-        "both in this process, on loopback"
+        f"fake Mixpanel answers every call (/me, list, create, ...) after {latency:.2f} s; "
+        "fake Slack answers at once; both in this process, on loopback"
     )
-    backlog = LoopbackHTTPServer.request_queue_size
-    add(f"fakes' listen backlog: {backlog} (http.server's 5 drops SYNs in a burst)")
+    add(
+        f"fakes' listen backlog: {LoopbackHTTPServer.request_queue_size} "
+        "(http.server's 5 drops SYNs in a burst)"
+    )
     add("people = concurrent distinct Slack users; each: command -> views.open -> submit -> token")
     add(
         "rounds: "
         + ", ".join(f"{p} {'person' if p == 1 else 'people'} x {r}" for p, r in plan.items())
         + " (+1 unmeasured warm-up flow per server)"
     )
-    add("percentiles: nearest rank; a failed request (error, non-200, >10 s) counts as infinitely slow")
+    add("ack: HTTP round trip of the signed request; Socket Mode: envelope sent -> its ack received")
+    add("percentiles: nearest rank; a failed request (error, non-200, no ack in 10 s) is infinitely slow")
     add("")
-    for server in (ours, base):
-        if server is not None and server.fatal:
+    for server in servers:
+        if server.fatal:
             add(f"!! {server.kind.name} could not be measured: {server.fatal}")
             add("")
-    ours_fig = figures(ours, levels) if ours.fatal is None else {}
-    base_fig = figures(base, levels) if base is not None and base.fatal is None else {}
-    both = bool(base_fig)
+    figs = {s.kind.name: figures(s, levels) for s in servers if s.fatal is None}
+    names = list(figs)
 
-    add("Ack latency, ms (HTTP round trip of the signed request; Slack's deadline is 3000)")
-    head = f"{'people':>6} {'request':<10} {'n':>4} | {'ours p50':>8} {'ours p99':>8} {'fail':>8}"
-    if both:
-        head += f" | {'n':>4} {'base p50':>8} {'base p99':>8} {'fail':>8} | base/ours p99"
+    add("Ack latency, ms (Slack's deadline is 3000)")
+    head = f"{'people':>6} {'request':<10} |" + "|".join(
+        f" {'n':>4} {name[:8] + ' p50':>12} {name[:8] + ' p99':>12} {'fail':>8} " for name in names
+    )
+    if base is not None and "baseline" in figs:
+        head += "| " + " ".join(f"{'base/' + n[:6]:>13}" for n in names if n != "baseline")
     add(head)
     add("-" * len(head))
     for people in levels:
         for label, attr in (("command", "command"), ("submission", "submit")):
-            o = getattr(ours_fig[people], attr) if people in ours_fig else None
-            row = f"{people:>6} {label:<10} {(o.n if o else 0):>4} | "
-            row += f"{fmt_ms(o.p50 if o else None)} {fmt_ms(o.p99 if o else None)} "
-            row += fmt_fail(o) if o else f"{'-':>8}"
-            if both:
-                b = getattr(base_fig[people], attr)
-                row += f" | {b.n:>4} {fmt_ms(b.p50)} {fmt_ms(b.p99)} {fmt_fail(b)} | "
-                row += fmt_ratio(ratio(b.p99, o.p99 if o else None))
+            row = f"{people:>6} {label:<10} |"
+            cells = []
+            for name in names:
+                st = getattr(figs[name][people], attr)
+                cells.append(f" {st.n:>4} {fmt_ms(st.p50, 12)} {fmt_ms(st.p99, 12)} {fmt_fail(st)} ")
+            row += "|".join(cells)
+            if base is not None and "baseline" in figs:
+                b = getattr(figs["baseline"][people], attr)
+                row += "| " + " ".join(
+                    f"{fmt_ratio(ratio(b.p99, getattr(figs[n][people], attr).p99)):>13}"
+                    for n in names
+                    if n != "baseline"
+                )
             add(row)
     add("")
-    add(
-        f"Bot overhead, ms (submit -> token at response_url minus Mixpanel's {MIXPANEL_CREATE_LATENCY:.2f} s)"
+    add(f"Bot overhead, ms (submit -> token at response_url minus Mixpanel's {latency:.2f} s create)")
+    head = f"{'people':>6} |" + "|".join(
+        f" {'n':>4} {name[:8] + ' p50':>12} {name[:8] + ' p99':>12} {'fail':>8} " for name in names
     )
-    head = f"{'people':>6} {'n':>4} | {'ours p50':>8} {'ours p99':>8} {'fail':>8}"
-    if both:
-        head += f" | {'n':>4} {'base p50':>8} {'base p99':>8} {'fail':>8}"
     add(head)
     add("-" * len(head))
     for people in levels:
-        o = ours_fig[people].overhead if people in ours_fig else None
-        row = f"{people:>6} {(o.n if o else 0):>4} | "
-        row += f"{fmt_ms(o.p50 if o else None)} {fmt_ms(o.p99 if o else None)} "
-        row += fmt_fail(o) if o else f"{'-':>8}"
-        if both:
-            b = base_fig[people].overhead
-            row += f" | {b.n:>4} {fmt_ms(b.p50)} {fmt_ms(b.p99)} {fmt_fail(b)}"
-        add(row)
+        cells = []
+        for name in names:
+            o = figs[name][people].overhead
+            cells.append(f" {o.n:>4} {fmt_ms(o.p50, 12)} {fmt_ms(o.p99, 12)} {fmt_fail(o)} ")
+        add(f"{people:>6} |" + "|".join(cells))
     add("")
-    add(f"{'':<34} {'ours':>14}" + (f" {'baseline':>14}" if base is not None else ""))
+    add(f"{'':<34}" + "".join(f" {s.kind.name:>14}" for s in servers))
 
-    def both_cols(fn) -> str:
-        text = f" {fn(ours):>14}"
-        if base is not None:
-            text += f" {fn(base):>14}"
-        return text
+    def cols(fn) -> str:
+        return "".join(f" {fn(s):>14}" for s in servers)
 
     add(
         f"{'start-up to first served request':<34}"
-        + both_cols(lambda s: "-" if s.startup is None else f"{s.startup:.2f} s")
+        + cols(lambda s: "-" if s.startup is None else f"{s.startup:.2f} s")
     )
     add(
         f"{'peak RSS, largest app process':<34}"
-        + both_cols(lambda s: "-" if s.peak_rss_mb is None else f"{s.peak_rss_mb:.0f} MB")
+        + cols(lambda s: "-" if s.peak_rss_mb is None else f"{s.peak_rss_mb:.0f} MB")
     )
     add(
         f"{'wall time per level':<34}"
-        + both_cols(
+        + cols(
             lambda s: " / ".join(f"{s.level_seconds[p]:.0f}" for p in levels if p in s.level_seconds) + " s"
         )
     )
     add("")
-    add("Correctness")
-    for server in (ours, base):
-        if server is None:
+    for run in cold:
+        add(
+            f"Cold start, {run.kind.name}: fresh app, catalog cold, {run.people} people send the command "
+            f"at once right after it first answers (start-up {_seconds(run.startup)})"
+        )
+        if run.fatal:
+            add(f"  !! could not be measured: {run.fatal}")
             continue
+        forms = stats(run.form_seconds)
+        acks = stats(run.command_ack)
+        add(
+            f"  command -> usable form, ms: p50 {fmt_ms(forms.p50, 0)}, p99 {fmt_ms(forms.p99, 0)}, "
+            f"over 3 s {forms.late}, no form {forms.failed}; command ack p99 {fmt_ms(acks.p99, 0)}"
+        )
+        per_process = ", ".join(f"pid {pid}: {n}" for pid, n in run.me_in_flight.items()) or "none"
+        add(f"  /me calls {run.me_calls}; most in flight at once, per app process: {per_process}")
+        for error in sorted(set(run.errors))[:5]:
+            add(f"    error ({run.errors.count(error)}x) {error}")
+        for note in run.notes:
+            add(f"    note {note}")
+        add("")
+    add("Correctness")
+    for server in servers:
         c = server.counts
         if c:
             add(
@@ -356,9 +420,9 @@ def render(
         for note in server.notes[:10]:
             add(f"    note {note}")
     add("")
-    add("Targets (ours)")
-    for target in targets(ours, base, levels):
-        add(f"  {target.verdict}  {target.name:<58} {target.detail}")
+    add("Targets")
+    for target in targets(ours, base, levels, cold):
+        add(f"  {target.verdict}  {target.name:<72} {target.detail}")
     add("")
     add(f"benchmark took {elapsed:.0f} s")
     return "\n".join(lines)
@@ -366,8 +430,8 @@ def render(
 
 def to_json(
     info: dict[str, Any],
-    ours: ServerResult,
-    base: ServerResult | None,
+    servers: list[ServerResult],
+    cold: list[ColdStartResult],
     levels: list[int],
     plan: dict[int, int],
 ) -> dict[str, Any]:
@@ -375,6 +439,7 @@ def to_json(
         figs = figures(s, levels) if s.fatal is None else {}
         return {
             "description": s.kind.description,
+            "settings": s.settings,
             "fatal": s.fatal,
             "startup_s": s.startup,
             "peak_rss_mb": s.peak_rss_mb,
@@ -408,13 +473,16 @@ def to_json(
             ],
         }
 
+    ours = [s for s in servers if s.kind is not BASELINE]
+    base = next((s for s in servers if s.kind is BASELINE), None)
     return {
         "machine": info,
-        "mixpanel_create_latency_s": MIXPANEL_CREATE_LATENCY,
+        "mixpanel_latency_s": servers[0].mixpanel_latency if servers else None,
         "plan": {str(p): r for p, r in plan.items()},
-        "ours": server(ours),
-        "baseline": server(base) if base is not None else None,
+        "servers": {s.kind.name: server(s) for s in servers},
+        "cold_start": [run.as_dict() for run in cold],
         "targets": [
-            {"name": t.name, "passed": t.passed, "detail": t.detail} for t in targets(ours, base, levels)
+            {"name": t.name, "passed": t.passed, "detail": t.detail}
+            for t in targets(ours, base, levels, cold)
         ],
     }
