@@ -77,6 +77,17 @@ class AppProcess:
             pending.extend(parents.get(pid, []))
         return tree
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the app's live processes."""
+        ticks = 0
+        for pid in self.process_tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float | None:
         """The largest per-process peak RSS in the app's process tree."""
         peaks = []

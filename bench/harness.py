@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 import time
@@ -148,6 +149,11 @@ def wait_form(
     return ok_view(updated), updated.at, None
 
 
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def log_problems(app: AppProcess) -> str | None:
     log = app.log_tail(400)
     tracebacks = log.count("Traceback (most recent call last)")
@@ -264,7 +270,9 @@ class ServerBench:
             workers = max(people for people, _ in self.plan)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="person") as pool:
                 for people, rounds in self.plan:
+                    app_cpu, own_cpu = app.cpu_seconds(), _own_cpu_seconds()
                     self._level(pool, people, rounds)
+                    result.level_cpu[people] = (app.cpu_seconds() - app_cpu, _own_cpu_seconds() - own_cpu)
             self._quiesce()
             result.peak_rss_mb = app.peak_rss_mb()
         finally:

@@ -381,6 +381,14 @@ def render(
             lambda s: " / ".join(f"{s.level_seconds[p]:.0f}" for p in levels if p in s.level_seconds) + " s"
         )
     )
+    add(
+        f"{'CPU s per level: app / benchmark':<34}"
+        + cols(
+            lambda s: " ".join(
+                f"{a:.1f}/{b:.1f}" for p in levels if p in s.level_cpu for a, b in [s.level_cpu[p]]
+            )
+        )
+    )
     add("")
     for run in cold:
         add(
@@ -445,6 +453,7 @@ def to_json(
             "peak_rss_mb": s.peak_rss_mb,
             "exit_code": s.exit_code,
             "level_seconds": s.level_seconds,
+            "level_cpu_seconds": {str(p): {"app": a, "benchmark": b} for p, (a, b) in s.level_cpu.items()},
             "levels": {
                 str(p): {
                     "flows": f.flows,

@@ -38,6 +38,8 @@ class ServerResult:
     exit_code: int | None = None
     flows: list[Flow] = field(default_factory=list)
     level_seconds: dict[int, float] = field(default_factory=dict)
+    # per level: CPU seconds used by the app's processes and by the benchmark process (fakes + people)
+    level_cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # correctness failures
     notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
     counts: dict[str, int] = field(default_factory=dict)

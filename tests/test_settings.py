@@ -85,3 +85,16 @@ def test_tokens_are_posted_only_to_trusted_response_urls(slack_api_url, response
 
     delivery = SlackDelivery(None, timeout=1, response_url_hosts=response_url_hosts(slack_api_url))
     assert delivery._trusted_response_url(response_url) is trusted
+
+
+def test_socket_mode_concurrency_is_read_and_bounded(monkeypatch):
+    from bot.runtime import LISTENER_THREADS
+
+    # More envelopes in flight than listener threads could not be acked any sooner.
+    assert 1 < Settings(_env_file=None, **REQUIRED).socket_mode_concurrency <= LISTENER_THREADS
+    monkeypatch.setenv("SOCKET_MODE_CONCURRENCY", "7")
+    assert Settings(_env_file=None, **REQUIRED).socket_mode_concurrency == 7
+    monkeypatch.setenv("SOCKET_MODE_CONCURRENCY", "0")
+    with pytest.raises(SettingsError) as error:
+        load_settings(_env_file=None, **REQUIRED)
+    assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_CONCURRENCY:")]
