@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -28,22 +29,22 @@ def test_levels_are_validated():
 
 
 def test_the_timed_mixpanel_counts_concurrent_me_calls_per_calling_process():
+    def call(url: str, auth: tuple[str, str]) -> None:
+        with contextlib.suppress(requests.RequestException):  # stopping the fake drops waiting calls
+            requests.get(url, auth=auth, timeout=10)
+
     with TimedMixpanel() as mixpanel:
         mixpanel.pids = lambda: [os.getpid()]
-        mixpanel.latency = {"me": 0.3}  # long enough for three concurrent calls to overlap
-        auth = (mixpanel.username, mixpanel.secret)
-        threads = [
-            threading.Thread(target=lambda: requests.get(f"{mixpanel.base_url}/me", auth=auth, timeout=10))
-            for _ in range(3)
-        ]
+        mixpanel.latency = {"me": 5.0}  # held until the fake stops, so the three calls overlap
+        args = (f"{mixpanel.base_url}/me", (mixpanel.username, mixpanel.secret))
+        threads = [threading.Thread(target=call, args=args) for _ in range(3)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
-        requests.get(f"{mixpanel.base_url}/me", auth=auth, timeout=10)  # alone, after the others
-        peaks = mixpanel.max_in_flight("me")
-    assert len(mixpanel.me_calls()) == 4
-    assert peaks == {os.getpid(): 3}
+        mixpanel.wait_for("me", count=3, timeout=10)
+    for thread in threads:
+        thread.join()
+    assert mixpanel.max_in_flight("me") == {os.getpid(): 3}
+    assert all(call.ended is not None for call in mixpanel.timed)
 
 
 def _server(kind, ack: float | None) -> ServerResult:
