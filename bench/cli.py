@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = any(s.problems for s in servers)
     fatal = any(s.fatal for s in servers) or any(c.fatal for c in cold)
-    if failed or fatal or args.keep:
+    log_notes = any("app log has" in note for run in [*servers, *cold] for note in run.notes)
+    if failed or fatal or log_notes or args.keep:
         print(f"app logs and databases kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -23,6 +23,7 @@ class TimedCall:
     started: float  # time.monotonic()
     ended: float | None = None
     pid: int | None = None  # the app process that made the call (None: not found)
+    username: str | None = None  # creates: the username asked for
 
 
 class _PeerHandler(_Handler):
@@ -52,6 +53,8 @@ class TimedMixpanel(FakeMixpanel):
 
     def _record(self, call: MixpanelCall) -> None:
         timed = TimedCall(call.route, time.monotonic())
+        if call.route == "create" and isinstance(call.json, dict):
+            timed.username = str(call.json.get("username"))
         if call.route in self._attributed:
             timed.pid = process_holding_port(getattr(_peer, "port", 0), self.pids())
         _peer.timed = timed
@@ -66,6 +69,10 @@ class TimedMixpanel(FakeMixpanel):
         finally:
             if _peer.timed is not None:
                 _peer.timed.ended = time.monotonic()
+
+    def create_for(self, username: str) -> TimedCall | None:
+        with self._lock:
+            return next((c for c in self.timed if c.route == "create" and c.username == username), None)
 
     def max_in_flight(self, route: str) -> dict[int | None, int]:
         """Per calling process: the most calls of `route` that were in flight at once."""

@@ -204,7 +204,7 @@ class ServerBench:
         if view is None:
             flow.error = error
             return
-        submitted_at = time.monotonic()
+        flow.submitted_at = submitted_at = time.monotonic()
         flow.submitted = True
         ack = transport.submission(view, user_id=flow.user_id, values=form_values(flow.username))
         if ack.error is not None:
@@ -219,6 +219,10 @@ class ServerBench:
             flow.error = f"no message at the response_url within {TOKEN_TIMEOUT:.0f}s"
             return
         flow.token_latency = post.at - submitted_at
+        create = self.fakes.mixpanel.create_for(flow.username)
+        if create is not None and create.ended is not None:
+            flow.before_create = create.started - submitted_at
+            flow.after_create = post.at - create.ended
 
     def _person(self, flow: Flow, barrier: threading.Barrier | None) -> None:
         try:

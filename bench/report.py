@@ -109,6 +109,8 @@ class LevelFigures:
     command: Stats
     submit: Stats
     overhead: Stats
+    before_create: Stats
+    after_create: Stats
 
 
 def figures(result: ServerResult, levels: list[int]) -> dict[int, LevelFigures]:
@@ -121,6 +123,8 @@ def figures(result: ServerResult, levels: list[int]) -> dict[int, LevelFigures]:
             command=stats(command_samples(flows)),
             submit=stats(submit_samples(flows)),
             overhead=stats(overhead_samples(flows, result.mixpanel_latency)),
+            before_create=stats([f.before_create for f in flows if f.submitted]),
+            after_create=stats([f.after_create for f in flows if f.submitted]),
         )
     return out
 
@@ -362,6 +366,18 @@ def render(
             cells.append(f" {o.n:>4} {fmt_ms(o.p50, 12)} {fmt_ms(o.p99, 12)} {fmt_fail(o)} ")
         add(f"{people:>6} |" + "|".join(cells))
     add("")
+    add("Where the overhead goes, ms p50/p99: submission sent -> create reaches Mixpanel (ack, job, claim)")
+    add("  | create answered -> token reaches the response_url (delivery)")
+    for people in levels:
+        add(
+            f"{people:>6} | "
+            + " | ".join(
+                f"{name}: {fmt_ms(f.before_create.p50, 0)}/{fmt_ms(f.before_create.p99, 0)} then "
+                f"{fmt_ms(f.after_create.p50, 0)}/{fmt_ms(f.after_create.p99, 0)}"
+                for name, f in ((n, figs[n][people]) for n in names)
+            )
+        )
+    add("")
     add(f"{'':<34}" + "".join(f" {s.kind.name:>14}" for s in servers))
 
     def cols(fn) -> str:
@@ -460,6 +476,8 @@ def to_json(
                     "command_ack": f.command.as_dict(),
                     "submit_ack": f.submit.as_dict(),
                     "overhead": f.overhead.as_dict(),
+                    "overhead_before_create": f.before_create.as_dict(),
+                    "overhead_after_create": f.after_create.as_dict(),
                 }
                 for p, f in figs.items()
             },
@@ -476,6 +494,8 @@ def to_json(
                     "command_ack_s": f.command_ack,
                     "submit_ack_s": f.submit_ack,
                     "token_latency_s": f.token_latency,
+                    "before_create_s": f.before_create,
+                    "after_create_s": f.after_create,
                     "error": f.error,
                 }
                 for f in s.flows

@@ -23,6 +23,10 @@ class Flow:
     submit_error: str | None = None
     submitted: bool = False  # the submission was sent (the app may have acted on it even if it failed)
     token_latency: float | None = None
+    submitted_at: float | None = None  # time.monotonic(), like the fakes' timestamps
+    # The overhead split at the fake Mixpanel: submission sent -> create arrives; create answered -> token.
+    before_create: float | None = None
+    after_create: float | None = None
     error: str | None = None
 
     @property
