@@ -90,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="an app setting for our servers, e.g. WEB_CONCURRENCY=2 or SOCKET_MODE_CONCURRENCY=16",
     )
-    add("--out", type=Path, metavar="DIR", help="write benchmark.{txt,json,png} here (full runs: docs/)")
+    add(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write benchmark.txt and benchmark.png here (full runs: docs/)",
+    )
     add("--json", type=Path, metavar="PATH", help="write the results, with every sample, as JSON here")
     add("--chart", type=Path, metavar="PATH", help="draw the chart here (.png or .svg)")
     add("--keep", action="store_true", help="keep the work dir (app logs, databases)")
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     levels: list[int] = args.levels
     plan = {people: rounds_for(people, args.quick) for people in levels}
     out: Path | None = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
-    json_path = args.json or (out / "benchmark.json" if out else None)
+    json_path = args.json
     chart_path = args.chart or (out / "benchmark.png" if out else None)
     text_path = out / "benchmark.txt" if out else None
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cold_start import ColdStartResult
+from bench.cold_start import FORM_TIMEOUT, ColdStartResult
 from bench.config import BASELINE, SLACK_DEADLINE
 from bench.results import Flow, ServerResult
 from tests.fakes._server import LoopbackHTTPServer
@@ -418,7 +418,8 @@ def render(
         acks = stats(run.command_ack)
         add(
             f"  command -> usable form, ms: p50 {fmt_ms(forms.p50, 0)}, p99 {fmt_ms(forms.p99, 0)}, "
-            f"over 3 s {forms.late}, no form {forms.failed}; command ack p99 {fmt_ms(acks.p99, 0)}"
+            f"over 3 s {forms.late}, no form within {FORM_TIMEOUT:.0f} s {forms.failed}; "
+            f"command ack p99 {fmt_ms(acks.p99, 0)}"
         )
         per_process = ", ".join(f"pid {pid}: {n}" for pid, n in run.me_in_flight.items()) or "none"
         add(f"  /me calls {run.me_calls}; most in flight at once, per app process: {per_process}")
