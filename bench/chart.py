@@ -59,7 +59,7 @@ def draw(servers: list[ServerResult], levels: list[int], path: Path, subtitle: s
     ax.set_ylabel("p99 ack latency, ms (worse of command and submission)")
     ax.set_title("Ack latency against concurrency\n" + subtitle, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="center right", fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
