@@ -101,12 +101,13 @@ class AppProcess:
                 peaks.append(int(match.group(1)) / 1024)
         return max(peaks) if peaks else None
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 35) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; the exit code (None: never started)."""
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=35)
+            return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)

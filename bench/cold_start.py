@@ -23,6 +23,7 @@ from bench.harness import Fakes, fresh_fakes, launch, log_problems, wait_form
 FORM_TIMEOUT = 8.0  # well past Slack's 3 s: long enough to see how late, short enough to keep the run short
 # Pending form completions are all a cold-start app has to finish when it is stopped.
 STOP_GRACE = {"SHUTDOWN_GRACE_SECONDS": "1"}
+STOP_TIMEOUT = 5.0
 
 
 @dataclass
@@ -122,7 +123,13 @@ def _run(
             for future in [pool.submit(person, index) for index in range(len(users))]:
                 future.result()
     finally:
-        app.stop()
+        stopping = time.monotonic()
+        code = app.stop(timeout=STOP_TIMEOUT)
+        if code != 0:
+            result.notes.append(
+                f"on SIGTERM the app exited with {code} after {time.monotonic() - stopping:.1f} s "
+                f"(SHUTDOWN_GRACE_SECONDS=1; killed after {STOP_TIMEOUT:.0f} s)"
+            )
     note = log_problems(app)
     if note:
         result.notes.append(note)
