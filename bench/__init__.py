@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench            # everything (~4-5 minutes): HTTP mode, Socket Mode, the baseline, the
+    python -m bench            # everything (~3 minutes): HTTP mode, Socket Mode, the baseline, the
                                # cold-start level; writes docs/benchmark.txt and docs/benchmark.png
     python -m bench --quick    # the same, 1 round per level (under 2 minutes), writes nothing
 

@@ -63,7 +63,12 @@ def parse_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Load benchmark: our bot in HTTP mode and Socket Mode, and the baseline, against fakes.",
+        epilog="Exit codes: 0 every correctness check held (targets may still be MISSed), 1 a check failed, "
+        "2 a server could not be measured.",
+    )
     add = parser.add_argument
     add("--quick", action="store_true", help="1 round per level: a smoke run (writes no files unless asked)")
     add(
