@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 
 from bench.config import CLIENT_TIMEOUT, SLACK_DEADLINE
-from bench.report import TARGET_P99_ACK_MS, figures
+from bench.figures import figures, inf_if_none
 from bench.results import ServerResult
+from bench.targets import TARGET_P99_ACK_MS
 
 LABELS = {
     "http": "ours, HTTP mode (gunicorn)",
@@ -33,7 +34,7 @@ def draw(servers: list[ServerResult], levels: list[int], path: Path, subtitle: s
         color, marker = STYLES.get(server.kind.name, ("tab:gray", "o"))
         xs, ys, failed_xs = [], [], []
         for people in levels:
-            worst = max(_inf(figs[people].command.p99), _inf(figs[people].submit.p99))
+            worst = max(inf_if_none(figs[people].command.p99), inf_if_none(figs[people].submit.p99))
             xs.append(people)
             ys.append(min(worst, ceiling))
             if math.isinf(worst):
@@ -65,7 +66,3 @@ def draw(servers: list[ServerResult], levels: list[int], path: Path, subtitle: s
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _inf(value: float | None) -> float:
-    return math.inf if value is None else value

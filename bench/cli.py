@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import report
 from bench.cold_start import run_cold_start
 from bench.config import BASELINE, MIXPANEL_LATENCY, OURS, REPO_ROOT, SOCKET
+from bench.figures import machine
 from bench.harness import ServerBench
 
 DEFAULT_LEVELS = (1, 10, 50)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     chart_path = args.chart or (out / "benchmark.png" if out else None)
     text_path = out / "benchmark.txt" if out else None
 
-    info = report.machine()
+    info = machine()
     info["loadavg"] = _loadavg()
     workdir = Path(tempfile.mkdtemp(prefix="mpsa-bench-"))
     started = time.perf_counter()

@@ -12,8 +12,10 @@ import requests
 from bench.cli import parse_levels
 from bench.config import OURS, SOCKET
 from bench.fakes import TimedMixpanel
-from bench.report import percentile, render, targets
+from bench.figures import percentile
+from bench.report import render
 from bench.results import Flow, ServerResult
+from bench.targets import targets
 
 
 def test_percentiles_count_failures_as_infinitely_slow():
