@@ -148,9 +148,10 @@ def render(
         forms = stats(run.form_seconds)
         acks = stats(run.command_ack)
         add(
-            f"  command -> usable form, ms: p50 {fmt_ms(forms.p50, 0)}, p99 {fmt_ms(forms.p99, 0)}, "
-            f"over 3 s {forms.late}, no form within {FORM_TIMEOUT:.0f} s {forms.failed}; "
-            f"command ack p99 {fmt_ms(acks.p99, 0)}"
+            f"  command -> usable form: {forms.n - forms.late - forms.failed} of {forms.n} within 3 s, "
+            f"{forms.late} later, {forms.failed} none within {FORM_TIMEOUT:.0f} s; "
+            f"p50 {fmt_ms(forms.p50, 0)} ms, p99 {fmt_ms(forms.p99, 0)} ms; "
+            f"command ack p99 {fmt_ms(acks.p99, 0)} ms"
         )
         per_process = ", ".join(f"pid {pid}: {n}" for pid, n in run.me_in_flight.items()) or "none"
         add(f"  /me calls {run.me_calls}; most in flight at once, per app process: {per_process}")
