@@ -12,6 +12,11 @@ from bench.targets import targets
 from tests.fakes._server import LoopbackHTTPServer
 
 
+def _ms(value: float | None) -> str:
+    text = fmt_ms(value, 0)
+    return text if text in ("-", "failed") else text + " ms"
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
@@ -150,8 +155,7 @@ def render(
         add(
             f"  command -> usable form: {forms.n - forms.late - forms.failed} of {forms.n} within 3 s, "
             f"{forms.late} later, {forms.failed} none within {FORM_TIMEOUT:.0f} s; "
-            f"p50 {fmt_ms(forms.p50, 0)} ms, p99 {fmt_ms(forms.p99, 0)} ms; "
-            f"command ack p99 {fmt_ms(acks.p99, 0)} ms"
+            f"p50 {_ms(forms.p50)}, p99 {_ms(forms.p99)}; command ack p99 {_ms(acks.p99)}"
         )
         per_process = ", ".join(f"pid {pid}: {n}" for pid, n in run.me_in_flight.items()) or "none"
         add(f"  /me calls {run.me_calls}; most in flight at once, per app process: {per_process}")
