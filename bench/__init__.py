@@ -1,11 +1,13 @@
-"""Load benchmark for mp-service-account: the real app over HTTP, driven exactly as Slack drives it.
+"""Load benchmark for mp-service-account: the real app, driven exactly as Slack drives it.
 
 Run from the repository root::
 
-    python -m bench                  # full run (~2-3 minutes): levels 1, 10, 50 people, plus the baseline
-    python -m bench --quick --levels 1,5 --no-baseline    # smoke run
+    python -m bench            # everything (~3 minutes): HTTP mode, Socket Mode, the baseline, the
+                               # cold-start level; writes docs/benchmark.txt and docs/benchmark.png
+    python -m bench --quick    # the same, 1 round per level (under 2 minutes), writes nothing
 
-The app runs as a subprocess, started as the README starts it (``python app.py --mode http``); the fake
-Slack Web API (with response URLs) and the fake Mixpanel run inside the benchmark process on loopback.
-The baseline is the same handlers behind Bolt's development server (``bench/baseline_server.py``).
+Our app runs as a subprocess, started as the README starts it (``python app.py --mode http`` or
+``--mode socket``); the fake Slack Web API (with response URLs and a Socket Mode server) and the fake
+Mixpanel (slow on every call) run inside the benchmark process on loopback. The baseline is the same
+handlers behind Bolt's development server (``bench/baseline_server.py``).
 """

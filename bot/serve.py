@@ -77,7 +77,9 @@ def run(settings: Settings, mode: str, create_app: AppFactory) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     runtime, app = _start_runtime(settings, create_app)
-    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    handler = SocketModeHandler(
+        app, settings.slack_app_token.get_secret_value(), concurrency=settings.socket_mode_concurrency
+    )
     log.info("Connecting to Slack in Socket Mode")
     try:
         handler.connect()

@@ -81,6 +81,8 @@ class Settings(DatabaseSettings):
     # HTTP mode: worker processes (Heroku sets WEB_CONCURRENCY), and request threads in each.
     web_concurrency: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=64)
     http_threads: int = Field(default=32, ge=4, le=512)
+    # Socket Mode: envelopes handled at once (each until its ack); slack_sdk's own default is 10.
+    socket_mode_concurrency: int = Field(default=32, ge=1, le=512)
     creation_workers: int = Field(default=64, ge=1, le=1024)
     project_cache_seconds: int = Field(default=300, ge=0)
     slack_cache_seconds: int = Field(default=60, ge=0)

@@ -121,3 +121,16 @@ def test_uncertain_recheck_hours_are_bounded(hours):
     with pytest.raises(SettingsError) as raised:
         load_settings(_env_file=None, **REQUIRED, uncertain_recheck_hours=hours)
     assert raised.value.problems[0].startswith("UNCERTAIN_RECHECK_HOURS:")
+
+
+def test_socket_mode_concurrency_is_read_and_bounded(monkeypatch):
+    from bot.runtime import LISTENER_THREADS
+
+    # More envelopes in flight than listener threads could not be acked any sooner.
+    assert 1 < Settings(_env_file=None, **REQUIRED).socket_mode_concurrency <= LISTENER_THREADS
+    monkeypatch.setenv("SOCKET_MODE_CONCURRENCY", "7")
+    assert Settings(_env_file=None, **REQUIRED).socket_mode_concurrency == 7
+    monkeypatch.setenv("SOCKET_MODE_CONCURRENCY", "0")
+    with pytest.raises(SettingsError) as error:
+        load_settings(_env_file=None, **REQUIRED)
+    assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_CONCURRENCY:")]
