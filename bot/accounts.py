@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from bot.mixpanel import ServiceAccountRead, parse_timestamp
 from bot.models import Role
-from bot.storage import RequestState, StoredRequest
+from bot.schema import RequestState, StoredRequest
 
 
 class Presence(StrEnum):

@@ -10,7 +10,7 @@ from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery
 from bot.jobs import JobRunner, ShuttingDown
 from bot.policy import Policy
-from bot.storage import StoredRequest
+from bot.schema import StoredRequest
 
 
 def announce(

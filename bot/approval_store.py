@@ -37,19 +37,10 @@ from bot.approval_tables import (
     MESSAGES,
     ApprovalRecord,
 )
+from bot.database import lock_key
 from bot.models import AccountSpec
-from bot.storage import (
-    AUDIT,
-    REQUESTS,
-    AlreadyClaimed,
-    AuditEvent,
-    Claimed,
-    OverQuota,
-    RequestState,
-    Store,
-    StoredRequest,
-    _lock_key,
-)
+from bot.schema import AUDIT, REQUESTS, AuditEvent, RequestState, StoredRequest
+from bot.storage import AlreadyClaimed, Claimed, OverQuota, Store
 
 
 def _audit(
@@ -111,7 +102,7 @@ class ApprovalStore:
                 if store._is_postgres:
                     connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": _lock_key("quota:" + requester_id)},
+                        {"key": lock_key("quota:" + requester_id)},
                     )
                 recent = store._count_recent(connection, requester_id, now - window)
                 if not within_quota(recent):

@@ -24,8 +24,9 @@ from bot.delivery import DeliveryOutcome
 from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
 from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
+from bot.schema import RequestState
 from bot.service import CreationFlow, SubmitOutcome, _update
-from bot.storage import AlreadyClaimed, OverQuota, RequestState
+from bot.storage import AlreadyClaimed, OverQuota
 from bot.views import BLOCK_REASON, parse_break_glass, parse_reason, status_view
 
 log = logging.getLogger(__name__)

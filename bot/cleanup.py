@@ -20,7 +20,8 @@ from bot.catalog import OrganizationUnknown, ProjectCatalog
 from bot.mixpanel import MixpanelClient, MixpanelError, ServiceAccountRead
 from bot.orphans import OrphanOutcome, OrphanRecords
 from bot.reconcile import CLOCK_SKEW, Attribution, attribute, name_matches
-from bot.storage import AuditEvent, RequestState, StateMoved, Store, StoredRequest
+from bot.schema import AuditEvent, RequestState, StoredRequest
+from bot.storage import StateMoved, Store
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from bot.manage_views import SCOPE_ALL, SCOPE_MINE, home_view, list_message, par
 from bot.messages import CONFIGURATION_PROBLEM
 from bot.mixpanel import MixpanelError
 from bot.models import Project
+from bot.schema import RequestState, StoredRequest
 from bot.service import FlowDependencies
-from bot.storage import RequestState, StoredRequest
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.storage import REQUESTS, AuditEvent, Base, RequestState, Store, StoredRequest, UTCDateTime
+from bot.schema import REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
+from bot.storage import Store
 
 
 class OrphanOutcome(StrEnum):

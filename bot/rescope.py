@@ -25,7 +25,7 @@ from bot.models import Project
 from bot.policy import Entitlement, entitlement_for
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
 from bot.projects_view import projects_modal, selected_project_ids
-from bot.storage import RequestState, StoredRequest
+from bot.schema import RequestState, StoredRequest
 from bot.views import offered_projects, status_view
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from bot.policy import (
 )
 from bot.redaction import redactor
 from bot.refusals import record_refusal
-from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, StateMoved, Store, StoredRequest
+from bot.schema import AuditEvent, RequestState, StoredRequest
+from bot.storage import AlreadyClaimed, OverQuota, StateMoved, Store
 from bot.views import (
     creation_view,
     decode_metadata,
