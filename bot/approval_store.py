@@ -39,35 +39,8 @@ from bot.approval_tables import (
 )
 from bot.database import lock_key
 from bot.models import AccountSpec
-from bot.schema import AUDIT, REQUESTS, AuditEvent, RequestState, StoredRequest
-from bot.storage import AlreadyClaimed, Claimed, OverQuota, Store
-
-
-def _audit(
-    connection: Connection,
-    event: AuditEvent,
-    row: Mapping[str, Any],
-    *,
-    at: datetime,
-    actor_id: str | None,
-    detail: str | None = None,
-) -> None:
-    connection.execute(
-        insert(AUDIT).values(
-            at=at,
-            event=str(event),
-            request_id=row["id"],
-            requester_id=row["requester_id"],
-            username=row["username"],
-            role=row["role"],
-            project_ids=list(row["project_ids"] or ()),
-            expires_at=row["expires_at"],
-            mixpanel_account_id=row["mixpanel_account_id"],
-            mixpanel_username=row["mixpanel_username"],
-            detail=detail,
-            actor_id=actor_id,
-        )
-    )
+from bot.schema import REQUESTS, AuditEvent, RequestState, StoredRequest
+from bot.storage import AlreadyClaimed, Claimed, OverQuota, Store, audit_row
 
 
 class ApprovalStore:
@@ -137,7 +110,7 @@ class ApprovalStore:
                     )
                 )
                 event = AuditEvent.BREAK_GLASS if break_glass else AuditEvent.APPROVAL_REQUESTED
-                _audit(connection, event, row, at=now, actor_id=requester_id, detail=reason)
+                audit_row(connection, event, row, at=now, actor_id=requester_id, detail=reason)
                 return Claimed(StoredRequest.of(row))
         except IntegrityError:
             with store._read() as connection:
@@ -239,7 +212,7 @@ class ApprovalStore:
                         .where(APPROVALS.c.request_id == request_id)
                         .values(claim_by=now + claim_ttl, decided_by=approver_id, decided_at=now)
                     )
-                _audit(
+                audit_row(
                     connection,
                     AuditEvent.APPROVED,
                     row,
@@ -271,7 +244,7 @@ class ApprovalStore:
                 .where(APPROVALS.c.request_id == request_id)
                 .values(decided_by=approver_id, decided_at=now)
             )
-            _audit(connection, AuditEvent.DENIED, row, at=now, actor_id=approver_id, detail=reason)
+            audit_row(connection, AuditEvent.DENIED, row, at=now, actor_id=approver_id, detail=reason)
             return self._record(connection, request_id)
 
     def cancel(self, request_id: str, requester_id: str, *, now: datetime) -> ApprovalRecord | None:
@@ -309,7 +282,7 @@ class ApprovalStore:
                     .where(APPROVALS.c.request_id == request_id)
                     .values(decided_by=actor_id, decided_at=now)
                 )
-                _audit(connection, event, row, at=now, actor_id=actor_id, detail=f"was {expected}")
+                audit_row(connection, event, row, at=now, actor_id=actor_id, detail=f"was {expected}")
                 return self._record(connection, request_id)
             return None
 
@@ -322,7 +295,7 @@ class ApprovalStore:
             row = self._take(connection, request_id, RequestState.APPROVED, now, to=RequestState.SUBMITTED)
             if row is None:
                 return None
-            _audit(connection, AuditEvent.CLAIMED, row, at=now, actor_id=requester_id)
+            audit_row(connection, AuditEvent.CLAIMED, row, at=now, actor_id=requester_id)
             return self._record(connection, request_id)
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:

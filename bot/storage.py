@@ -76,6 +76,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def audit_row(
+    connection: Connection,
+    event: AuditEvent,
+    row: Mapping[str, Any],
+    *,
+    at: datetime,
+    detail: str | None = None,
+    account: tuple[int, str | None] | None = None,
+    actor_id: str | None = None,
+) -> None:
+    """One audit row about a request row, in the caller's transaction. `account` names the account the
+    event is about, when it is not the request's own; `actor_id` who acted, when not the requester."""
+    account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
+    connection.execute(
+        insert(AUDIT).values(
+            at=at,
+            event=str(event),
+            request_id=row["id"],
+            requester_id=row["requester_id"],
+            username=row["username"],
+            role=row["role"],
+            project_ids=list(row["project_ids"] or ()),
+            expires_at=row["expires_at"],
+            mixpanel_account_id=account_id,
+            mixpanel_username=full_username,
+            detail=detail,
+            actor_id=actor_id,
+        )
+    )
+
+
 class Store:
     """Hot paths use SQLAlchemy Core statements: a burst of creations is bound by this CPU, not by I/O."""
 
@@ -156,7 +187,7 @@ class Store:
                     "replaces_request_id": replaces_request_id,
                 }
                 connection.execute(insert(REQUESTS).values(row))
-                self._audit(connection, AuditEvent.SUBMITTED, row, at=now)
+                audit_row(connection, AuditEvent.SUBMITTED, row, at=now)
                 return Claimed(StoredRequest.of(row))
         except IntegrityError:
             # Another process stored the same submission between our check and our insert.
@@ -236,9 +267,9 @@ class Store:
         with self._write() as connection:
             row = self._compare_and_set(connection, request_id, expected, values)
             for earlier, earlier_detail in earlier_events:
-                self._audit(connection, earlier, row, at=now, detail=earlier_detail)
+                audit_row(connection, earlier, row, at=now, detail=earlier_detail)
             if event is not None:
-                self._audit(connection, event, row, at=now, detail=detail)
+                audit_row(connection, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     @staticmethod
@@ -280,7 +311,7 @@ class Store:
         values = {"state": str(RequestState.UNCERTAIN), "last_create_attempt_at": now, "updated_at": now}
         with self._write() as connection:
             row = self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
-            self._audit(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
+            audit_row(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     def lease_stale(
@@ -362,33 +393,6 @@ class Store:
         if last_told is not None:
             untold = untold.where(AUDIT.c.at >= last_told)
         return RecordedRefusal(announce=True, suppressed=connection.execute(untold).scalar_one())
-
-    @staticmethod
-    def _audit(
-        connection: Connection,
-        event: AuditEvent,
-        row: Mapping[str, Any],
-        *,
-        at: datetime,
-        detail: str | None = None,
-        account: tuple[int, str | None] | None = None,
-    ) -> None:
-        account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
-        connection.execute(
-            insert(AUDIT).values(
-                at=at,
-                event=str(event),
-                request_id=row["id"],
-                requester_id=row["requester_id"],
-                username=row["username"],
-                role=row["role"],
-                project_ids=list(row["project_ids"] or ()),
-                expires_at=row["expires_at"],
-                mixpanel_account_id=account_id,
-                mixpanel_username=full_username,
-                detail=detail,
-            )
-        )
 
     def audit_trail(self, since: datetime | None = None) -> list[dict[str, Any]]:
         with self._read() as connection:
