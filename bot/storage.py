@@ -151,8 +151,15 @@ class Store:
         window: timedelta = timedelta(hours=24),
         now: datetime | None = None,
         replaces_request_id: str | None = None,
+        state: RequestState = RequestState.SUBMITTED,
+        event: AuditEvent = AuditEvent.SUBMITTED,
+        actor_id: str | None = None,
+        detail: str | None = None,
+        with_row: Callable[[Connection, Mapping[str, Any]], None] | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
-        """Store a submission exactly once, within the requester's quota, atomically across processes."""
+        """Store a submission exactly once, within the requester's quota, atomically across processes, in
+        `state`, recording `event`; `with_row` writes what belongs with the new row in the same transaction
+        (an approval request's own row)."""
         now = now or _now()
         try:
             with self._write() as connection:
@@ -177,7 +184,7 @@ class Store:
                     "role": str(spec.role),
                     "project_ids": list(spec.project_ids),
                     "expires_at": spec.expires_at,
-                    "state": str(RequestState.SUBMITTED),
+                    "state": str(state),
                     "mixpanel_account_id": None,
                     "mixpanel_username": None,
                     "error": None,
@@ -187,7 +194,9 @@ class Store:
                     "replaces_request_id": replaces_request_id,
                 }
                 connection.execute(insert(REQUESTS).values(row))
-                audit_row(connection, AuditEvent.SUBMITTED, row, at=now)
+                audit_row(connection, event, row, at=now, actor_id=actor_id, detail=detail)
+                if with_row is not None:
+                    with_row(connection, row)
                 return Claimed(StoredRequest.of(row))
         except IntegrityError:
             # Another process stored the same submission between our check and our insert.
