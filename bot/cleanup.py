@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from bot import messages
 from bot.announce import AuditAnnouncer
 from bot.catalog import OrganizationUnknown, ProjectCatalog
-from bot.mixpanel import MixpanelClient, MixpanelError, ServiceAccountRead
+from bot.mixpanel import MixpanelClient, MixpanelError
+from bot.mixpanel_models import ServiceAccountRead
 from bot.orphans import OrphanOutcome, OrphanRecords
 from bot.reconcile import CLOCK_SKEW, Attribution, attribute, name_matches
 from bot.schema import AuditEvent, RequestState, StoredRequest

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.mixpanel import ServiceAccountRead
+from bot.mixpanel_models import ServiceAccountRead
 from bot.schema import StoredRequest
 
 # How far Mixpanel's clock may differ from ours when comparing an account's `created` with our window.

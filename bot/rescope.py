@@ -20,7 +20,8 @@ from bot.manage import ManageFlow
 from bot.manage_policy import AccountOwnership, ManageAction, ManageRefusal, may_manage
 from bot.manage_views import SCOPE_HOME, parse_target
 from bot.messages import CONFIGURATION_PROBLEM
-from bot.mixpanel import MixpanelError, ProjectGrant
+from bot.mixpanel import MixpanelError
+from bot.mixpanel_models import ProjectGrant
 from bot.models import Project
 from bot.policy import Entitlement, entitlement_for
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK

@@ -27,7 +27,8 @@ from bot.cleanup import Cleanup, CleanupDependencies
 from bot.delivery import DeliveryOutcome, SlackDelivery
 from bot.directory import SlackDirectory
 from bot.jobs import JobRunner, ShuttingDown
-from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
+from bot.mixpanel import MixpanelClient, MixpanelError
+from bot.mixpanel_models import CreatedServiceAccount, NewServiceAccount, ProjectGrant
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
 from bot.orphans import OrphanRecords
 from bot.policy import (

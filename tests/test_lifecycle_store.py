@@ -9,7 +9,7 @@ import pytest
 
 from bot.accounts import Presence, join_accounts
 from bot.lifecycle_store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
-from bot.mixpanel import ServiceAccountRead
+from bot.mixpanel_models import ServiceAccountRead
 from bot.models import AccountSpec, Role
 from bot.schema import AuditEvent, RequestState, StoredRequest
 from bot.storage import Store

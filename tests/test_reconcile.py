@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.mixpanel import ServiceAccountRead
+from bot.mixpanel_models import ServiceAccountRead
 from bot.models import Role
 from bot.reconcile import attribute, create_window, is_ours, name_matches
 from bot.schema import RequestState, StoredRequest
