@@ -353,7 +353,7 @@ class ApprovalFlow:
     def _announce(
         self, event: str, record: ApprovalRecord, actor_id: str | None, detail: str | None = None
     ) -> None:
-        self.creation.audit.post(
+        self.creation.audit.announce(
             text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot import messages
-from bot.announce import AuditAnnouncer
+from bot.audit import AuditTrail
 from bot.catalog import OrganizationUnknown, ProjectCatalog
 from bot.mixpanel import MixpanelClient, MixpanelError
 from bot.mixpanel_models import ServiceAccountRead
@@ -42,7 +42,7 @@ class CleanupDependencies:
     orphans: OrphanRecords
     mixpanel: MixpanelClient
     catalog: ProjectCatalog
-    audit: AuditAnnouncer
+    audit: AuditTrail
     contact: str
     reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
     # How long after its last create call an uncertain request is re-checked before it is called failed.

@@ -194,8 +194,8 @@ class RescopeFlow:
             detail = f"allowed as {basis}; added {add or 'none'}; removed {remove or 'none'}"
             if failure is not None:
                 detail += f"; then failed: {failure_kind}"
-            self.m.records.set_projects(request, final, actor_id=user_id, detail=detail)
-            self.m.announce(
+            self.m.audit.record(
+                lambda: self.m.records.set_projects(request, final, actor_id=user_id, detail=detail),
                 say.projects_audit_message(
                     actor_id=user_id,
                     basis=basis,
@@ -203,7 +203,7 @@ class RescopeFlow:
                     account_id=account_id,
                     added=[_name(p, projects) for p in add if p in now_in],
                     removed=[_name(p, projects) for p in remove if p not in now_in],
-                )
+                ),
             )
         if failure is not None:
             return failure

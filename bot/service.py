@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
-from bot.announce import AuditAnnouncer
+from bot.audit import AuditTrail
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
 from bot.cleanup import Cleanup, CleanupDependencies
 from bot.delivery import DeliveryOutcome, SlackDelivery
@@ -41,7 +41,6 @@ from bot.policy import (
     within_quota,
 )
 from bot.redaction import redactor
-from bot.refusals import record_refusal
 from bot.schema import AuditEvent, RequestState, StoredRequest
 from bot.storage import AlreadyClaimed, OverQuota, StateMoved, Store
 from bot.views import (
@@ -106,7 +105,7 @@ Deliver = Callable[[dict[str, Any]], DeliveryOutcome]
 class CreationFlow:
     def __init__(self, deps: FlowDependencies):
         self.d = deps
-        self.audit = AuditAnnouncer(deps.policy, deps.delivery, deps.jobs, deps.catalog)
+        self.audit = AuditTrail(deps.store, deps.policy, deps.delivery, deps.jobs, deps.catalog)
         self.cleanup = Cleanup(
             CleanupDependencies(
                 store=deps.store,
@@ -160,17 +159,7 @@ class CreationFlow:
         )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        notice = record_refusal(
-            self.d.store,
-            self.d.policy,
-            user_id,
-            reason,
-            spec,
-            now=self.d.clock(),
-            projects=self.audit.projects,
-        )
-        if notice is not None:
-            self.audit.post(notice)
+        self.audit.refusal(user_id, reason, spec, now=self.d.clock())
 
     # --- the slash command -----------------------------------------------------------------------------
 
