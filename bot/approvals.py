@@ -107,7 +107,7 @@ class ApprovalFlow:
         try:
             self.d.jobs.submit(f"approval:{view_id}", work)
         except ShuttingDown:
-            self.creation._tell(context, view_id, messages.RESTARTING)
+            self.creation.tell(context, view_id, messages.RESTARTING)
 
     def _open(self, spec, reason, context, view_id, team_id, *, break_glass: bool):
         now = self._now()
@@ -128,7 +128,7 @@ class ApprovalFlow:
             return None
         if isinstance(opened, OverQuota):
             self.creation._refuse(context.user_id, str(RefusalReason.RATE_LIMITED), spec)
-            self.creation._tell(context, view_id, self.creation._refusal_reply(RefusalReason.RATE_LIMITED))
+            self.creation.tell(context, view_id, self.creation._refusal_reply(RefusalReason.RATE_LIMITED))
             return None
         return self.store.get(opened.request.id)
 
