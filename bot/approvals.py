@@ -185,11 +185,13 @@ class ApprovalFlow:
         if refusal:
             return refusal
         claim_ttl = timedelta(hours=self.approval.claim_ttl_hours)
-        updated = self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl)
+        updated = self.creation.audit.record(
+            lambda: self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl),
+            lambda updated: self._announcement("approved", updated, user_id),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
-        self._announce("approved", updated, user_id)
         if updated.state is ApprovalState.APPROVED:
             self.notices.tell_requester(
                 updated, text.claimable_text(updated.approved_by, updated.claim_by), "claim"
@@ -203,12 +205,14 @@ class ApprovalFlow:
         _record, refusal = self._judge(request_id, Action.DENY, user_id)
         if refusal:
             return refusal
-        updated = self.store.deny(request_id, user_id, reason, now=self._now())
+        updated = self.creation.audit.record(
+            lambda: self.store.deny(request_id, user_id, reason, now=self._now()),
+            lambda updated: self._announcement("denied", updated, user_id, reason),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
         self.notices.tell_requester(updated, self.notices.status(updated), None)
-        self._announce("denied", updated, user_id, reason)
         return None
 
     def _lost(self, request_id: str) -> str:
@@ -221,12 +225,14 @@ class ApprovalFlow:
         _record, refusal = self._judge(request_id, Action.CANCEL, user_id)
         if refusal:
             return refusal
-        updated = self.store.cancel(request_id, user_id, now=self._now())
+        updated = self.creation.audit.record(
+            lambda: self.store.cancel(request_id, user_id, now=self._now()),
+            lambda updated: self._announcement("cancelled", updated, user_id),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
         self.notices.update_requester_messages(updated, self.notices.status(updated), None)
-        self._announce("cancelled", updated, user_id)
         return None
 
     def may_claim(self, request_id: str, user_id: str) -> str | None:
@@ -254,11 +260,13 @@ class ApprovalFlow:
             sentence = text.CLAIM_REFUSED.format(why=why, contact=self.d.policy.contact)
             self.d.delivery.update_view(view_id, status_view(sentence))
             return
-        claimed = self.store.claim(request_id, user_id, now=self._now())
+        claimed = self.creation.audit.record(
+            lambda: self.store.claim(request_id, user_id, now=self._now()),
+            lambda claimed: self._announcement("claimed", claimed, user_id),
+        )
         if claimed is None:
             self.d.delivery.update_view(view_id, status_view(self._lost(request_id)))
             return
-        self._announce("claimed", claimed, user_id)
         try:
             self.creation.create(
                 claimed.request,
@@ -328,13 +336,15 @@ class ApprovalFlow:
         now = self._now()
         expired = 0
         for request_id in self.store.overdue(now):
-            record = self.store.expire(request_id, now=now)
+            record = self.creation.audit.record(
+                lambda request_id=request_id: self.store.expire(request_id, now=now),
+                lambda record: self._announcement("expired", record, None),
+            )
             if record is None:
                 continue
             expired += 1
             self.notices.refresh_approvers(record)
             self.notices.tell_requester(record, self.notices.status(record), None)
-            self._announce("expired", record, None)
         return expired
 
     def remind_due(self) -> int:
@@ -356,6 +366,14 @@ class ApprovalFlow:
         self.creation.audit.announce(
             text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
         )
+
+    def _announcement(
+        self, event: str, record: ApprovalRecord | None, actor_id: str | None, detail: str | None = None
+    ) -> dict[str, Any] | None:
+        """The audit channel's line about a recorded step; None when the step did not happen."""
+        if record is None:
+            return None
+        return text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
 
 
 def _capped(spec: AccountSpec, latest: date) -> AccountSpec:
