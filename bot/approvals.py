@@ -21,13 +21,14 @@ from bot.approval_notices import ApprovalNotices
 from bot.approval_states import Action, ApprovalState, Refusal, start, step
 from bot.approval_store import ApprovalRecord, ApprovalStore
 from bot.delivery import DeliveryOutcome
+from bot.form import parse_break_glass, parse_reason
 from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
 from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
 from bot.schema import RequestState
 from bot.service import CreationFlow, SubmitOutcome, _update
 from bot.storage import AlreadyClaimed, OverQuota
-from bot.views import BLOCK_REASON, parse_break_glass, parse_reason, status_view
+from bot.views import BLOCK_REASON, status_view
 
 log = logging.getLogger(__name__)
 

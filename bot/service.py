@@ -25,6 +25,7 @@ from bot.cleanup import Cleanup, CleanupDependencies
 from bot.creation import AccountCreation, Deliver
 from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
+from bot.form import errors_by_block, parse_submission
 from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import MixpanelClient, MixpanelError
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, today_in
@@ -44,11 +45,9 @@ from bot.views import (
     creation_view,
     decode_metadata,
     encode_metadata,
-    errors_by_block,
     filter_project_options,
     loading_view,
     offered_projects,
-    parse_submission,
     status_view,
 )
 
