@@ -24,7 +24,8 @@ from bot.delivery import DeliveryOutcome
 from bot.form import parse_break_glass, parse_reason
 from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
-from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
+from bot.policy import Decision, RefusalReason, is_approver, within_quota
+from bot.policy_file import ApprovalPolicy
 from bot.schema import RequestState
 from bot.service import CreationFlow, SubmitOutcome, _update
 from bot.storage import AlreadyClaimed, OverQuota

@@ -21,7 +21,7 @@ from bot.catalog import ProjectCatalog
 from bot.delivery import SlackDelivery
 from bot.jobs import JobRunner, ShuttingDown
 from bot.models import AccountSpec
-from bot.policy import Policy
+from bot.policy_file import Policy
 from bot.schema import StoredRequest
 from bot.storage import Store
 

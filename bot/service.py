@@ -30,15 +30,8 @@ from bot.jobs import JobRunner, ShuttingDown
 from bot.mixpanel import MixpanelClient, MixpanelError
 from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, today_in
 from bot.orphans import OrphanRecords
-from bot.policy import (
-    Decision,
-    Entitlement,
-    Policy,
-    RefusalReason,
-    break_glass_offered,
-    decide,
-    within_quota,
-)
+from bot.policy import Decision, Entitlement, RefusalReason, break_glass_offered, decide, within_quota
+from bot.policy_file import Policy
 from bot.schema import RequestState, StoredRequest
 from bot.storage import AlreadyClaimed, OverQuota, Store
 from bot.views import (

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.manage_views import ACTION_DELETE
-from bot.policy import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
+from bot.policy_file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
 from bot.reminders import due_threshold
 from bot.schema import AuditEvent
 from tests.conftest import ALICE, SIGNING_SECRET
