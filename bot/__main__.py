@@ -17,8 +17,10 @@ from datetime import UTC, date, datetime
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
+from bot.database import build_engine
+from bot.schema import AUDIT_COLUMNS
 from bot.settings import DatabaseSettings, describe_validation_error
-from bot.storage import AUDIT_COLUMNS, Store, build_engine
+from bot.storage import Store
 
 
 def _since(value: str) -> datetime:

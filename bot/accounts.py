@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from bot.mixpanel import ServiceAccountRead, parse_timestamp
+from bot.mixpanel_models import ServiceAccountRead, parse_timestamp
 from bot.models import Role
-from bot.storage import RequestState, StoredRequest
+from bot.schema import RequestState, StoredRequest
 
 
 class Presence(StrEnum):

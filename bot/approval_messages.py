@@ -11,7 +11,8 @@ from typing import Any
 from bot.approval_states import Refusal
 from bot.messages import _expiry_phrase, _projects_phrase, escape
 from bot.models import Project
-from bot.policy import PersonSelector, RefusalReason
+from bot.policy import RefusalReason
+from bot.policy_file import PersonSelector
 
 ACTION_APPROVE = "approval_approve"
 ACTION_DENY = "approval_deny"

@@ -17,7 +17,7 @@ from bot import approval_messages as text
 from bot.approval_states import ApprovalState
 from bot.approval_store import FOR_APPROVERS, FOR_REQUESTER, ApprovalRecord, ApprovalStore
 from bot.models import Project
-from bot.policy import ApprovalPolicy
+from bot.policy_file import ApprovalPolicy
 
 log = logging.getLogger(__name__)
 

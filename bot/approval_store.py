@@ -11,7 +11,6 @@ loser matches no row. Nothing here decides who may click: that is `bot.approval_
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -38,45 +36,8 @@ from bot.approval_tables import (
     ApprovalRecord,
 )
 from bot.models import AccountSpec
-from bot.storage import (
-    AUDIT,
-    REQUESTS,
-    AlreadyClaimed,
-    AuditEvent,
-    Claimed,
-    OverQuota,
-    RequestState,
-    Store,
-    StoredRequest,
-    _lock_key,
-)
-
-
-def _audit(
-    connection: Connection,
-    event: AuditEvent,
-    row: Mapping[str, Any],
-    *,
-    at: datetime,
-    actor_id: str | None,
-    detail: str | None = None,
-) -> None:
-    connection.execute(
-        insert(AUDIT).values(
-            at=at,
-            event=str(event),
-            request_id=row["id"],
-            requester_id=row["requester_id"],
-            username=row["username"],
-            role=row["role"],
-            project_ids=list(row["project_ids"] or ()),
-            expires_at=row["expires_at"],
-            mixpanel_account_id=row["mixpanel_account_id"],
-            mixpanel_username=row["mixpanel_username"],
-            detail=detail,
-            actor_id=actor_id,
-        )
-    )
+from bot.schema import REQUESTS, AuditEvent, RequestState, StoredRequest
+from bot.storage import AlreadyClaimed, Claimed, OverQuota, Store, audit_row
 
 
 class ApprovalStore:
@@ -102,58 +63,33 @@ class ApprovalStore:
         window: timedelta = timedelta(hours=24),
     ) -> Claimed | AlreadyClaimed | OverQuota:
         """Store a request once, counted against the quota now. Break glass stores it already claimed."""
-        store = self._store
-        try:
-            with store._write() as connection:
-                existing = store._by_key(connection, submission_key)
-                if existing is not None:
-                    return AlreadyClaimed(existing)
-                if store._is_postgres:
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": _lock_key("quota:" + requester_id)},
-                    )
-                recent = store._count_recent(connection, requester_id, now - window)
-                if not within_quota(recent):
-                    return OverQuota(recent)
-                state = RequestState.SUBMITTED if break_glass else RequestState.PENDING_APPROVAL
-                row = {
-                    "id": uuid.uuid4().hex,
-                    "submission_key": submission_key,
-                    "requester_id": requester_id,
-                    "team_id": team_id,
-                    "channel_id": channel_id,
-                    "username": spec.username,
-                    "role": str(spec.role),
-                    "project_ids": list(spec.project_ids),
-                    "expires_at": spec.expires_at,
-                    "state": str(state),
-                    "mixpanel_account_id": None,
-                    "mixpanel_username": None,
-                    "error": None,
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_create_attempt_at": None,
-                }
-                connection.execute(insert(REQUESTS).values(row))
-                connection.execute(
-                    insert(APPROVALS).values(
-                        request_id=row["id"],
-                        approvals_needed=approvals_needed,
-                        reason=reason,
-                        break_glass=break_glass,
-                        decide_by=decide_by,
-                    )
+
+        def with_row(connection: Connection, row: Mapping[str, Any]) -> None:
+            connection.execute(
+                insert(APPROVALS).values(
+                    request_id=row["id"],
+                    approvals_needed=approvals_needed,
+                    reason=reason,
+                    break_glass=break_glass,
+                    decide_by=decide_by,
                 )
-                event = AuditEvent.BREAK_GLASS if break_glass else AuditEvent.APPROVAL_REQUESTED
-                _audit(connection, event, row, at=now, actor_id=requester_id, detail=reason)
-                return Claimed(StoredRequest.of(row))
-        except IntegrityError:
-            with store._read() as connection:
-                existing = store._by_key(connection, submission_key)
-            if existing is None:
-                raise
-            return AlreadyClaimed(existing)
+            )
+
+        return self._store.claim(
+            submission_key=submission_key,
+            requester_id=requester_id,
+            team_id=team_id,
+            channel_id=channel_id,
+            spec=spec,
+            within_quota=within_quota,
+            window=window,
+            now=now,
+            state=RequestState.SUBMITTED if break_glass else RequestState.PENDING_APPROVAL,
+            event=AuditEvent.BREAK_GLASS if break_glass else AuditEvent.APPROVAL_REQUESTED,
+            actor_id=requester_id,
+            detail=reason,
+            with_row=with_row,
+        )
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -248,7 +184,7 @@ class ApprovalStore:
                         .where(APPROVALS.c.request_id == request_id)
                         .values(claim_by=now + claim_ttl, decided_by=approver_id, decided_at=now)
                     )
-                _audit(
+                audit_row(
                     connection,
                     AuditEvent.APPROVED,
                     row,
@@ -280,7 +216,7 @@ class ApprovalStore:
                 .where(APPROVALS.c.request_id == request_id)
                 .values(decided_by=approver_id, decided_at=now)
             )
-            _audit(connection, AuditEvent.DENIED, row, at=now, actor_id=approver_id, detail=reason)
+            audit_row(connection, AuditEvent.DENIED, row, at=now, actor_id=approver_id, detail=reason)
             return self._record(connection, request_id)
 
     def cancel(self, request_id: str, requester_id: str, *, now: datetime) -> ApprovalRecord | None:
@@ -318,7 +254,7 @@ class ApprovalStore:
                     .where(APPROVALS.c.request_id == request_id)
                     .values(decided_by=actor_id, decided_at=now)
                 )
-                _audit(connection, event, row, at=now, actor_id=actor_id, detail=f"was {expected}")
+                audit_row(connection, event, row, at=now, actor_id=actor_id, detail=f"was {expected}")
                 return self._record(connection, request_id)
             return None
 
@@ -331,7 +267,7 @@ class ApprovalStore:
             row = self._take(connection, request_id, RequestState.APPROVED, now, to=RequestState.SUBMITTED)
             if row is None:
                 return None
-            _audit(connection, AuditEvent.CLAIMED, row, at=now, actor_id=requester_id)
+            audit_row(connection, AuditEvent.CLAIMED, row, at=now, actor_id=requester_id)
             return self._record(connection, request_id)
 
     def overdue(self, now: datetime, limit: int = 100) -> list[str]:

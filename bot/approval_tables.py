@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 
 from bot.approval_states import ApprovalRequest, ApprovalState
-from bot.storage import Base, RequestState, StoredRequest, UTCDateTime
+from bot.schema import Base, RequestState, StoredRequest, UTCDateTime
 
 APPROVALS = Table(
     "approval_requests",

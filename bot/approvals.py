@@ -21,12 +21,15 @@ from bot.approval_notices import ApprovalNotices
 from bot.approval_states import Action, ApprovalState, Refusal, start, step
 from bot.approval_store import ApprovalRecord, ApprovalStore
 from bot.delivery import DeliveryOutcome
+from bot.form import parse_break_glass, parse_reason
 from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
-from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
+from bot.policy import Decision, RefusalReason, is_approver, within_quota
+from bot.policy_file import ApprovalPolicy
+from bot.schema import RequestState
 from bot.service import CreationFlow, SubmitOutcome, _update
-from bot.storage import AlreadyClaimed, OverQuota, RequestState
-from bot.views import BLOCK_REASON, parse_break_glass, parse_reason, status_view
+from bot.storage import AlreadyClaimed, OverQuota
+from bot.views import BLOCK_REASON, status_view
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ class ApprovalFlow:
         try:
             self.d.jobs.submit(f"approval:{view_id}", work)
         except ShuttingDown:
-            self.creation._tell(context, view_id, messages.RESTARTING)
+            self.creation.tell(context, view_id, messages.RESTARTING)
 
     def _open(self, spec, reason, context, view_id, team_id, *, break_glass: bool):
         now = self._now()
@@ -127,7 +130,7 @@ class ApprovalFlow:
             return None
         if isinstance(opened, OverQuota):
             self.creation._refuse(context.user_id, str(RefusalReason.RATE_LIMITED), spec)
-            self.creation._tell(context, view_id, self.creation._refusal_reply(RefusalReason.RATE_LIMITED))
+            self.creation.tell(context, view_id, self.creation._refusal_reply(RefusalReason.RATE_LIMITED))
             return None
         return self.store.get(opened.request.id)
 
@@ -184,11 +187,13 @@ class ApprovalFlow:
         if refusal:
             return refusal
         claim_ttl = timedelta(hours=self.approval.claim_ttl_hours)
-        updated = self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl)
+        updated = self.creation.audit.record(
+            lambda: self.store.approve(request_id, user_id, now=self._now(), claim_ttl=claim_ttl),
+            lambda updated: self._announcement("approved", updated, user_id),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
-        self._announce("approved", updated, user_id)
         if updated.state is ApprovalState.APPROVED:
             self.notices.tell_requester(
                 updated, text.claimable_text(updated.approved_by, updated.claim_by), "claim"
@@ -202,12 +207,14 @@ class ApprovalFlow:
         _record, refusal = self._judge(request_id, Action.DENY, user_id)
         if refusal:
             return refusal
-        updated = self.store.deny(request_id, user_id, reason, now=self._now())
+        updated = self.creation.audit.record(
+            lambda: self.store.deny(request_id, user_id, reason, now=self._now()),
+            lambda updated: self._announcement("denied", updated, user_id, reason),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
         self.notices.tell_requester(updated, self.notices.status(updated), None)
-        self._announce("denied", updated, user_id, reason)
         return None
 
     def _lost(self, request_id: str) -> str:
@@ -220,12 +227,14 @@ class ApprovalFlow:
         _record, refusal = self._judge(request_id, Action.CANCEL, user_id)
         if refusal:
             return refusal
-        updated = self.store.cancel(request_id, user_id, now=self._now())
+        updated = self.creation.audit.record(
+            lambda: self.store.cancel(request_id, user_id, now=self._now()),
+            lambda updated: self._announcement("cancelled", updated, user_id),
+        )
         if updated is None:
             return self._lost(request_id)
         self.notices.refresh_approvers(updated)
         self.notices.update_requester_messages(updated, self.notices.status(updated), None)
-        self._announce("cancelled", updated, user_id)
         return None
 
     def may_claim(self, request_id: str, user_id: str) -> str | None:
@@ -253,11 +262,13 @@ class ApprovalFlow:
             sentence = text.CLAIM_REFUSED.format(why=why, contact=self.d.policy.contact)
             self.d.delivery.update_view(view_id, status_view(sentence))
             return
-        claimed = self.store.claim(request_id, user_id, now=self._now())
+        claimed = self.creation.audit.record(
+            lambda: self.store.claim(request_id, user_id, now=self._now()),
+            lambda claimed: self._announcement("claimed", claimed, user_id),
+        )
         if claimed is None:
             self.d.delivery.update_view(view_id, status_view(self._lost(request_id)))
             return
-        self._announce("claimed", claimed, user_id)
         try:
             self.creation.create(
                 claimed.request,
@@ -327,13 +338,15 @@ class ApprovalFlow:
         now = self._now()
         expired = 0
         for request_id in self.store.overdue(now):
-            record = self.store.expire(request_id, now=now)
+            record = self.creation.audit.record(
+                lambda request_id=request_id: self.store.expire(request_id, now=now),
+                lambda record: self._announcement("expired", record, None),
+            )
             if record is None:
                 continue
             expired += 1
             self.notices.refresh_approvers(record)
             self.notices.tell_requester(record, self.notices.status(record), None)
-            self._announce("expired", record, None)
         return expired
 
     def remind_due(self) -> int:
@@ -352,9 +365,17 @@ class ApprovalFlow:
     def _announce(
         self, event: str, record: ApprovalRecord, actor_id: str | None, detail: str | None = None
     ) -> None:
-        self.creation.audit.post(
+        self.creation.audit.announce(
             text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
         )
+
+    def _announcement(
+        self, event: str, record: ApprovalRecord | None, actor_id: str | None, detail: str | None = None
+    ) -> dict[str, Any] | None:
+        """The audit channel's line about a recorded step; None when the step did not happen."""
+        if record is None:
+            return None
+        return text.audit_announcement(event, actor_id, self.notices.summary(record), detail)
 
 
 def _capped(spec: AccountSpec, latest: date) -> AccountSpec:

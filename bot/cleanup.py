@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot import messages
-from bot.announce import AuditAnnouncer
+from bot.audit import AuditTrail
 from bot.catalog import OrganizationUnknown, ProjectCatalog
-from bot.mixpanel import MixpanelClient, MixpanelError, ServiceAccountRead
-from bot.orphans import OrphanOutcome, OrphanRecords
+from bot.mixpanel import MixpanelClient, MixpanelError
+from bot.mixpanel_models import ServiceAccountRead
+from bot.orphans import Orphan, OrphanOutcome, OrphanRecords
 from bot.reconcile import CLOCK_SKEW, Attribution, attribute, name_matches
-from bot.storage import AuditEvent, RequestState, StateMoved, Store, StoredRequest
+from bot.schema import AuditEvent, RequestState, StoredRequest
+from bot.storage import StateMoved, Store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class CleanupDependencies:
     orphans: OrphanRecords
     mixpanel: MixpanelClient
     catalog: ProjectCatalog
-    audit: AuditAnnouncer
+    audit: AuditTrail
     contact: str
     reconcile_delays: list[float] = field(default_factory=lambda: [0.0, 5.0, 30.0])
     # How long after its last create call an uncertain request is re-checked before it is called failed.
@@ -123,19 +125,31 @@ class Cleanup:
                 )
                 deleted = False
                 detail = f"{reason}; delete failed: {error.kind}"
-            stored = self.d.orphans.record_deletion(
-                request.id, orphan.account_id, deleted=deleted, detail=detail
-            )
+            stored = self._record_deletion(request, orphan, deleted=deleted, detail=detail, reason=reason)
             if stored is None:
                 continue  # another cleanup recorded this orphan's deletion first
             current = stored
-            self.d.audit.request_event(
-                "deleted" if deleted else "delete_failed",
-                stored,
-                detail=reason,
-                account=(orphan.account_id, orphan.username),
-            )
         return current
+
+    def _record_deletion(
+        self, request: StoredRequest, orphan: Orphan, *, deleted: bool, detail: str, reason: str
+    ) -> StoredRequest | None:
+        """Record one orphan's deletion (or its failure) and announce it, unless another cleanup did."""
+        return self.d.audit.record(
+            lambda: self.d.orphans.record_deletion(
+                request.id, orphan.account_id, deleted=deleted, detail=detail
+            ),
+            lambda stored: (
+                self.d.audit.request_message(
+                    "deleted" if deleted else "delete_failed",
+                    stored,
+                    detail=reason,
+                    account=(orphan.account_id, orphan.username),
+                )
+                if stored is not None
+                else None
+            ),
+        )
 
     # --- after an ambiguous create (live) --------------------------------------------------------------
 

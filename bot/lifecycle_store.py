@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.storage import AUDIT, REQUESTS, AuditEvent, Base, RequestState, Store, StoredRequest, UTCDateTime
+from bot.schema import AUDIT, REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
+from bot.storage import Store
 
 # A deletion whose process died mid-call may be taken over after this long.
 DELETION_LEASE = timedelta(minutes=2)

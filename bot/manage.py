@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot import manage_messages as say
 from bot.accounts import AccountEntry, join_accounts
-from bot.announce import announce
+from bot.audit import AuditTrail
 from bot.catalog import OrganizationUnknown
 from bot.jobs import ShuttingDown
 from bot.lifecycle_store import AccountRef, DeletionState, LifecycleStore
@@ -33,8 +33,8 @@ from bot.manage_views import SCOPE_ALL, SCOPE_MINE, home_view, list_message, par
 from bot.messages import CONFIGURATION_PROBLEM
 from bot.mixpanel import MixpanelError
 from bot.models import Project
+from bot.schema import RequestState, StoredRequest
 from bot.service import FlowDependencies
-from bot.storage import RequestState, StoredRequest
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class ManageFlow:
     def __init__(self, deps: FlowDependencies, records: LifecycleStore, *, own_username: str):
         self.d = deps
         self.records = records
+        self.audit = AuditTrail(deps.store, deps.policy, deps.delivery, deps.jobs, deps.catalog)
         self._own_username = own_username
 
     @property
@@ -65,9 +66,6 @@ class ManageFlow:
             self.d.jobs.submit(name, work)
         except ShuttingDown:
             work()
-
-    def announce(self, message: dict[str, Any]) -> None:
-        announce(self.d.policy.audit_channel, message, delivery=self.d.delivery, jobs=self.d.jobs)
 
     def project_names(self) -> dict[int, Project]:
         snapshot = self.d.catalog.cached()
@@ -82,9 +80,11 @@ class ManageFlow:
         self, actor_id: str, action: str, target: str, reason: str, account: AccountRef | None = None
     ) -> None:
         """Audit a refused action (database row and audit channel)."""
-        self.records.record_refusal(actor_id, f"{action} {target}: {reason}"[:500], account=account)
-        self.announce(
-            say.refused_audit_message(actor_id=actor_id, action=action, target=target, reason=reason)
+        self.audit.record(
+            lambda: self.records.record_refusal(
+                actor_id, f"{action} {target}: {reason}"[:500], account=account
+            ),
+            say.refused_audit_message(actor_id=actor_id, action=action, target=target, reason=reason),
         )
 
     @staticmethod
@@ -111,15 +111,20 @@ class ManageFlow:
             memberships=self._memberships() if outside else None,
         )
         for request in gone:
-            if self.records.close_gone(request, now=self.d.clock()):
-                self.announce(
-                    say.gone_audit_message(
-                        username=request.mixpanel_username or request.username,
-                        account_id=request.mixpanel_account_id or 0,
-                        creator_id=request.requester_id,
-                    )
-                )
+            self._close_gone(request)
         return entries
+
+    def _close_gone(self, request: StoredRequest) -> None:
+        """Close the record of an account deleted outside the bot; announced by whoever closes it."""
+        message = say.gone_audit_message(
+            username=request.mixpanel_username or request.username,
+            account_id=request.mixpanel_account_id or 0,
+            creator_id=request.requester_id,
+        )
+        self.audit.record(
+            lambda: self.records.close_gone(request, now=self.d.clock()),
+            lambda closed: message if closed else None,
+        )
 
     def _memberships(self) -> dict[int, list[tuple[int, str]]] | None:
         """Who is in which project, from Mixpanel's per-project listings: the only source of projects and
@@ -273,14 +278,14 @@ class ManageFlow:
             return DeleteOutcome(
                 say.manage_failure_text(error, doing=f"delete `{name}`", contact=self._contact)
             )
-        self.records.finish_deletion(
-            account,
-            actor_id=user_id,
-            found_gone=not deleted,
-            detail=f"allowed as {basis}",
-            now=self.d.clock(),
-        )
-        self.announce(
+        self.audit.record(
+            lambda: self.records.finish_deletion(
+                account,
+                actor_id=user_id,
+                found_gone=not deleted,
+                detail=f"allowed as {basis}",
+                now=self.d.clock(),
+            ),
             say.deletion_audit_message(
                 actor_id=user_id,
                 basis=basis,
@@ -288,6 +293,6 @@ class ManageFlow:
                 account_id=account.account_id,
                 creator_id=account.request.requester_id if account.request else None,
                 found_gone=not deleted,
-            )
+            ),
         )
         return DeleteOutcome(say.deleted_text(name) if deleted else say.already_gone_text(name), changed=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.models import Requester, Standing
-from bot.policy import Policy
+from bot.policy_file import Policy
 
 
 class ManageAction(StrEnum):

@@ -12,18 +12,30 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from bot.models import Project, Role
+from bot.mixpanel_models import (
+    CreatedServiceAccount,
+    CreateResponse,
+    GetResponse,
+    ListResponse,
+    Me,
+    MeOrganization,
+    MeResponse,
+    NewServiceAccount,
+    ProjectGrant,
+    ProjectMember,
+    ProjectMembersResponse,
+    ServiceAccountRead,
+)
+from bot.models import Project
 
 log = logging.getLogger(__name__)
 
@@ -63,132 +75,6 @@ class MixpanelError(Exception):
         self.ambiguous = ambiguous
         detail = f" (HTTP {status})" if status else ""
         super().__init__(f"Mixpanel {kind}{detail}: {reason or 'no details'}")
-
-
-# --- Response models (the subset of the published spec the bot relies on) ---------------------------
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class ServiceAccountRead(_Lenient):
-    id: int
-    username: str
-    expires: str | None = None
-    created: str | None = None
-    last_used: str | None = None
-    creator: int | None = None
-    user: int | None = None
-
-    def created_at(self) -> datetime | None:
-        return parse_timestamp(self.created)
-
-
-class CreatedServiceAccount(ServiceAccountRead):
-    token: SecretStr
-
-
-class _CreateResponse(_Lenient):
-    status: str
-    results: CreatedServiceAccount
-
-
-class _ListResponse(_Lenient):
-    status: str
-    results: list[ServiceAccountRead]
-
-
-class ProjectMember(ServiceAccountRead):
-    """An account as `GET /projects/{id}/service-accounts` lists it: with its role on that project."""
-
-    role: str | None = None
-
-
-class _ProjectMembersResponse(_Lenient):
-    status: str
-    results: list[ProjectMember]
-
-
-class _GetResponse(_Lenient):
-    status: str
-    results: ServiceAccountRead
-
-
-class _Organization(_Lenient):
-    id: int | None = None
-    name: str | None = None
-    role: str | None = None  # the bot's own role in this organization
-
-
-class _MeProject(_Lenient):
-    name: str
-    organization_id: int
-
-
-class _MeResults(_Lenient):
-    id: int | None = None  # the bot's own Mixpanel user: `creator` of every account it makes
-    user_id: int | None = None  # some answers name it so
-    organizations: dict[str, _Organization] = {}
-    projects: dict[str, _MeProject] = {}
-
-
-class _MeResponse(_Lenient):
-    results: _MeResults
-
-
-@dataclass(frozen=True)
-class MeOrganization:
-    id: int
-    name: str | None
-    role: str | None  # the bot's own organization role, when /me shows it
-
-
-@dataclass(frozen=True)
-class Me:
-    organization_ids: list[int]
-    projects: list[Project]
-    organizations: tuple[MeOrganization, ...] = ()
-    user_id: int | None = None  # the bot's own Mixpanel user: `creator` of the accounts it makes
-
-    def organization(self, organization_id: int) -> MeOrganization | None:
-        return next((org for org in self.organizations if org.id == organization_id), None)
-
-
-@dataclass(frozen=True)
-class ProjectGrant:
-    id: int
-    role: Role
-
-
-@dataclass(frozen=True)
-class NewServiceAccount:
-    """The body of a create call (spec: ServiceAccountWrite)."""
-
-    username: str
-    role: Role
-    expires: str | None
-    projects: tuple[ProjectGrant, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "username": self.username,
-            "role": str(self.role),
-            "projects": [{"id": grant.id, "role": str(grant.role)} for grant in self.projects],
-        }
-        if self.expires is not None:
-            body["expires"] = self.expires
-        return body
-
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def retry_after_seconds(header: str | None, now: float) -> float | None:
@@ -294,7 +180,7 @@ class MixpanelClient:
     def me(self) -> Me:
         payload = self._read("GET", "/me", params={"include_workspace_users": "false"})
         try:
-            results = _MeResponse.model_validate(payload).results
+            results = MeResponse.model_validate(payload).results
         except ValidationError:
             raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected /me response") from None
         try:
@@ -328,7 +214,7 @@ class MixpanelClient:
         path = f"/organizations/{int(organization_id)}/service-accounts"
         payload = self._call_once_with_rate_limit("POST", path, json=account.to_json())
         try:
-            return _CreateResponse.model_validate(payload).results
+            return CreateResponse.model_validate(payload).results
         except ValidationError:
             # The account may exist even though we cannot read its answer.
             raise MixpanelError(
@@ -338,7 +224,7 @@ class MixpanelClient:
     def list_service_accounts(self, organization_id: int) -> list[ServiceAccountRead]:
         payload = self._read("GET", f"/organizations/{int(organization_id)}/service-accounts")
         try:
-            return _ListResponse.model_validate(payload).results
+            return ListResponse.model_validate(payload).results
         except ValidationError:
             raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected list response") from None
 
@@ -372,7 +258,7 @@ class MixpanelClient:
                 return None
             raise
         try:
-            return _GetResponse.model_validate(payload).results
+            return GetResponse.model_validate(payload).results
         except ValidationError:
             raise MixpanelError(ErrorKind.INVALID_RESPONSE, reason="unexpected get response") from None
 
@@ -405,7 +291,7 @@ class MixpanelClient:
     def list_project_service_accounts(self, project_id: int) -> list[ProjectMember]:
         payload = self._read("GET", f"/projects/{int(project_id)}/service-accounts")
         try:
-            return _ProjectMembersResponse.model_validate(payload).results
+            return ProjectMembersResponse.model_validate(payload).results
         except ValidationError:
             raise MixpanelError(
                 ErrorKind.INVALID_RESPONSE, reason="unexpected project list response"

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.storage import REQUESTS, AuditEvent, Base, RequestState, Store, StoredRequest, UTCDateTime
+from bot.schema import REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
+from bot.storage import Store, audit_row
 
 
 class OrphanOutcome(StrEnum):
@@ -98,7 +99,7 @@ class OrphanRecords:
                     )
                 )
             if event is not None:
-                self._store._audit(connection, event, row, at=now, detail=detail)
+                audit_row(connection, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     def orphans(self, request_id: str) -> list[Orphan]:
@@ -150,7 +151,7 @@ class OrphanRecords:
             )
             event = AuditEvent.DELETED if deleted else AuditEvent.DELETE_FAILED
             account = (account_id, orphan["mixpanel_username"])
-            self._store._audit(connection, event, row, at=now, detail=detail, account=account)
+            audit_row(connection, event, row, at=now, detail=detail, account=account)
             return StoredRequest.of(row)
 
     def known_account_ids(self, account_ids: list[int], *, besides: str) -> set[int]:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.mixpanel import ServiceAccountRead
-from bot.storage import StoredRequest
+from bot.mixpanel_models import ServiceAccountRead
+from bot.schema import StoredRequest
 
 # How far Mixpanel's clock may differ from ours when comparing an account's `created` with our window.
 CLOCK_SKEW = timedelta(minutes=5)

@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.lifecycle_store import LifecycleStore
-from bot.storage import AuditEvent, Base, Store, StoredRequest, UTCDateTime
+from bot.schema import AuditEvent, Base, StoredRequest, UTCDateTime
+from bot.storage import Store
 
 
 class ReminderSent(Base):

@@ -20,7 +20,7 @@ from bot.manage_views import offer_delete_old_message, parse_target
 from bot.messages import NO_PROJECTS, PROJECTS_UNAVAILABLE
 from bot.models import SubmissionContext, today_in
 from bot.rescope import judge_account
-from bot.storage import StoredRequest
+from bot.schema import StoredRequest
 from bot.views import Prefill, creation_view, encode_metadata
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,13 @@ from bot.manage import ManageFlow
 from bot.manage_policy import AccountOwnership, ManageAction, ManageRefusal, may_manage
 from bot.manage_views import SCOPE_HOME, parse_target
 from bot.messages import CONFIGURATION_PROBLEM
-from bot.mixpanel import MixpanelError, ProjectGrant
+from bot.mixpanel import MixpanelError
+from bot.mixpanel_models import ProjectGrant
 from bot.models import Project
 from bot.policy import Entitlement, entitlement_for
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
 from bot.projects_view import projects_modal, selected_project_ids
-from bot.storage import RequestState, StoredRequest
+from bot.schema import RequestState, StoredRequest
 from bot.views import offered_projects, status_view
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,8 @@ class RescopeFlow:
             detail = f"allowed as {basis}; added {add or 'none'}; removed {remove or 'none'}"
             if failure is not None:
                 detail += f"; then failed: {failure_kind}"
-            self.m.records.set_projects(request, final, actor_id=user_id, detail=detail)
-            self.m.announce(
+            self.m.audit.record(
+                lambda: self.m.records.set_projects(request, final, actor_id=user_id, detail=detail),
                 say.projects_audit_message(
                     actor_id=user_id,
                     basis=basis,
@@ -202,7 +203,7 @@ class RescopeFlow:
                     account_id=account_id,
                     added=[_name(p, projects) for p in add if p in now_in],
                     removed=[_name(p, projects) for p in remove if p not in now_in],
-                )
+                ),
             )
         if failure is not None:
             return failure

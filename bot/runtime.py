@@ -24,7 +24,7 @@ from bot.lifecycle_store import LifecycleStore
 from bot.manage import ManageFlow
 from bot.mixpanel import MixpanelClient
 from bot.models import Workspace
-from bot.policy import Policy, load_policy
+from bot.policy_file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.reminders import ReminderJob
 from bot.reminders_store import ReminderStore

@@ -15,7 +15,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.policy import PolicyError
+from bot.policy_file import PolicyError
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings, SettingsError
 

@@ -1,10 +1,9 @@
-"""The create flow, from the typed command to the delivered token, with every failure accounted for.
+"""The create flow, from the typed command to a stored request: the form, the submission, the policy
+decision and the claim. Creating the account and delivering its token is bot/creation.py.
 
 Invariants (see README, "Guarantees"):
-- A token is written to exactly one place: the private message to its requester.
-- Every account the bot creates is either delivered or deleted again.
 - One view submission makes at most one account, across threads and processes.
-- A create that ended ambiguously is never retried blindly: Mixpanel is asked what really happened.
+- Every refusal is recorded (bot/audit.py); the requester hears one plain sentence.
 """
 
 from __future__ import annotations
@@ -18,39 +17,30 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot import messages
-from bot.announce import AuditAnnouncer
+from bot.audit import AuditTrail
 from bot.catalog import OrganizationUnknown, ProjectCatalog, Snapshot
 from bot.cleanup import Cleanup, CleanupDependencies
-from bot.delivery import DeliveryOutcome, SlackDelivery
+from bot.creation import AccountCreation, Deliver
+from bot.delivery import SlackDelivery
 from bot.directory import SlackDirectory
+from bot.form import errors_by_block, parse_submission
 from bot.jobs import JobRunner, ShuttingDown
-from bot.mixpanel import CreatedServiceAccount, MixpanelClient, MixpanelError, NewServiceAccount, ProjectGrant
-from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, mixpanel_timestamp, today_in
+from bot.mixpanel import MixpanelClient, MixpanelError
+from bot.models import AccountSpec, Requester, SubmissionContext, Workspace, today_in
 from bot.orphans import OrphanRecords
-from bot.policy import (
-    Decision,
-    Entitlement,
-    Policy,
-    RefusalReason,
-    break_glass_offered,
-    decide,
-    within_quota,
-)
-from bot.redaction import redactor
-from bot.refusals import record_refusal
-from bot.storage import AlreadyClaimed, AuditEvent, OverQuota, RequestState, StateMoved, Store, StoredRequest
+from bot.policy import Decision, Entitlement, RefusalReason, break_glass_offered, decide, within_quota
+from bot.policy_file import Policy
+from bot.schema import RequestState, StoredRequest
+from bot.storage import AlreadyClaimed, OverQuota, Store
 from bot.views import (
     creation_view,
     decode_metadata,
     encode_metadata,
-    errors_by_block,
     filter_project_options,
     loading_view,
     offered_projects,
-    parse_submission,
     status_view,
 )
 
@@ -97,14 +87,12 @@ class FlowDependencies:
 
 # Given a valid submission, takes it over (the ack to send) when it needs approval or breaks glass.
 ApprovalGate = Callable[..., "SubmitOutcome | None"]
-# Shows a new account's credentials to its requester; the default is a private message.
-Deliver = Callable[[dict[str, Any]], DeliveryOutcome]
 
 
 class CreationFlow:
     def __init__(self, deps: FlowDependencies):
         self.d = deps
-        self.audit = AuditAnnouncer(deps.policy, deps.delivery, deps.jobs, deps.catalog)
+        self.audit = AuditTrail(deps.store, deps.policy, deps.delivery, deps.jobs, deps.catalog)
         self.cleanup = Cleanup(
             CleanupDependencies(
                 store=deps.store,
@@ -119,6 +107,7 @@ class CreationFlow:
                 pause=lambda seconds: self.d.pause(seconds),
             )
         )
+        self.account_creation = AccountCreation(deps, self.audit, self.cleanup)
         self.approval_gate: ApprovalGate | None = None  # set by bot.approvals when approval is configured
 
     @property
@@ -158,17 +147,7 @@ class CreationFlow:
         )
 
     def _refuse(self, user_id: str, reason: str, spec: AccountSpec | None = None) -> None:
-        notice = record_refusal(
-            self.d.store,
-            self.d.policy,
-            user_id,
-            reason,
-            spec,
-            now=self.d.clock(),
-            projects=self.audit.projects,
-        )
-        if notice is not None:
-            self.audit.post(notice)
+        self.audit.refusal(user_id, reason, spec, now=self.d.clock())
 
     # --- the slash command -----------------------------------------------------------------------------
 
@@ -309,10 +288,10 @@ class CreationFlow:
             self.d.jobs.submit(
                 f"create:{view_id}",
                 lambda: self._create_guarded(spec, context, view_id, team_id),
-                on_cancel=lambda: self._tell(context, view_id, messages.RESTARTING),
+                on_cancel=lambda: self.tell(context, view_id, messages.RESTARTING),
             )
         except ShuttingDown:
-            self._tell(context, view_id, messages.RESTARTING)
+            self.tell(context, view_id, messages.RESTARTING)
 
     def _status_of(self, request: StoredRequest) -> str:
         if request.state is RequestState.DELIVERED and request.mixpanel_username:
@@ -332,7 +311,7 @@ class CreationFlow:
             # A bug or an unreachable database. A stored request keeps its state, so the sweeper settles it
             # (deleting any account whose token is now lost); the requester hears something plain.
             log.exception("Creating the account for view %s failed unexpectedly", view_id)
-            self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
+            self.tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
 
     def _claim(
         self, spec: AccountSpec, context: SubmissionContext, view_id: str, team_id: str | None
@@ -352,7 +331,7 @@ class CreationFlow:
             return None  # the first submission's job owns the request and the modal
         if isinstance(claim, OverQuota):
             self._refuse(context.user_id, str(RefusalReason.RATE_LIMITED), spec)
-            self._tell(context, view_id, self._refusal_reply(RefusalReason.RATE_LIMITED))
+            self.tell(context, view_id, self._refusal_reply(RefusalReason.RATE_LIMITED))
             return None
         return claim.request
 
@@ -364,190 +343,8 @@ class CreationFlow:
         *,
         deliver: Deliver | None = None,
     ) -> None:
-        try:
-            organization_id = self.d.catalog.organization_id()
-        except (MixpanelError, OrganizationUnknown) as error:
-            sentence = (
-                messages.mixpanel_failure_text(error, contact=self._contact)
-                if isinstance(error, MixpanelError)
-                else messages.CONFIGURATION_PROBLEM.format(contact=self._contact)
-            )
-            self._fail(request, context, view_id, str(error), sentence)
-            return
-        body = NewServiceAccount(
-            username=request.username,
-            role=request.role,
-            expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
-            projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
-        )
-        request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
-        try:
-            account = self.d.mixpanel.create_service_account(organization_id, body)
-        except MixpanelError as error:
-            if not error.ambiguous:
-                sentence = messages.mixpanel_failure_text(error, contact=self._contact)
-                self._fail(request, context, view_id, str(error), sentence)
-                return
-            try:
-                self.cleanup.after_ambiguous_create(
-                    request, organization_id, error, lambda sentence: self._tell(context, view_id, sentence)
-                )
-            except StateMoved:
-                self._tell(context, view_id, self.cleanup.unconfirmed_text(error))  # the sweeper has it
-            return
-        redactor.add(account.token.get_secret_value())
-        # Record the account before the token leaves: from here on no cleanup can mistake it for an orphan.
-        try:
-            request = self._retrying_write(
-                lambda: self.d.store.transition(
-                    request.id,
-                    RequestState.CREATED,
-                    expected=(RequestState.SUBMITTED,),
-                    event=AuditEvent.CREATED,
-                    mixpanel_account_id=account.id,
-                    mixpanel_username=account.username,
-                )
-            )
-        except (SQLAlchemyError, StateMoved) as error:
-            # Unrecorded, the token must not go out: revoke it now (else the sweeper finds it by name).
-            log.error(
-                "Request %s: could not record account %s (%s); deleting it", request.id, account.id, error
-            )
-            self._delete_unrecorded(organization_id, account.id)
-            self._tell(context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self._contact))
-            return
-        self._deliver(request, context, view_id, organization_id, account, deliver)
-
-    def _fail(
-        self,
-        request: StoredRequest,
-        context: SubmissionContext,
-        view_id: str | None,
-        detail: str,
-        sentence: str,
-    ) -> None:
-        try:
-            self.d.store.transition(
-                request.id,
-                RequestState.FAILED,
-                expected=(RequestState.SUBMITTED,),
-                event=AuditEvent.MIXPANEL_ERROR,
-                detail=detail,
-            )
-        except StateMoved as moved:
-            log.warning("Request %s was %s before it could be marked failed", request.id, moved.actual)
-        self._tell(context, view_id, sentence)
-
-    def _retrying_write(self, write: Callable[[], StoredRequest]) -> StoredRequest:
-        """A database that fails for a moment must not cost a delivered or deliverable account."""
-        for delay in [*self.d.write_retry_delays, None]:
-            try:
-                return write()
-            except SQLAlchemyError as error:
-                if delay is None:
-                    raise
-                log.warning("Database write failed (%s); retrying in %.1fs", type(error).__name__, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _delete_unrecorded(self, organization_id: int, account_id: int) -> bool:
-        try:
-            self.d.mixpanel.delete_service_account(organization_id, account_id)
-            return True
-        except MixpanelError as error:
-            log.error(
-                "ORPHANED CREDENTIAL: could not delete unrecorded Mixpanel service account %s: %s; "
-                "the sweeper will find it by name, or delete it by hand",
-                account_id,
-                error,
-            )
-            return False
-
-    def _deliver(
-        self,
-        request: StoredRequest,
-        context: SubmissionContext,
-        view_id: str | None,
-        organization_id: int,
-        account: CreatedServiceAccount,
-        deliver: Deliver | None = None,
-    ) -> None:
-        message = messages.credentials_message(
-            full_username=account.username,
-            token=account.token.get_secret_value(),
-            role=request.role,
-            project_ids=request.project_ids,
-            projects=self.audit.projects(),
-            expires_at=request.expires_at,
-            public_host=self.d.public_host,
-        )
-        outcome = deliver(message) if deliver else self.d.delivery.to_requester(context, message)
-        del message
-        if outcome.delivered:
-            self._record_delivery(request, context, view_id, organization_id, account, outcome.path)
-            return
-        reason = "token could not be delivered"
-        try:
-            request = self.cleanup.orphan_and_delete(
-                request,
-                organization_id,
-                [(account.id, account.username)],
-                expected=(RequestState.CREATED,),
-                reason=reason,
-                event=AuditEvent.DELIVERY_FAILED,
-                detail="; ".join(outcome.failures),
-            )
-            deleted = request.state is RequestState.DELETED
-        except StateMoved:
-            deleted = False  # the sweeper took it over and deletes it
-        template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN
-        sentence = template.format(username=account.username, command=messages.COMMAND, contact=self._contact)
-        self._tell(context, view_id, sentence)
-
-    def _record_delivery(
-        self,
-        request: StoredRequest,
-        context: SubmissionContext,
-        view_id: str | None,
-        organization_id: int,
-        account: CreatedServiceAccount,
-        path: str | None,
-    ) -> None:
-        """The person holds the token now: whatever happens, never tell them nothing was created."""
-        revoked = None
-        try:
-            request = self._retrying_write(
-                lambda: self.d.store.transition(
-                    request.id,
-                    RequestState.DELIVERED,
-                    expected=(RequestState.CREATED,),
-                    event=AuditEvent.TOKEN_DELIVERED,
-                    detail=f"via {path}",
-                )
-            )
-        except StateMoved:
-            revoked = messages.REVOKED_AFTER_DELIVERY  # the sweeper took the request and revokes the account
-        except Exception:
-            log.exception("Request %s: could not record the delivery of account %s", request.id, account.id)
-            # Left `created`, the sweeper will revoke it; do it now, so that the token dies at once.
-            gone = self._delete_unrecorded(organization_id, account.id)
-            revoked = messages.DELIVERED_UNRECORDED if gone else messages.DELIVERED_UNRECORDED_PENDING
-        if revoked is not None:
-            sentence = revoked.format(
-                username=account.username, command=messages.COMMAND, contact=self._contact
-            )
-            self._tell(context, view_id, sentence)
-            return
-        try:
-            if path != "modal":  # the modal itself shows the credentials: leave it be
-                self.d.delivery.update_view(view_id, status_view(messages.done_text(account.username)))
-            self.audit.request_event("created", request)
-            self.d.after_delivery(request, context)
-        except Exception:
-            log.exception(
-                "Request %s: delivered, but the modal, audit channel or follow-ups could not be told",
-                request.id,
-            )
+        """Create the stored request's account and deliver its token (see bot/creation.py)."""
+        self.account_creation.create(request, context, view_id, deliver=deliver)
 
     # --- recovery after a crash ---------------------------------------------------------------------
 
@@ -555,9 +352,9 @@ class CreationFlow:
         """Settle what interrupted runs left behind (see bot.cleanup). Returns how many were settled."""
         return self.cleanup.sweep(idle_for)
 
-    def _tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
-        self.d.delivery.to_requester(context, {"text": sentence})
-        self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
+    def tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
+        """One plain sentence to the requester, privately and in the modal."""
+        self.account_creation.tell(context, view_id, sentence)
 
 
 def _update(text: str) -> dict[str, Any]:

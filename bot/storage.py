@@ -2,86 +2,27 @@
 
 A request is a stored record with an id and an explicit state. Buttons and later flows (approvals,
 reminders, deletion from Slack) carry only that id. No token is ever written here, not even hashed.
+The tables are in `bot/schema.py`; the engine, migrations and SQLite's writer queue in `bot/database.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bot.models import AccountSpec, Role
+from bot.database import READ_ONLY, SQLiteWriterQueue, build_engine, lock_key, migrate
+from bot.models import AccountSpec
+from bot.schema import AUDIT, AUDIT_COLUMNS, REQUESTS, AuditEvent, RequestState, StoredRequest
 
-
-class UTCDateTime(TypeDecorator):
-    """SQLite forgets time zones; store UTC and hand back aware datetimes everywhere."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class RequestState(StrEnum):
-    SUBMITTED = "submitted"  # stored; the create call is about to be made or in flight
-    CREATED = "created"  # Mixpanel made the account but no path delivered its token; deletion follows
-    DELIVERED = "delivered"  # the token reached the requester
-    FAILED = "failed"  # Mixpanel refused; nothing exists
-    UNCERTAIN = "uncertain"  # the create ended ambiguously; reconciling (the sweeper re-checks for hours)
-    ORPHANED = "orphaned"  # accounts nobody holds a token for are recorded (orphan_accounts); deleting them
-    DELETED = "deleted"  # the account was created and deleted again (token undeliverable or lost)
-    DELETE_FAILED = "delete_failed"  # an orphan that could not be deleted: needs a human
-    CLOSED = "closed"  # was delivered; then deleted by a person, or found gone from Mixpanel
-    # Requests that need approval (bot/approval_states.py); a claimed one continues as SUBMITTED.
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    DENIED = "denied"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-# Attempts that count against the rate limit: anything that may have produced an account, and every
-# request sent for approval (it is counted when made, whatever the approvers decide).
 QUOTA_STATES = (
     RequestState.SUBMITTED,
     RequestState.CREATED,
@@ -105,133 +46,6 @@ class StateMoved(Exception):
         super().__init__(f"request {request_id} is {actual}, not in the expected state")
         self.request_id = request_id
         self.actual = actual
-
-
-class AuditEvent(StrEnum):
-    REFUSED = "refused"
-    SUBMITTED = "submitted"
-    CREATED = "created"
-    MIXPANEL_ERROR = "mixpanel_error"
-    TOKEN_DELIVERED = "token_delivered"  # noqa: S105 - an event name, not a secret
-    DELIVERY_FAILED = "delivery_failed"
-    DELETED = "deleted"
-    DELETE_FAILED = "delete_failed"
-    # The lifecycle of delivered accounts (bot/manage.py).
-    ACCOUNT_DELETED = "account_deleted"
-    ACCOUNT_DELETE_FAILED = "account_delete_failed"
-    FOUND_GONE = "found_gone"
-    MANAGE_REFUSED = "manage_refused"
-    PROJECTS_CHANGED = "projects_changed"
-    REMINDED = "reminded"
-    APPROVAL_REQUESTED = "approval_requested"
-    APPROVED = "approved"
-    DENIED = "denied"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    CLAIMED = "claimed"
-    BREAK_GLASS = "break_glass"
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class AccountRequest(Base):
-    __tablename__ = "account_requests"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    submission_key: Mapped[str] = mapped_column(String(64), unique=True)
-    requester_id: Mapped[str] = mapped_column(String(32))
-    team_id: Mapped[str | None] = mapped_column(String(32))
-    channel_id: Mapped[str | None] = mapped_column(String(32))
-    username: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str] = mapped_column(String(16))
-    project_ids: Mapped[list[int]] = mapped_column(JSON)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    state: Mapped[str] = mapped_column(String(24))
-    mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
-    mixpanel_username: Mapped[str | None] = mapped_column(String(255))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Written before each create call, and again when one ends ambiguously: the upper end of the window an
-    # orphan's `created` may fall in.
-    last_create_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Lifecycle (migration 0004): when and by whom a delivered account was closed; what it replaced.
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    closed_by: Mapped[str | None] = mapped_column(String(32))
-    replaces_request_id: Mapped[str | None] = mapped_column(String(32))
-
-    __table_args__ = (
-        Index("ix_account_requests_requester_created", "requester_id", "created_at"),
-        Index("ix_account_requests_state", "state"),
-        Index("ix_account_requests_account", "mixpanel_account_id"),
-    )
-
-
-class AuditRecord(Base):
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    event: Mapped[str] = mapped_column(String(32))
-    request_id: Mapped[str | None] = mapped_column(ForeignKey("account_requests.id"))
-    requester_id: Mapped[str] = mapped_column(String(32))
-    username: Mapped[str | None] = mapped_column(String(128))
-    role: Mapped[str | None] = mapped_column(String(16))
-    project_ids: Mapped[list[int] | None] = mapped_column(JSON)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    mixpanel_account_id: Mapped[int | None] = mapped_column(BigInteger)
-    mixpanel_username: Mapped[str | None] = mapped_column(String(255))
-    detail: Mapped[str | None] = mapped_column(Text)
-    # Refusals only: was the audit channel told about this one (None: no channel was configured)?
-    announced: Mapped[bool | None] = mapped_column(Boolean)
-    actor_id: Mapped[str | None] = mapped_column(String(32))  # who acted, where not the requester
-
-    __table_args__ = (Index("ix_audit_events_requester_at", "requester_id", "at"),)
-
-
-@dataclass(frozen=True)
-class StoredRequest:
-    """A detached, immutable view of a request row."""
-
-    id: str
-    requester_id: str
-    team_id: str | None
-    channel_id: str | None
-    username: str
-    role: Role
-    project_ids: tuple[int, ...]
-    expires_at: datetime | None
-    state: RequestState
-    mixpanel_account_id: int | None
-    mixpanel_username: str | None
-    created_at: datetime
-    last_create_attempt_at: datetime | None = None
-    closed_at: datetime | None = None
-    closed_by: str | None = None
-    replaces_request_id: str | None = None
-
-    @classmethod
-    def of(cls, row: Mapping[str, Any]) -> StoredRequest:
-        return cls(
-            id=row["id"],
-            requester_id=row["requester_id"],
-            team_id=row["team_id"],
-            channel_id=row["channel_id"],
-            username=row["username"],
-            role=Role(row["role"]),
-            project_ids=tuple(row["project_ids"] or ()),
-            expires_at=row["expires_at"],
-            state=RequestState(row["state"]),
-            mixpanel_account_id=row["mixpanel_account_id"],
-            mixpanel_username=row["mixpanel_username"],
-            created_at=row["created_at"],
-            last_create_attempt_at=row["last_create_attempt_at"],
-            closed_at=row.get("closed_at"),
-            closed_by=row.get("closed_by"),
-            replaces_request_id=row.get("replaces_request_id"),
-        )
 
 
 @dataclass(frozen=True)
@@ -258,107 +72,39 @@ class RecordedRefusal:
     suppressed: int = 0
 
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-READ_ONLY = "mpsa_read_only"
-
-AUDIT_COLUMNS = [
-    "at",
-    "event",
-    "request_id",
-    "requester_id",
-    "username",
-    "role",
-    "project_ids",
-    "expires_at",
-    "mixpanel_account_id",
-    "mixpanel_username",
-    "detail",
-    "actor_id",
-]
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_engine(database_url: str) -> Engine:
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection, _record) -> None:
-            # Let SQLAlchemy's BEGIN below own transactions, so they can take the write lock up front.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection) -> None:
-            # Writers take the lock up front, so count-then-insert is race-free across threads and
-            # processes; readers (WAL) never wait for a writer.
-            read_only = connection.get_execution_options().get(READ_ONLY, False)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-        return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision; safe when several instances start at once."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("migrations")})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-def _lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-class SQLiteWriterQueue:
-    """One writer at a time, across the threads and the worker processes that share a SQLite file.
-
-    SQLite's own busy handler makes a waiting writer sleep up to 100 ms between tries; under a burst that
-    convoy dominates latency. Waiters here block in the kernel and start the moment the previous writer
-    has committed. The lock file sits beside the database.
-    """
-
-    def __init__(self, database: str | None):
-        self._threads = threading.Lock()
-        in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
-        self._path = None if in_memory else Path(database).with_name(Path(database).name + ".writer.lock")
-        self._file: Any = None
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._path is not None:
-                if self._file is None:  # opened lazily: after a fork each process needs its own
-                    self._file = self._path.open("a")
-                fcntl.flock(self._file, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *_exc: object) -> None:
-        try:
-            if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-
-REQUESTS = AccountRequest.__table__
-AUDIT = AuditRecord.__table__
+def audit_row(
+    connection: Connection,
+    event: AuditEvent,
+    row: Mapping[str, Any],
+    *,
+    at: datetime,
+    detail: str | None = None,
+    account: tuple[int, str | None] | None = None,
+    actor_id: str | None = None,
+) -> None:
+    """One audit row about a request row, in the caller's transaction. `account` names the account the
+    event is about, when it is not the request's own; `actor_id` who acted, when not the requester."""
+    account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
+    connection.execute(
+        insert(AUDIT).values(
+            at=at,
+            event=str(event),
+            request_id=row["id"],
+            requester_id=row["requester_id"],
+            username=row["username"],
+            role=row["role"],
+            project_ids=list(row["project_ids"] or ()),
+            expires_at=row["expires_at"],
+            mixpanel_account_id=account_id,
+            mixpanel_username=full_username,
+            detail=detail,
+            actor_id=actor_id,
+        )
+    )
 
 
 class Store:
@@ -405,8 +151,15 @@ class Store:
         window: timedelta = timedelta(hours=24),
         now: datetime | None = None,
         replaces_request_id: str | None = None,
+        state: RequestState = RequestState.SUBMITTED,
+        event: AuditEvent = AuditEvent.SUBMITTED,
+        actor_id: str | None = None,
+        detail: str | None = None,
+        with_row: Callable[[Connection, Mapping[str, Any]], None] | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
-        """Store a submission exactly once, within the requester's quota, atomically across processes."""
+        """Store a submission exactly once, within the requester's quota, atomically across processes, in
+        `state`, recording `event`; `with_row` writes what belongs with the new row in the same transaction
+        (an approval request's own row)."""
         now = now or _now()
         try:
             with self._write() as connection:
@@ -416,7 +169,7 @@ class Store:
                 if self._is_postgres:
                     connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": _lock_key("quota:" + requester_id)},
+                        {"key": lock_key("quota:" + requester_id)},
                     )
                 recent = self._count_recent(connection, requester_id, now - window)
                 if not within_quota(recent):
@@ -431,7 +184,7 @@ class Store:
                     "role": str(spec.role),
                     "project_ids": list(spec.project_ids),
                     "expires_at": spec.expires_at,
-                    "state": str(RequestState.SUBMITTED),
+                    "state": str(state),
                     "mixpanel_account_id": None,
                     "mixpanel_username": None,
                     "error": None,
@@ -441,7 +194,9 @@ class Store:
                     "replaces_request_id": replaces_request_id,
                 }
                 connection.execute(insert(REQUESTS).values(row))
-                self._audit(connection, AuditEvent.SUBMITTED, row, at=now)
+                audit_row(connection, event, row, at=now, actor_id=actor_id, detail=detail)
+                if with_row is not None:
+                    with_row(connection, row)
                 return Claimed(StoredRequest.of(row))
         except IntegrityError:
             # Another process stored the same submission between our check and our insert.
@@ -521,9 +276,9 @@ class Store:
         with self._write() as connection:
             row = self._compare_and_set(connection, request_id, expected, values)
             for earlier, earlier_detail in earlier_events:
-                self._audit(connection, earlier, row, at=now, detail=earlier_detail)
+                audit_row(connection, earlier, row, at=now, detail=earlier_detail)
             if event is not None:
-                self._audit(connection, event, row, at=now, detail=detail)
+                audit_row(connection, event, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     @staticmethod
@@ -565,7 +320,7 @@ class Store:
         values = {"state": str(RequestState.UNCERTAIN), "last_create_attempt_at": now, "updated_at": now}
         with self._write() as connection:
             row = self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
-            self._audit(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
+            audit_row(connection, AuditEvent.MIXPANEL_ERROR, row, at=now, detail=detail)
             return StoredRequest.of(row)
 
     def lease_stale(
@@ -614,7 +369,7 @@ class Store:
                 if self._is_postgres:
                     connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": _lock_key("refusals:" + requester_id)},
+                        {"key": lock_key("refusals:" + requester_id)},
                     )
                 notice = self._refusal_notice(connection, requester_id, now - announce_every)
             connection.execute(
@@ -647,33 +402,6 @@ class Store:
         if last_told is not None:
             untold = untold.where(AUDIT.c.at >= last_told)
         return RecordedRefusal(announce=True, suppressed=connection.execute(untold).scalar_one())
-
-    @staticmethod
-    def _audit(
-        connection: Connection,
-        event: AuditEvent,
-        row: Mapping[str, Any],
-        *,
-        at: datetime,
-        detail: str | None = None,
-        account: tuple[int, str | None] | None = None,
-    ) -> None:
-        account_id, full_username = account or (row["mixpanel_account_id"], row["mixpanel_username"])
-        connection.execute(
-            insert(AUDIT).values(
-                at=at,
-                event=str(event),
-                request_id=row["id"],
-                requester_id=row["requester_id"],
-                username=row["username"],
-                role=row["role"],
-                project_ids=list(row["project_ids"] or ()),
-                expires_at=row["expires_at"],
-                mixpanel_account_id=account_id,
-                mixpanel_username=full_username,
-                detail=detail,
-            )
-        )
 
     def audit_trail(self, since: datetime | None = None) -> list[dict[str, Any]]:
         with self._read() as connection:

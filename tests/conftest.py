@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select
 
 from app import create_app
 from bot.http import SLACK_EVENTS_PATH
-from bot.policy import Policy
+from bot.policy_file import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.storage import Store

@@ -9,17 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.models import AccountSpec, Requester, Role, Standing, Workspace
-from bot.policy import (
+from bot.policy import ApprovalTrigger, decide, entitlement_for
+from bot.policy_file import (
     ApprovalPolicy,
-    ApprovalTrigger,
     ApprovalTriggers,
     ExpiryPolicy,
     PersonSelector,
     Policy,
     PolicyError,
     ProjectPolicy,
-    decide,
-    entitlement_for,
     load_policy,
 )
 

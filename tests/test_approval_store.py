@@ -11,7 +11,8 @@ import pytest
 from bot.approval_states import ApprovalState
 from bot.approval_store import ApprovalStore
 from bot.models import AccountSpec, Role
-from bot.storage import Claimed, OverQuota, RequestState, Store
+from bot.schema import RequestState
+from bot.storage import Claimed, OverQuota, Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CLAIM_TTL = timedelta(hours=72)

@@ -12,7 +12,7 @@ import pytest
 from bot import approval_messages as text
 from bot import views
 from bot.models import Role
-from bot.policy import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
+from bot.policy_file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import respond
 

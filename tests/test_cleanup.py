@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from bot.orphans import OrphanRecords
-from bot.storage import RequestState
+from bot.schema import RequestState
 from tests.conftest import ALICE, ORG_ID, form_values
 from tests.fakes.mixpanel import create_then, hang, respond
 from tests.test_failures import expiry, only_request_state, run_flow, said_to_requester

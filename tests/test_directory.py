@@ -12,7 +12,7 @@ import pytest
 from bot import views
 from bot.cache import SingleFlight, TTLCache
 from bot.directory import MEMBERS_STALE_SECONDS, SlackDirectory
-from bot.policy import PersonSelector, Policy
+from bot.policy_file import PersonSelector, Policy
 
 GROUPS = ["SDATA", "SOPS", "SFIN"]
 PEOPLE = [f"UPERSON{n:02d}" for n in range(30)]

@@ -9,9 +9,10 @@ import pytest
 
 from bot.accounts import Presence, join_accounts
 from bot.lifecycle_store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
-from bot.mixpanel import ServiceAccountRead
+from bot.mixpanel_models import ServiceAccountRead
 from bot.models import AccountSpec, Role
-from bot.storage import AuditEvent, RequestState, Store, StoredRequest
+from bot.schema import AuditEvent, RequestState, StoredRequest
+from bot.storage import Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.manage_views import MAX_LISTED
-from bot.storage import AuditEvent, RequestState
+from bot.schema import AuditEvent, RequestState
 from tests.conftest import ALICE, GUEST, ORG_ID
 from tests.fakes.mixpanel import respond
 from tests.lifecycle import (

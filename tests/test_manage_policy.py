@@ -17,7 +17,7 @@ from bot.manage_policy import (
     may_manage,
 )
 from bot.models import Requester, Standing
-from bot.policy import PersonSelector, Policy, PolicyError, load_policy
+from bot.policy_file import PersonSelector, Policy, PolicyError, load_policy
 
 ADMINS = Policy(admins=PersonSelector(users=["UADMIN"], usergroups=["SADMINS"]))
 MINE = AccountOwnership(creator_id="U1")

@@ -10,17 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.models import AccountSpec, Requester, Role, Standing, Workspace
-from bot.policy import (
+from bot.policy import FormField, RefusalReason, decide
+from bot.policy_file import (
     ElevatedGrant,
     ExpiryPolicy,
-    FormField,
     PersonSelector,
     Policy,
     PolicyError,
     ProjectPolicy,
     RateLimit,
-    RefusalReason,
-    decide,
     load_policy,
 )
 

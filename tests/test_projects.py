@@ -6,9 +6,9 @@ import json
 
 from bot.manage_views import ACTION_PROJECTS
 from bot.models import Role
-from bot.policy import PersonSelector, Policy, ProjectPolicy
+from bot.policy_file import PersonSelector, Policy, ProjectPolicy
 from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
-from bot.storage import AuditEvent
+from bot.schema import AuditEvent
 from tests.conftest import ALICE, GENERAL
 from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, text_of
 

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.manage_views import ACTION_DELETE
-from bot.policy import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
+from bot.policy_file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
 from bot.reminders import due_threshold
-from bot.storage import AuditEvent
+from bot.schema import AuditEvent
 from tests.conftest import ALICE, SIGNING_SECRET
 from tests.fakes import bot_environment
 from tests.lifecycle import ADMIN, AUDIT, BOB, audit_events, managed, mint, text_of

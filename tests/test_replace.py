@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot import views
 from bot.manage_views import ACTION_DELETE, ACTION_REPLACE
-from bot.storage import AuditEvent, RequestState
+from bot.schema import AuditEvent, RequestState
 from tests.conftest import ALICE, GENERAL, form_values
 from tests.lifecycle import BOB, audit_events, berlin_today, managed, mint, run_list, text_of
 

@@ -10,10 +10,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from bot.database import MIGRATIONS_DIR
 from bot.doctor.report import CheckResult, failed, passed
-from bot.policy import Policy, PolicyError, load_policy
+from bot.policy_file import Policy, PolicyError, load_policy
 from bot.settings import Settings, SettingsError, load_settings
-from bot.storage import MIGRATIONS_DIR
 
 DATABASE_CONNECT_TIMEOUT = 5
 STARTING_MIGRATES = "start the bot once: it brings the database to the newest migration at every start"

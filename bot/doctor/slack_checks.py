@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.directory import standing_of
 from bot.doctor.report import CheckResult, failed, passed, skipped, warned
 from bot.models import Standing
-from bot.policy import Policy
+from bot.policy_file import Policy
 from bot.settings import Settings
 from bot.slack_scopes import REQUIRED_BOT_SCOPES
 

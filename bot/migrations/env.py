@@ -1,13 +1,13 @@
-"""Alembic environment: always run with a connection handed in by `bot.storage.migrate`."""
+"""Alembic environment: always run with a connection handed in by `bot.database.migrate`."""
 
 from alembic import context
 
 from bot.orphans import OrphanAccount  # noqa: F401 - registers its table on Base.metadata
-from bot.storage import Base
+from bot.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - the bot never runs Alembic without a connection
-    raise RuntimeError("run migrations through bot.storage.migrate()")
+    raise RuntimeError("run migrations through bot.database.migrate()")
 
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
 with context.begin_transaction():

@@ -8,7 +8,7 @@ Create Date: 2026-11-29
 import sqlalchemy as sa
 from alembic import op
 
-from bot.storage import UTCDateTime
+from bot.schema import UTCDateTime
 
 revision = "0005"
 down_revision = "0004"
