@@ -90,12 +90,12 @@ def approval_projects(policy: Policy) -> frozenset[int]:
     return frozenset(policy.approval.required_for.projects) if policy.approval else frozenset()
 
 
-def account_needs_approval(policy: Policy, request: StoredRequest) -> bool:
+def account_needs_approval(policy: Policy, request: StoredRequest, now: datetime) -> bool:
     """Would this account, by its role or expiry alone, need approval were it requested today? Then growing
     it here would skip that approval: only a replacement, which goes through it, may."""
     if policy.approval is None:
         return False
-    today = datetime.now(UTC).date()
+    today = now.astimezone(UTC).date()
     spec = AccountSpec(
         username=request.username,
         role=request.role,
@@ -153,7 +153,7 @@ class RescopeFlow:
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return judged.refusal or say.UNKNOWN_ACCOUNT
         request = judged.request
-        if account_needs_approval(self.d.policy, request):
+        if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
                 user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
             )
@@ -192,7 +192,7 @@ class RescopeFlow:
             return ProjectsSubmitOutcome(ack=_update(judged.refusal or say.UNKNOWN_ACCOUNT))
         request, entitlement = judged.request, judged.entitlement
         name = request.mixpanel_username or request.username
-        if account_needs_approval(self.d.policy, request):
+        if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
                 user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
             )
