@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.approval_states import Refusal
+from bot.block_limits import SECTION_TEXT, clip
 from bot.messages import _expiry_phrase, _projects_phrase, escape
 from bot.models import Project
 from bot.policy import RefusalReason
@@ -122,6 +123,7 @@ def _button(label: str, action_id: str, request_id: str, style: str | None = Non
 
 
 def _section(text: str, block_id: str = BLOCK_REQUEST) -> dict[str, Any]:
+    text = clip(text, SECTION_TEXT)
     return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -132,6 +134,7 @@ def approval_request_message(
     headline = ":raised_hand: A Mixpanel service account request needs approval"
     blocks = [_section(f"{headline}\n{summary}")]
     if status:
+        status = clip(status, SECTION_TEXT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
     if open_:
         blocks.append(
@@ -198,6 +201,20 @@ def requester_message(request_id: str, summary: str, status: str, control: str |
 
 def reminder_text(approvers: str) -> str:
     return f":bell: {approvers}: this request is still waiting for a decision."
+
+
+def too_few_approvers_text(needed: int, contact: str) -> str:
+    return (
+        f":no_entry: This request needs {needed} approvals from people other than you, and the bot's policy "
+        f"does not name enough other approvers, so it was not sent and nothing was created. Ask {contact} "
+        "to add approvers, or choose values that need no approval."
+    )
+
+
+UNREACHABLE = (
+    "The bot could not reach any approver in Slack, so your request was not sent and nothing was created. "
+    "Please tell {contact}, then submit it again."
+)
 
 
 def waiting_text(approvers: str) -> str:
@@ -271,6 +288,8 @@ AUDIT_HEADLINES = {
     "denied": ":x: <@{actor}> denied a request",
     "cancelled": ":heavy_minus_sign: <@{actor}> cancelled their request",
     "expired": ":hourglass: A request expired",
+    "unreachable": ":warning: A request reached no approver (the post to the approval channel or every "
+    "approver's DM failed), so it was ended unanswered",
     "claimed": ":key: <@{actor}> claimed an approved request",
     "break_glass": ":rotating_light: <@{actor}> broke glass",
 }

@@ -38,13 +38,17 @@ class ApprovalNotices:
         self._clock = clock
         self._project_names = project_names
 
-    def ask_approvers(self, record: ApprovalRecord) -> None:
-        """Post the request, with Approve and Deny, where the approvers will see it."""
+    def ask_approvers(self, record: ApprovalRecord) -> int:
+        """Post the request, with Approve and Deny, where the approvers will see it; how many posts got
+        through (0: nobody was told)."""
         message = text.approval_request_message(record.id, self.summary(record), None, True)
+        reached = 0
         for channel in self.approver_channels(record.request.requester_id):
             posted = self.post(channel, message)
             if posted:
                 self._store.add_message(record.id, FOR_APPROVERS, *posted)
+                reached += 1
+        return reached
 
     def remind(self, request_id: str) -> None:
         reminder = text.reminder_text(text.people(self.approval.approvers))

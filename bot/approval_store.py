@@ -61,6 +61,7 @@ class ApprovalStore:
         now: datetime,
         break_glass: bool = False,
         window: timedelta = timedelta(hours=24),
+        replaces_request_id: str | None = None,
     ) -> Claimed | AlreadyClaimed | OverQuota:
         """Store a request once, counted against the quota now. Break glass stores it already claimed."""
 
@@ -89,6 +90,7 @@ class ApprovalStore:
             actor_id=requester_id,
             detail=reason,
             with_row=with_row,
+            replaces_request_id=replaces_request_id,
         )
 
     # --- reading -----------------------------------------------------------------------------------
@@ -227,6 +229,11 @@ class ApprovalStore:
         return self._end(
             request_id, RequestState.EXPIRED, AuditEvent.EXPIRED, None, now=now, overdue_only=True
         )
+
+    def unreachable(self, request_id: str, *, now: datetime) -> ApprovalRecord | None:
+        """No approver could be told of a pending request: end it at once, as expired, rather than let it
+        wait silently for a decision nobody was asked for."""
+        return self._end(request_id, RequestState.EXPIRED, AuditEvent.EXPIRED, None, now=now)
 
     def _end(
         self,

@@ -81,7 +81,7 @@ class ApprovalFlow:
                 self.approval.approvals_needed,
                 break_glass=True,
                 break_glass_enabled=self.approval.break_glass,
-                requester_is_approver=is_approver(self.d.policy, requester),
+                requester_is_approver=is_approver(self.d.policy, requester, installation=self.d.installation),
             )
             if not started.allowed:
                 return SubmitOutcome(ack=_update(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
@@ -94,6 +94,13 @@ class ApprovalFlow:
                     lambda: self._break_glass(capped, reason, context, view_id, team_id), context, view_id
                 ),
             )
+        if self._too_few_other_approvers(requester.user_id):
+            self.creation._refuse(requester.user_id, "too few approvers other than the requester", spec)
+            return SubmitOutcome(
+                ack=_update(
+                    text.too_few_approvers_text(self.approval.approvals_needed, self.d.policy.contact)
+                )
+            )
         return SubmitOutcome(
             ack=_update(
                 text.pending_view_text(
@@ -104,6 +111,15 @@ class ApprovalFlow:
                 lambda: self._request(spec, reason, context, view_id, team_id), context, view_id
             ),
         )
+
+    def _too_few_other_approvers(self, requester_id: str) -> bool:
+        """Nobody decides their own request: when the approvers are listed by name alone (no user group,
+        which would need Slack to count), an approver's own request may lack enough other approvers.
+        Start-up refuses only what is impossible for everyone; this is impossible for this person."""
+        approvers = self.approval.approvers
+        if approvers.usergroups:
+            return False
+        return len(set(approvers.users) - {requester_id}) < self.approval.approvals_needed
 
     def _background(self, work: Callable[[], None], context: SubmissionContext, view_id: str) -> None:
         try:
@@ -125,6 +141,7 @@ class ApprovalFlow:
             within_quota=lambda recent: within_quota(self.d.policy, recent),
             now=now,
             break_glass=break_glass,
+            replaces_request_id=context.replaces_request_id,  # Replace…: keep the link through approval
         )
         if isinstance(opened, AlreadyClaimed):
             return None
@@ -138,9 +155,22 @@ class ApprovalFlow:
         record = self._open(spec, reason, context, view_id, team_id, break_glass=False)
         if record is None:
             return
-        self.notices.ask_approvers(record)
-        self.notices.tell_requester(record, text.waiting_text(text.people(self.approval.approvers)), "cancel")
         self._announce("approval_requested", record, record.request.requester_id)
+        if self.notices.ask_approvers(record) == 0:
+            self._unreachable(record, context, view_id)
+            return
+        self.notices.tell_requester(record, text.waiting_text(text.people(self.approval.approvers)), "cancel")
+
+    def _unreachable(self, record: ApprovalRecord, context: SubmissionContext, view_id: str) -> None:
+        """Neither the approval channel nor any approver's DM took the request: nobody would ever decide
+        it. End it now (as expired: nothing was created), say so in the audit channel, and tell the
+        requester in the modal and privately what happened and what to do."""
+        ended = self.store.unreachable(record.id, now=self._now())
+        if ended is None:  # settled meanwhile (cancelled by the requester): nothing to undo
+            return
+        self._announce("unreachable", ended, None)
+        sentence = text.UNREACHABLE.format(contact=self.d.policy.contact)
+        self.creation._tell(context, view_id, sentence)
 
     def _break_glass(self, spec, reason, context, view_id, team_id) -> None:
         record = self._open(spec, reason, context, view_id, team_id, break_glass=True)
@@ -166,7 +196,7 @@ class ApprovalFlow:
             clicker = self.d.directory.try_requester(user_id)
             if clicker is None:
                 return record, text.UNVERIFIED
-            approver = is_approver(self.d.policy, clicker)
+            approver = is_approver(self.d.policy, clicker, installation=self.d.installation)
         deadline = record.deadline()
         result = step(
             record.as_machine(),

@@ -61,6 +61,15 @@ class AccountRef:
     request: StoredRequest | None = None
 
 
+@dataclass(frozen=True)
+class ProjectChange:
+    """The stored project list just before this change (someone else's save may have come between the
+    person's modal and this one), and the record after it."""
+
+    before: tuple[int, ...]
+    request: StoredRequest
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -232,30 +241,51 @@ class LifecycleStore:
 
     # --- project membership ----------------------------------------------------------------------------
 
-    def set_projects(
-        self, request: StoredRequest, project_ids: tuple[int, ...], *, actor_id: str, detail: str
-    ) -> StoredRequest | None:
-        """Record the projects Mixpanel now has; None if the record was closed meanwhile."""
+    def change_projects(
+        self,
+        request: StoredRequest,
+        *,
+        added: list[int],
+        removed: list[int],
+        actor_id: str,
+        detail: str,
+    ) -> ProjectChange | None:
+        """Record what Mixpanel just did to the account's projects, as a delta applied to the stored list
+        inside one transaction (the row locked on PostgreSQL), so two concurrent saves each keep the
+        other's change instead of overwriting it. None if the record was closed meanwhile."""
         now = _now()
         with self._store._write() as connection:
             row = (
                 connection.execute(
-                    update(REQUESTS)
+                    select(REQUESTS)
                     .where(REQUESTS.c.id == request.id, REQUESTS.c.state == str(RequestState.DELIVERED))
-                    .values(project_ids=list(project_ids), updated_at=now)
-                    .returning(*REQUESTS.c)
+                    .with_for_update()
                 )
                 .mappings()
                 .first()
             )
             if row is None:
                 return None
-            changed = StoredRequest.of(row)
+            before = tuple(row["project_ids"] or ())
+            after = tuple(sorted((set(before) | set(added)) - set(removed)))
+            changed_row = (
+                connection.execute(
+                    update(REQUESTS)
+                    .where(REQUESTS.c.id == request.id, REQUESTS.c.state == str(RequestState.DELIVERED))
+                    .values(project_ids=list(after), updated_at=now)
+                    .returning(*REQUESTS.c)
+                )
+                .mappings()
+                .first()
+            )
+            if changed_row is None:  # pragma: no cover - the row is locked, or the writer serialized
+                return None
+            changed = StoredRequest.of(changed_row)
             ref = AccountRef(changed.mixpanel_account_id or 0, changed.mixpanel_username, changed)
             self._audit(
                 connection, AuditEvent.PROJECTS_CHANGED, ref, actor_id=actor_id, detail=detail, now=now
             )
-            return changed
+            return ProjectChange(before=before, request=changed)
 
     # --- audit ------------------------------------------------------------------------------------------
 

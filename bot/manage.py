@@ -99,9 +99,24 @@ class ManageFlow:
         organization_id = self.d.catalog.organization_id()
         live = self.d.mixpanel.list_service_accounts(organization_id)
         known = self.records.by_account_ids([account.id for account in live])
+        listed = {account.id for account in live}
+        unsure: set[int] = set()
         for request in self.records.delivered(requester_id):
-            if request.mixpanel_account_id is not None:
-                known.setdefault(request.mixpanel_account_id, request)
+            account_id = request.mixpanel_account_id
+            if account_id is None or account_id in known:
+                continue
+            known[account_id] = request
+            if account_id not in listed:
+                # Delivered records are read after the list: an account made meanwhile is missing from it
+                # without being gone. Only Mixpanel's own 404 for the account closes its record.
+                try:
+                    confirmed = self.d.mixpanel.get_service_account(organization_id, account_id)
+                except MixpanelError as error:
+                    log.info("Could not confirm account %s is gone: %s", account_id, error)
+                    unsure.add(account_id)
+                    continue
+                if confirmed is not None:
+                    live.append(confirmed)
         outside = requester_id is None and any(account.id not in known for account in live)
         entries, gone = join_accounts(
             live,
@@ -111,6 +126,8 @@ class ManageFlow:
             memberships=self._memberships() if outside else None,
         )
         for request in gone:
+            if request.mixpanel_account_id in unsure:
+                continue
             self._close_gone(request)
         return entries
 
@@ -151,10 +168,10 @@ class ManageFlow:
     def list_message(self, user_id: str, *, everything: bool, notice: str | None = None) -> dict[str, Any]:
         requester = self.d.directory.try_requester(user_id)
         if everything:
-            decision = may_list_all(self.d.policy, requester)
+            decision = may_list_all(self.d.policy, requester, installation=self.d.installation)
             refusal = decision.refusal
         else:
-            refusal = may_list_own(requester)
+            refusal = may_list_own(self.d.policy, requester, installation=self.d.installation)
         if refusal is not None:
             self.record_refusal(
                 user_id, "list", "all accounts" if everything else "own accounts", str(refusal), None
@@ -177,7 +194,7 @@ class ManageFlow:
 
     def home(self, user_id: str, *, notice: str | None = None) -> dict[str, Any]:
         requester = self.d.directory.try_requester(user_id)
-        refusal = may_list_own(requester)
+        refusal = may_list_own(self.d.policy, requester, installation=self.d.installation)
         if refusal is not None or requester is None:
             reason = refusal or ManageRefusal.UNVERIFIED
             text = say.manage_refusal_text(reason, contact=self._contact)
@@ -235,7 +252,9 @@ class ManageFlow:
             account = AccountRef(target.account_id, username, request)
         requester = self.d.directory.try_requester(user_id)
         ownership = AccountOwnership(creator_id=request.requester_id if request else None)
-        decision = may_manage(self.d.policy, requester, ManageAction.DELETE, ownership)
+        decision = may_manage(
+            self.d.policy, requester, ManageAction.DELETE, ownership, installation=self.d.installation
+        )
         if not decision.allowed or decision.basis is None:
             reason = decision.refusal or ManageRefusal.UNVERIFIED
             self.record_refusal(user_id, "delete", f"account {account.account_id}", str(reason), account)

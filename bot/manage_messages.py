@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.block_limits import SECTION_TEXT, clip, name_list
 from bot.manage_policy import Basis, ManageRefusal
 from bot.messages import COMMAND, escape
 from bot.mixpanel import ErrorKind, MixpanelError
@@ -13,6 +14,8 @@ _REFUSALS = {
     "in a minute.",
     ManageRefusal.NOT_A_MEMBER: "Only full members of this workspace may manage Mixpanel service "
     "accounts (not guests, bots or apps).",
+    ManageRefusal.EXTERNAL: "The bot's policy does not admit people from your workspace, so you may not "
+    "manage Mixpanel service accounts through it.",
     ManageRefusal.NOT_AN_ADMIN: f"Only the bot's admins may list every account; `{COMMAND} list` "
     "shows yours.",
     ManageRefusal.NOT_YOURS: "You may manage only the service accounts you created through the bot.",
@@ -20,6 +23,10 @@ _REFUSALS = {
     "service accounts.",
     ManageRefusal.NOT_MADE_BY_BOT: "This account was not made through the bot, so the bot cannot do that.",
 }
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}}
 
 
 def manage_refusal_text(reason: ManageRefusal, *, contact: str) -> str:
@@ -94,7 +101,7 @@ def deletion_audit_message(
     what = "found already gone" if found_gone else "deleted"
     headline = f":wastebasket: <@{actor_id}> {what} `{escape(username)}` (id {account_id}, {made})"
     text = f"{headline}\n*Allowed as:* {basis}"
-    return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    return {"text": headline, "blocks": [_section(text)]}
 
 
 def gone_audit_message(*, username: str, account_id: int, creator_id: str) -> dict[str, Any]:
@@ -102,18 +109,59 @@ def gone_audit_message(*, username: str, account_id: int, creator_id: str) -> di
         f":ghost: `{escape(username)}` (id {account_id}, created by <@{creator_id}>) was deleted outside the "
         "bot; its record is closed"
     )
-    return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]}
+    return {"text": headline, "blocks": [_section(headline)]}
 
 
 def refused_audit_message(*, actor_id: str, action: str, target: str, reason: str) -> dict[str, Any]:
     headline = f":no_entry: <@{actor_id}> was refused: {action} {escape(target)} ({reason})"
-    return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]}
+    return {"text": headline, "blocks": [_section(headline)]}
 
 
 def role_above_ceiling_text(role: str, ceiling: str, verb: str = "change projects of") -> str:
     return (
         f":no_entry: This account has the {role} role, above the {ceiling} role you may grant, so you may "
         f"not {verb} it."
+    )
+
+
+def approval_projects_note(names: list[str]) -> str:
+    """In the Projects… modal: why some projects are not offered there."""
+    return (
+        f"{name_list([escape(n) for n in names])} need someone else's approval, so they are not offered "
+        "here. To have one, use *Replace…* to request a new account with it: that request goes to the "
+        "approvers."
+    )
+
+
+def rescope_needs_approval_text(username: str) -> str:
+    return (
+        f":no_entry: `{escape(username)}` is the kind of account that needs someone else's approval (its "
+        "role or expiry), so its projects cannot be changed here. Use *Replace…* to request a new account "
+        "with the projects you need: that request goes to the approvers."
+    )
+
+
+def approval_project_chosen_text(names: list[str]) -> str:
+    return (
+        f"{name_list(names)} need someone else's approval: use Replace… to request a new account with them."
+    )
+
+
+def more_projects_note(shown: int, total: int) -> str:
+    return (
+        f"Only {shown} of the {total} projects you may grant fit in this list (the account's own come "
+        "first). For one not listed, use *Replace…* to request a new account with it."
+    )
+
+
+PROJECTS_STILL_LOADING = "The project list is still loading from Mixpanel; press Save again in a moment."
+
+
+def projects_raced_text(username: str, names: list[str]) -> str:
+    listed = name_list([escape(name) for name in names], empty="no projects")
+    return (
+        f":warning: Someone else changed the projects of `{escape(username)}` at the same time. Your change "
+        f"was applied on top of theirs: it is now in: {listed}."
     )
 
 
@@ -126,7 +174,7 @@ def projects_updating_text(username: str) -> str:
 
 
 def projects_changed_text(username: str, names: list[str]) -> str:
-    listed = ", ".join(escape(name) for name in names) or "no projects"
+    listed = name_list([escape(name) for name in names], empty="no projects")
     return f":white_check_mark: `{escape(username)}` is now in: {listed}."
 
 
@@ -138,9 +186,9 @@ def projects_audit_message(
     )
     lines = [headline]
     if added:
-        lines.append("*Added:* " + ", ".join(escape(n) for n in added))
+        lines.append("*Added:* " + name_list([escape(n) for n in added]))
     if removed:
-        lines.append("*Removed:* " + ", ".join(escape(n) for n in removed))
+        lines.append("*Removed:* " + name_list([escape(n) for n in removed]))
     lines.append(f"*Allowed as:* {basis}")
     text = "\n".join(lines)
-    return {"text": headline, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    return {"text": headline, "blocks": [_section(text)]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.models import Requester, Standing
+from bot.models import Requester, Standing, Workspace
 from bot.policy_file import Policy
 
 
@@ -31,6 +31,7 @@ class Basis(StrEnum):
 class ManageRefusal(StrEnum):
     UNVERIFIED = "unverified"
     NOT_A_MEMBER = "not_a_member"
+    EXTERNAL = "external"  # from another workspace the policy does not (or no longer) admit
     NOT_AN_ADMIN = "not_an_admin"
     NOT_YOURS = "not_yours"
     NOT_LISTED = "not_listed"  # a creator who may no longer create accounts may not grow or renew one
@@ -62,21 +63,29 @@ def is_admin(policy: Policy, requester: Requester) -> bool:
     return requester.standing is Standing.MEMBER and policy.admins.matches(requester)
 
 
-def _person_refusal(requester: Requester | None) -> ManageRefusal | None:
+def _person_refusal(
+    policy: Policy, requester: Requester | None, installation: Workspace
+) -> ManageRefusal | None:
+    """The same judgement of the person as `bot.policy.decide`: known, from here or an admitted
+    workspace, and a full member."""
     if requester is None:
         return ManageRefusal.UNVERIFIED
+    if not requester.belongs_to(installation) and not policy.admits_external(requester):
+        return ManageRefusal.EXTERNAL
     if requester.standing is not Standing.MEMBER:
         return ManageRefusal.NOT_A_MEMBER
     return None
 
 
-def may_list_own(requester: Requester | None) -> ManageRefusal | None:
+def may_list_own(
+    policy: Policy, requester: Requester | None, *, installation: Workspace
+) -> ManageRefusal | None:
     """Any full member may see the accounts they made (possibly none); others see nothing."""
-    return _person_refusal(requester)
+    return _person_refusal(policy, requester, installation)
 
 
-def may_list_all(policy: Policy, requester: Requester | None) -> ManageDecision:
-    refusal = _person_refusal(requester)
+def may_list_all(policy: Policy, requester: Requester | None, *, installation: Workspace) -> ManageDecision:
+    refusal = _person_refusal(policy, requester, installation)
     if refusal is not None or requester is None:
         return ManageDecision(refusal=refusal or ManageRefusal.UNVERIFIED)
     if is_admin(policy, requester):
@@ -85,12 +94,18 @@ def may_list_all(policy: Policy, requester: Requester | None) -> ManageDecision:
 
 
 def may_manage(
-    policy: Policy, requester: Requester | None, action: ManageAction, account: AccountOwnership
+    policy: Policy,
+    requester: Requester | None,
+    action: ManageAction,
+    account: AccountOwnership,
+    *,
+    installation: Workspace,
 ) -> ManageDecision:
-    """May this person delete, re-scope or replace this account, and on what basis?"""
+    """May this person delete, re-scope or replace this account, and on what basis? `installation` is the
+    workspace the bot is installed in: people from elsewhere pass only if the policy admits their team."""
     if action is ManageAction.LIST_ALL:
-        return may_list_all(policy, requester)
-    refusal = _person_refusal(requester)
+        return may_list_all(policy, requester, installation=installation)
+    refusal = _person_refusal(policy, requester, installation)
     if refusal is not None or requester is None:
         return ManageDecision(refusal=refusal or ManageRefusal.UNVERIFIED)
     admin = is_admin(policy, requester)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.accounts import AccountEntry, Presence
+from bot.block_limits import CONFIRM_TEXT, SECTION_TEXT, clip, name_list
 from bot.messages import COMMAND, escape
 from bot.models import Project, today_in, zone
 
@@ -66,7 +67,7 @@ def plain(text: str) -> dict[str, Any]:
 
 
 def section(text: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}, **extra}
 
 
 def expiry_phrase(expires_at: datetime | None, *, now: datetime, timezone: str) -> str:
@@ -88,7 +89,7 @@ def _projects(entry: AccountEntry, projects: dict[int, Project]) -> str:
     if entry.project_ids is None:
         return "projects not tracked by the bot"
     names = [escape(projects[p].name) if p in projects else f"project {p}" for p in entry.project_ids]
-    return ", ".join(names) or "no projects"
+    return name_list(names, empty="no projects")
 
 
 def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects: dict[int, Project]) -> str:
@@ -119,8 +120,14 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
     return "\n".join(lines)
 
 
+DELETE_WARNING = (
+    " will be deleted from Mixpanel, and everything using its token stops working. This cannot be undone."
+)
+
+
 def delete_button(entry: AccountEntry) -> dict[str, Any]:
-    name = entry.username if len(entry.username) <= 200 else entry.username[:199] + "…"
+    # The dialog's text may hold CONFIRM_TEXT characters: the name gets what the sentence leaves.
+    name = clip(escape(entry.username), CONFIRM_TEXT - len(DELETE_WARNING) - 2)
     return {
         "type": "button",
         "action_id": ACTION_DELETE,
@@ -131,8 +138,7 @@ def delete_button(entry: AccountEntry) -> dict[str, Any]:
             "title": plain("Delete this account?"),
             "text": {
                 "type": "mrkdwn",
-                "text": f"`{escape(name)}` will be deleted from Mixpanel, and everything using its token "
-                "stops working. This cannot be undone.",
+                "text": f"`{name}`{DELETE_WARNING}",
             },
             "confirm": plain("Delete"),
             "deny": plain("Keep it"),
@@ -324,7 +330,10 @@ def offer_delete_old_message(
             "title": plain("Delete the old account?"),
             "text": {
                 "type": "mrkdwn",
-                "text": f"`{escape(old_username)}` will be deleted from Mixpanel. This cannot be undone.",
+                "text": clip(
+                    f"`{escape(old_username)}` will be deleted from Mixpanel. This cannot be undone.",
+                    CONFIRM_TEXT,
+                ),
             },
             "confirm": plain("Delete"),
             "deny": plain("Keep it"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.block_limits import name_list
 from bot.mixpanel import ErrorKind, MixpanelError
 from bot.models import Project, Role
 from bot.policy import RefusalReason
@@ -173,7 +174,7 @@ def _expiry_phrase(expires_at: datetime | None) -> str:
 
 def _projects_phrase(project_ids: tuple[int, ...], projects: dict[int, Project]) -> str:
     names = [f"{escape(projects[pid].name)} ({pid})" if pid in projects else str(pid) for pid in project_ids]
-    return ", ".join(names) or "none"
+    return name_list(names)
 
 
 def credentials_message(

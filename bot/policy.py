@@ -104,18 +104,26 @@ def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
     return replace(entitlement, may_need_approval=may_need)
 
 
-def is_approver(policy: Policy, person: Requester | None) -> bool:
-    """May this person decide other people's requests? Full members only, like requesters."""
+def is_approver(policy: Policy, person: Requester | None, *, installation: Workspace) -> bool:
+    """May this person decide other people's requests? Full members from here or an admitted workspace
+    only, like requesters."""
     return (
         policy.approval is not None
         and person is not None
+        and (person.belongs_to(installation) or policy.admits_external(person))
         and person.standing is Standing.MEMBER
         and policy.approval.approvers.matches(person)
     )
 
 
 def break_glass_offered(policy: Policy, person: Requester) -> bool:
-    return policy.approval is not None and policy.approval.break_glass and is_approver(policy, person)
+    """For a person `decide` has already admitted (so the other-workspace rule is already applied)."""
+    return (
+        policy.approval is not None
+        and policy.approval.break_glass
+        and person.standing is Standing.MEMBER
+        and policy.approval.approvers.matches(person)
+    )
 
 
 def approval_triggers(policy: Policy, spec: AccountSpec, today: date) -> tuple[ApprovalTrigger, ...]:

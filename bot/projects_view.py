@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.block_limits import SECTION_TEXT, clip, name_list
 from bot.manage_views import plain, section
 from bot.messages import escape
 from bot.models import Project
@@ -22,8 +23,10 @@ def projects_modal(
     offered: list[Project],
     projects: dict[int, Project],
     metadata: str,
+    notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Add or remove projects within what this person may grant; the others stay as they are."""
+    """Add or remove projects among `offered` (already capped by `shown_projects`); the others stay as
+    they are. `notes` explain what is not offered and why."""
     offered = offered[:MAX_OFFERED]
     offered_ids = {p.id for p in offered}
 
@@ -53,13 +56,10 @@ def projects_modal(
         },
     ]
     if fixed:
-        names = ", ".join(escape(projects[p].name) if p in projects else f"project {p}" for p in fixed)
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"Also in {names}, which you may not change."}],
-            }
-        )
+        names = name_list([escape(projects[p].name) if p in projects else f"project {p}" for p in fixed])
+        notes = (f"Also in {names}, which stay as they are.", *notes)
+    for note in notes:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(note, SECTION_TEXT)}]})
     return {
         "type": "modal",
         "callback_id": PROJECTS_CALLBACK_ID,
@@ -69,6 +69,15 @@ def projects_modal(
         "private_metadata": metadata,
         "blocks": blocks,
     }
+
+
+def shown_projects(offered: list[Project], current: tuple[int, ...]) -> list[Project]:
+    """The projects the modal lists, and so the only ones a save may add or remove: what the person may
+    grant, the account's own projects first, cut to the static select's limit. The submission computes
+    its changes over exactly this list, so a project the modal could not show is never removed."""
+    mine = set(current)
+    ordered = sorted(offered, key=lambda project: project.id not in mine)  # stable: keeps name order
+    return ordered[:MAX_OFFERED]
 
 
 def selected_project_ids(values: dict[str, Any]) -> set[int] | None:

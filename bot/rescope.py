@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.errors import SlackClientError
@@ -22,10 +23,11 @@ from bot.manage_views import SCOPE_HOME, parse_target
 from bot.messages import CONFIGURATION_PROBLEM
 from bot.mixpanel import MixpanelError
 from bot.mixpanel_models import ProjectGrant
-from bot.models import Project
-from bot.policy import Entitlement, entitlement_for
+from bot.models import AccountSpec, Project
+from bot.policy import Entitlement, approval_triggers, entitlement_for
+from bot.policy_file import Policy
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
-from bot.projects_view import projects_modal, selected_project_ids
+from bot.projects_view import projects_modal, selected_project_ids, shown_projects
 from bot.schema import RequestState, StoredRequest
 from bot.views import offered_projects, status_view
 
@@ -46,6 +48,10 @@ class ProjectsSubmitOutcome:
     start: Callable[[], None] | None = None
 
 
+def _errors(text: str) -> dict[str, Any]:
+    return {"response_action": "errors", "errors": {BLOCK: text}}
+
+
 def _update(text: str) -> dict[str, Any]:
     return {"response_action": "update", "view": status_view(text)}
 
@@ -61,7 +67,11 @@ def judge_account(
         return Judged(refusal=say.UNKNOWN_ACCOUNT)
     requester = manage.d.directory.try_requester(user_id)
     decision = may_manage(
-        manage.d.policy, requester, action, AccountOwnership(creator_id=request.requester_id)
+        manage.d.policy,
+        requester,
+        action,
+        AccountOwnership(creator_id=request.requester_id),
+        installation=manage.d.installation,
     )
     ref = manage.ref_of(request)
     if not decision.allowed or requester is None:
@@ -75,6 +85,51 @@ def judge_account(
         manage.record_refusal(user_id, verb, f"account {ref.account_id}", "role above ceiling", ref)
         return Judged(refusal=say.role_above_ceiling_text(str(request.role), str(entitlement.max_role), verb))
     return Judged(request=request, entitlement=entitlement, basis=str(decision.basis))
+
+
+def approval_projects(policy: Policy) -> frozenset[int]:
+    """Projects that need someone else's yes: Projects… never adds them (a replacement request does)."""
+    return frozenset(policy.approval.required_for.projects) if policy.approval else frozenset()
+
+
+def account_needs_approval(policy: Policy, request: StoredRequest, now: datetime) -> bool:
+    """Would this account, by its role or expiry alone, need approval were it requested today? Then growing
+    it here would skip that approval: only a replacement, which goes through it, may."""
+    if policy.approval is None:
+        return False
+    today = now.astimezone(UTC).date()
+    spec = AccountSpec(
+        username=request.username,
+        role=request.role,
+        project_ids=(),
+        expires_on=request.expires_at.astimezone(UTC).date() if request.expires_at else None,
+    )
+    return bool(approval_triggers(policy, spec, today))
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the Projects… modal lists (and so the only projects a save may touch), and why others are not."""
+
+    shown: list[Project]
+    notes: tuple[str, ...]
+
+
+def projects_offer(
+    policy: Policy, catalog: list[Project], entitlement: Entitlement, current: tuple[int, ...]
+) -> Offer:
+    """The same computation at opening and at submission, so a save changes only what was shown."""
+    sensitive = approval_projects(policy)
+    grantable = offered_projects(catalog, entitlement)
+    open_to_grant = [p for p in grantable if p.id not in sensitive]
+    shown = shown_projects(open_to_grant, current)
+    notes: list[str] = []
+    held_back = [p.name for p in grantable if p.id in sensitive and p.id not in current]
+    if held_back:
+        notes.append(say.approval_projects_note(held_back))
+    if len(shown) < len(open_to_grant):
+        notes.append(say.more_projects_note(len(shown), len(open_to_grant)))
+    return Offer(shown=shown, notes=tuple(notes))
 
 
 class RescopeFlow:
@@ -99,17 +154,24 @@ class RescopeFlow:
         )
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return judged.refusal or say.UNKNOWN_ACCOUNT
+        request = judged.request
+        if account_needs_approval(self.d.policy, request, self.d.clock()):
+            self.m.record_refusal(
+                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+            )
+            return say.rescope_needs_approval_text(request.mixpanel_username or request.username)
         catalog = self._catalog()
         if catalog is None:
             return say.PROJECTS_UNAVAILABLE
-        request = judged.request
+        offer = projects_offer(self.d.policy, catalog, judged.entitlement, request.project_ids)
         view = projects_modal(
             username=request.mixpanel_username or request.username,
             role=str(request.role),
             current=request.project_ids,
-            offered=offered_projects(catalog, judged.entitlement),
+            offered=offer.shown,
             projects={p.id: p for p in catalog},
             metadata=json.dumps({"r": request.id, "s": scope}),
+            notes=offer.notes,
         )
         try:
             self.d.slack.views_open(trigger_id=trigger_id, view=view)
@@ -131,21 +193,32 @@ class RescopeFlow:
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return ProjectsSubmitOutcome(ack=_update(judged.refusal or say.UNKNOWN_ACCOUNT))
         request, entitlement = judged.request, judged.entitlement
-        chosen = selected_project_ids(values)
-        catalog = self._catalog() or []
-        offered = {p.id for p in offered_projects(catalog, entitlement)}
-        if chosen is None or not chosen <= offered:
-            return ProjectsSubmitOutcome(
-                ack={"response_action": "errors", "errors": {BLOCK: "Choose projects from the list."}}
-            )
-        current = set(request.project_ids)
-        kept = current - offered  # projects this person may not touch stay as they are
-        if not (kept | chosen):
-            return ProjectsSubmitOutcome(
-                ack={"response_action": "errors", "errors": {BLOCK: "Keep at least one project."}}
-            )
-        add, remove = sorted(chosen - current), sorted((current & offered) - chosen)
         name = request.mixpanel_username or request.username
+        if account_needs_approval(self.d.policy, request, self.d.clock()):
+            self.m.record_refusal(
+                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+            )
+            return ProjectsSubmitOutcome(ack=_update(say.rescope_needs_approval_text(name)))
+        # Never wait for Mixpanel before the ack: without a cached catalog, ask for the save again.
+        snapshot = self.d.catalog.cached()
+        if snapshot is None:
+            self.d.catalog.refresh_in_background()
+            return ProjectsSubmitOutcome(ack=_errors(say.PROJECTS_STILL_LOADING))
+        catalog = snapshot.projects
+        chosen = selected_project_ids(values)
+        current = set(request.project_ids)
+        sensitive = sorted((chosen or set()) & (approval_projects(self.d.policy) - current))
+        if sensitive:
+            names = [_name(p, {p.id: p for p in catalog}) for p in sensitive]
+            return ProjectsSubmitOutcome(ack=_errors(say.approval_project_chosen_text(names)))
+        offer = projects_offer(self.d.policy, catalog, entitlement, request.project_ids)
+        offered = {p.id for p in offer.shown}
+        if chosen is None or not chosen <= offered:
+            return ProjectsSubmitOutcome(ack=_errors("Choose projects from the list."))
+        kept = current - offered  # projects the modal did not show, or this person may not touch, stay
+        if not (kept | chosen):
+            return ProjectsSubmitOutcome(ack=_errors("Keep at least one project."))
+        add, remove = sorted(chosen - current), sorted((current & offered) - chosen)
         if not add and not remove:
             return ProjectsSubmitOutcome(ack=_update(say.projects_unchanged_text(name)))
 
@@ -170,7 +243,8 @@ class RescopeFlow:
     ) -> str:
         name = request.mixpanel_username or request.username
         account_id = request.mixpanel_account_id or 0
-        now_in = set(request.project_ids)
+        added: list[int] = []
+        removed: list[int] = []
         failure: str | None = None
         failure_kind = ""
         try:
@@ -178,10 +252,10 @@ class RescopeFlow:
             if add:
                 grants = tuple(ProjectGrant(id=pid, role=request.role) for pid in add)
                 self.d.mixpanel.add_to_projects(organization_id, [account_id], grants)
-                now_in |= set(add)
+                added = add
             if remove:
                 self.d.mixpanel.remove_from_projects(organization_id, [account_id], remove)
-                now_in -= set(remove)
+                removed = remove
         except MixpanelError as error:
             doing = f"change the projects of `{name}`"
             failure = say.manage_failure_text(error, doing=doing, contact=self.d.policy.contact)
@@ -189,25 +263,37 @@ class RescopeFlow:
         except OrganizationUnknown:
             failure = CONFIGURATION_PROBLEM.format(contact=self.d.policy.contact)
             failure_kind = "configuration"
-        final = tuple(sorted(now_in))
-        if final != tuple(sorted(request.project_ids)):
-            detail = f"allowed as {basis}; added {add or 'none'}; removed {remove or 'none'}"
+        final = request.project_ids
+        raced = False
+        if added or removed:
+            detail = f"allowed as {basis}; added {added or 'none'}; removed {removed or 'none'}"
             if failure is not None:
                 detail += f"; then failed: {failure_kind}"
-            self.m.audit.record(
-                lambda: self.m.records.set_projects(request, final, actor_id=user_id, detail=detail),
-                say.projects_audit_message(
-                    actor_id=user_id,
-                    basis=basis,
-                    username=name,
-                    account_id=account_id,
-                    added=[_name(p, projects) for p in add if p in now_in],
-                    removed=[_name(p, projects) for p in remove if p not in now_in],
+            # The delta, not a whole list: a concurrent save of another modal keeps its change too.
+            change = self.m.audit.record(
+                lambda: self.m.records.change_projects(
+                    request, added=added, removed=removed, actor_id=user_id, detail=detail
+                ),
+                lambda recorded: (
+                    None
+                    if recorded is None
+                    else say.projects_audit_message(
+                        actor_id=user_id,
+                        basis=basis,
+                        username=name,
+                        account_id=account_id,
+                        added=[_name(p, projects) for p in added],
+                        removed=[_name(p, projects) for p in removed],
+                    )
                 ),
             )
+            if change is not None:
+                final = change.request.project_ids
+                raced = change.before != request.project_ids
         if failure is not None:
             return failure
-        return say.projects_changed_text(name, [_name(p, projects) for p in final])
+        names = [_name(p, projects) for p in final]
+        return say.projects_raced_text(name, names) if raced else say.projects_changed_text(name, names)
 
 
 def _name(project_id: int, projects: dict[int, Project]) -> str:

@@ -79,3 +79,25 @@ def click_delete(bot: RunningBot, user: str, button: dict, block_id: str = "mine
 def audit_events(bot: RunningBot, *events: AuditEvent) -> list[dict]:
     wanted = {str(event) for event in events}
     return [row for row in bot.store.audit_trail() if row["event"] in wanted]
+
+
+def assert_within_block_kit(message: dict) -> None:
+    """Slack refuses a whole message if one block breaks its limits: check each block as slack_sdk does,
+    and each confirmation dialog's text (at most 300 characters), which slack_sdk leaves unchecked."""
+    from slack_sdk.models.blocks import Block
+
+    for block in message.get("blocks") or []:
+        Block.parse(block).validate_json()
+
+    def confirms(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("confirm"), dict) and "title" in node["confirm"]:  # a confirmation dialog
+                yield node["confirm"]
+            for value in node.values():
+                yield from confirms(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from confirms(value)
+
+    for confirm in confirms(message):
+        assert len(confirm["text"]["text"]) <= 300, confirm

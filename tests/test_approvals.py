@@ -15,6 +15,7 @@ from bot.models import Role
 from bot.policy_file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import respond
+from tests.lifecycle import assert_within_block_kit
 
 APPROVER = "UAPPROVER1"
 SECOND = "UAPPROVER2"
@@ -542,3 +543,85 @@ def test_every_transition_reaches_the_audit_channel_and_the_export_names_the_app
         ("approved", APPROVER),
         ("claimed", ALICE),
     ]
+
+
+# --- requests nobody could decide -------------------------------------------------------------------
+
+
+def test_a_request_that_reaches_no_approver_is_ended_and_the_requester_told(bots, people):
+    policy = approval_policy().model_copy(update={"audit_channel": "C0AUDIT"})
+    bot = bots.start(policy=policy, slack_cache_seconds=0)
+    bot.slack.fail("chat.postMessage", "not_in_channel", when=lambda args: args.get("channel") == CHANNEL)
+    _, view, _ = bot.open_form(ALICE)
+    values = choices()
+    values[views.BLOCK_REASON] = "The nightly export needs admin"
+
+    ack = bot.submit(view, values)
+
+    assert ack.json()["response_action"] == "update"
+    told_in_modal = bot.slack.wait_for(
+        lambda c: c.method == "views.update" and "could not reach any approver" in json.dumps(c.args)
+    )
+    assert told_in_modal
+    bot.wait_idle()
+    request = bot.store.audit_trail()[-1]["request_id"]
+    assert state(bot, request) == "expired"
+    assert ("expired", None) in events(bot)
+    announced = bot.slack.wait_for(
+        lambda c: (
+            c.method == "chat.postMessage"
+            and c.args["channel"] == "C0AUDIT"
+            and "reached no approver" in json.dumps(c.args)
+        )
+    )
+    assert announced
+    # No "waiting for approval" DM with a Cancel control promises a decision that cannot come.
+    waiting = [c for c in bot.slack.calls("chat.postMessage") if "waiting for approval" in json.dumps(c.args)]
+    assert waiting == []
+    assert bot.mixpanel.create_calls() == []
+
+
+def test_an_approvers_own_request_with_too_few_other_approvers_is_refused_plainly(bots, people):
+    bot = start(bots, people, needed=2)  # approvers: APPROVER and SECOND; APPROVER asks
+    _, view, _ = bot.open_form(APPROVER)
+    values = choices()
+    values[views.BLOCK_REASON] = "I need admin myself"
+
+    ack = bot.submit(view, values, user_id=APPROVER)
+
+    assert "does not name enough other approvers" in json.dumps(ack.json())
+    bot.wait_idle()
+    assert approver_posts(bot) == []
+    assert [e for e, _ in events(bot) if e == "approval_requested"] == []
+    # Someone who is no approver has two others, and may ask.
+    assert request_admin(bot, ALICE)
+
+
+def test_an_approver_from_a_workspace_no_longer_admitted_cannot_approve(bots, people):
+    people.add_user(APPROVER, name="approver", team_id="T2", is_stranger=True)
+    bot = start(bots, people)
+    request_id = request_admin(bot)
+
+    answer = told(bot, click(bot, APPROVER, text.ACTION_APPROVE, request_id))
+
+    assert answer == text.REFUSALS[text.Refusal.NOT_AN_APPROVER]
+    assert state(bot, request_id) == "pending_approval"
+
+
+def test_a_request_for_many_long_named_projects_stays_within_block_kit(bots, people, mixpanel):
+    ids = list(range(6000, 6070))
+    for pid in ids:
+        name = f"Marketing analytics EMEA subsidiary {pid} production"
+        mixpanel.projects[pid] = {"id": pid, "name": name, "organization_id": 1234}
+    bot = start(bots, people)
+    _, view, _ = bot.open_form(ALICE)
+    values = choices(projects=ids)
+    values[views.BLOCK_REASON] = "r" * 500
+
+    assert bot.submit(view, values).json()["response_action"] == "update"
+
+    posted = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and text.ACTION_APPROVE in button_ids(c.args)
+    )[-1]
+    assert_within_block_kit(posted.args)
+    assert "and 60 more" in json.dumps(posted.args)

@@ -8,7 +8,18 @@ from datetime import timedelta
 from bot.manage_views import ACTION_DELETE, ACTION_HOME_CREATE
 from bot.views import CREATE_CALLBACK_ID
 from tests.conftest import ALICE, GUEST, ORG_ID, form_values
-from tests.lifecycle import BOB, POLICY, berlin_today, managed, mint
+from tests.lifecycle import (
+    ADMIN,
+    BOB,
+    POLICY,
+    assert_within_block_kit,
+    berlin_today,
+    delete_buttons,
+    managed,
+    mint,
+    run_list,
+    text_of,
+)
 from tests.slack_requests import build_event_app_home_opened
 
 __all__ = ["managed"]  # a fixture
@@ -123,3 +134,43 @@ def test_an_account_created_from_home_is_delivered_privately_and_the_home_refres
         lambda c: c.method == "views.publish" and account["username"] in json.dumps(c.args)
     )[-1]
     assert token not in json.dumps(refreshed.args)
+
+
+def test_an_account_in_many_long_named_projects_stays_within_block_kit_everywhere(bots, mixpanel):
+    ids = list(range(6000, 6070))
+    for pid in ids:
+        name = f"Marketing analytics EMEA subsidiary {pid} production"
+        mixpanel.projects[pid] = {"id": pid, "name": name, "organization_id": ORG_ID}
+    managed = bots.start(policy=POLICY)  # knows the projects from its start
+    _, form, _ = managed.open_form(ALICE)
+    expiry = (berlin_today() + timedelta(days=30)).isoformat()
+    assert managed.submit(form, form_values(projects=ids, expires_on=expiry), ALICE).status == 200
+    managed.wait_idle()
+    delivered = managed.slack.wait_for(lambda c: c.method == "response_url" and "Token" in json.dumps(c.args))
+    assert_within_block_kit(delivered[-1].args)  # the credentials message itself
+    made = managed.runtime.manage.records.delivered(ALICE)[-1]
+
+    view = open_home(managed)  # asserts Slack took it
+
+    text = json.dumps(view)
+    assert "subsidiary 6000 production" in text and "and 60 more" in text
+    listed = run_list(managed)
+    assert_within_block_kit(listed)
+    assert "and 60 more" in text_of(listed)
+    sent = managed.runtime.reminders.run_once(made.expires_at - timedelta(days=6))
+    assert len(sent) == 1
+    reminder = managed.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "Replace" in json.dumps(c.args)
+    )
+    assert_within_block_kit(reminder[-1].args)
+
+
+def test_the_delete_dialog_of_an_account_with_a_very_long_name_stays_within_300_characters(managed):
+    long_name = "made-in-the-ui-" + "x" * 400
+    outside = managed.mixpanel.add_account(ORG_ID, long_name, projects=[{"id": 3003, "role": "consumer"}])
+
+    listed = run_list(managed, ADMIN, "list all")
+
+    assert_within_block_kit(listed)
+    dialog = delete_buttons(listed)[f"all:{outside['id']}"]["confirm"]["text"]["text"]
+    assert dialog.startswith("`made-in-the-ui-xxx") and "cannot be undone" in dialog

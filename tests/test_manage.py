@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.accounts import Presence
 from bot.manage_views import MAX_LISTED
 from bot.schema import AuditEvent, RequestState
 from tests.conftest import ALICE, GUEST, ORG_ID
@@ -240,3 +241,31 @@ def test_a_mixpanel_failure_while_listing_is_one_plain_sentence(managed):
     message = run_list(managed)
     assert message["text"].startswith(":x: Mixpanel did not let the bot read the service accounts")
     assert "blocks" not in message
+
+
+def test_an_account_delivered_while_the_list_is_read_is_not_closed_as_gone(managed):
+    records = managed.runtime.manage.records
+    original = records.by_account_ids
+    made = []
+
+    def creation_lands_between_the_two_reads(ids):  # after Mixpanel's list, before the database read
+        if not made:
+            made.append(mint(managed, user=BOB, username="fresh-one"))
+        return original(ids)
+
+    records.by_account_ids = creation_lands_between_the_two_reads
+    try:
+        entries = managed.runtime.manage.entries(None)  # what the reminder job and `list all` do
+    finally:
+        records.by_account_ids = original
+
+    fresh = managed.store.get(made[0].id)
+    assert fresh.mixpanel_account_id in managed.mixpanel.accounts
+    assert fresh.state is RequestState.DELIVERED
+    assert audit_events(managed, AuditEvent.FOUND_GONE) == []
+    shown = next(e for e in entries if e.account_id == fresh.mixpanel_account_id)
+    assert shown.presence is Presence.LIVE
+    # One really gone is still found gone, confirmed by Mixpanel's 404 for it.
+    managed.mixpanel.delete_outside(fresh.mixpanel_account_id)
+    managed.runtime.manage.entries(None)
+    assert managed.store.get(fresh.id).state is RequestState.CLOSED

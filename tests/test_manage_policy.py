@@ -14,19 +14,23 @@ from bot.manage_policy import (
     ManageAction,
     ManageRefusal,
     may_list_all,
+    may_list_own,
     may_manage,
 )
-from bot.models import Requester, Standing
+from bot.models import Requester, Standing, Workspace
 from bot.policy_file import PersonSelector, Policy, PolicyError, load_policy
 
 ADMINS = Policy(admins=PersonSelector(users=["UADMIN"], usergroups=["SADMINS"]))
 MINE = AccountOwnership(creator_id="U1")
 THEIRS = AccountOwnership(creator_id="U2")
 OUTSIDE = AccountOwnership(creator_id=None)
+HOME = Workspace(team_id="T1")
 
 
-def person(user_id: str = "U1", *groups: str, standing: Standing = Standing.MEMBER) -> Requester:
-    return Requester(user_id=user_id, standing=standing, usergroups=frozenset(groups))
+def person(
+    user_id: str = "U1", *groups: str, standing: Standing = Standing.MEMBER, team_id: str = "T1"
+) -> Requester:
+    return Requester(user_id=user_id, standing=standing, usergroups=frozenset(groups), team_id=team_id)
 
 
 @pytest.mark.parametrize(
@@ -59,10 +63,16 @@ def person(user_id: str = "U1", *groups: str, standing: Standing = Standing.MEMB
          ManageRefusal.NOT_LISTED),
         (Policy(requesters=PersonSelector(users=["U9"]), admins=PersonSelector(users=["U1"])), person("U1"),
          ManageAction.REPLACE, MINE, Basis.ADMIN, None),
+        # From another workspace: only while the policy admits it, for every action, like creation.
+        (Policy(), person("U1", team_id="T2"), ManageAction.RESCOPE, MINE, None, ManageRefusal.EXTERNAL),
+        (Policy(), person("U1", team_id="T2"), ManageAction.DELETE, MINE, None, ManageRefusal.EXTERNAL),
+        (ADMINS, person("UADMIN", team_id="T2"), ManageAction.DELETE, THEIRS, None, ManageRefusal.EXTERNAL),
+        (Policy(external_teams=["T2"]), person("U1", team_id="T2"), ManageAction.RESCOPE, MINE,
+         Basis.CREATOR, None),
     ],
 )  # fmt: skip
 def test_who_may_manage_what(policy, who, action, account, basis, refusal):
-    decision = may_manage(policy, who, action, account)
+    decision = may_manage(policy, who, action, account, installation=HOME)
     assert (decision.basis, decision.refusal) == (basis, refusal)
     assert decision.allowed == (refusal is None)
 
@@ -76,13 +86,20 @@ def test_who_may_manage_what(policy, who, action, account, basis, refusal):
         (ADMINS, person("U7", "SOTHER"), False, ManageRefusal.NOT_AN_ADMIN),
         (ADMINS, person("UADMIN", standing=Standing.GUEST), False, ManageRefusal.NOT_A_MEMBER),
         (ADMINS, None, False, ManageRefusal.UNVERIFIED),
+        (ADMINS, person("UADMIN", team_id="T2"), False, ManageRefusal.EXTERNAL),
     ],
 )
 def test_who_may_list_every_account(policy, who, allowed, refusal):
-    decision = may_list_all(policy, who)
+    decision = may_list_all(policy, who, installation=HOME)
     assert decision.allowed is allowed
     assert decision.refusal == refusal
-    assert may_manage(policy, who, ManageAction.LIST_ALL, OUTSIDE) == decision
+    assert may_manage(policy, who, ManageAction.LIST_ALL, OUTSIDE, installation=HOME) == decision
+
+
+def test_a_person_from_a_workspace_no_longer_admitted_may_not_even_list_their_own():
+    outsider = person("U1", team_id="T2")
+    assert may_list_own(Policy(), outsider, installation=HOME) is ManageRefusal.EXTERNAL
+    assert may_list_own(Policy(external_teams=["T2"]), outsider, installation=HOME) is None
 
 
 def test_admins_default_to_nobody_and_load_from_yaml(tmp_path: Path):
@@ -107,24 +124,32 @@ groups = st.frozensets(st.sampled_from(["SADMINS", "SOTHER"]), max_size=2)
 standings = st.sampled_from(list(Standing))
 requesters = st.one_of(
     st.none(),
-    st.builds(lambda u, g, s: Requester(user_id=u, standing=s, usergroups=g), user_ids, groups, standings),
+    st.builds(
+        lambda u, g, s, t: Requester(user_id=u, standing=s, usergroups=g, team_id=t),
+        user_ids,
+        groups,
+        standings,
+        st.sampled_from(["T1", "T2", None]),
+    ),
 )
 ownerships = st.builds(AccountOwnership, st.one_of(st.none(), user_ids))
 policies = st.builds(
-    lambda admin_users, admin_groups, listed: Policy(
+    lambda admin_users, admin_groups, listed, external: Policy(
         admins=PersonSelector(users=admin_users, usergroups=admin_groups),
         requesters=PersonSelector(users=listed) if listed is not None else None,
+        external_teams=external,
     ),
     st.lists(user_ids, max_size=2),
     st.lists(st.sampled_from(["SADMINS"]), max_size=1),
     st.one_of(st.none(), st.lists(user_ids, max_size=2)),
+    st.sampled_from([[], ["T2"]]),
 )
 actions = st.sampled_from([ManageAction.DELETE, ManageAction.RESCOPE, ManageAction.REPLACE])
 
 
 @given(policies, requesters, actions, ownerships)
 def test_properties_of_every_decision(policy, who, action, account):
-    decision = may_manage(policy, who, action, account)
+    decision = may_manage(policy, who, action, account, installation=HOME)
     # Exactly one of a basis or a refusal.
     assert (decision.basis is None) != (decision.refusal is None)
     if decision.allowed:
@@ -133,14 +158,16 @@ def test_properties_of_every_decision(policy, who, action, account):
         # Nobody manages someone else's account, or one made outside the bot, without being an admin.
         assert account.creator_id == who.user_id or admin
         assert (decision.basis is Basis.ADMIN) <= admin
+        assert who.belongs_to(HOME) or policy.admits_external(who)
     if who is None or who.standing is not Standing.MEMBER:
         assert not decision.allowed
 
 
 @given(policies, requesters, ownerships)
 def test_a_creator_may_always_delete_what_they_made(policy, who, account):
-    if who is not None and who.standing is Standing.MEMBER and account.creator_id == who.user_id:
-        assert may_manage(policy, who, ManageAction.DELETE, account).basis is Basis.CREATOR
+    admitted = who is not None and (who.belongs_to(HOME) or policy.admits_external(who))
+    if admitted and who.standing is Standing.MEMBER and account.creator_id == who.user_id:
+        assert may_manage(policy, who, ManageAction.DELETE, account, installation=HOME).basis is Basis.CREATOR
 
 
 @given(policies, requesters, actions, ownerships)
@@ -149,5 +176,6 @@ def test_being_made_an_admin_never_takes_a_right_away(policy, who, action, accou
         return
     promoted = policy.model_copy(update={"admins": PersonSelector(users=[*policy.admins.users, who.user_id])})
     assert (
-        may_manage(policy, who, action, account).allowed <= may_manage(promoted, who, action, account).allowed
+        may_manage(policy, who, action, account, installation=HOME).allowed
+        <= may_manage(promoted, who, action, account, installation=HOME).allowed
     )

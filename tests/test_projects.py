@@ -6,13 +6,14 @@ import json
 
 from bot.manage_views import ACTION_PROJECTS
 from bot.models import Role
-from bot.policy_file import PersonSelector, Policy, ProjectPolicy
+from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
 from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
 from bot.schema import AuditEvent
 from tests.conftest import ALICE, GENERAL
-from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, text_of
+from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
 
 __all__ = ["managed"]  # a fixture
+APPROVER = "UAPPROVER1"
 
 
 def click_projects(bot, user: str, value: str, response_url: str | None = None):
@@ -125,3 +126,132 @@ def test_admins_may_rescope_others_accounts(managed):
     managed.wait_idle()
     assert managed.mixpanel.membership(request.mixpanel_account_id) == {3001: "analyst"}
     assert audit_events(managed, AuditEvent.PROJECTS_CHANGED)[-1]["detail"].startswith("allowed as admin")
+
+
+def approval_for(**triggers) -> Policy:
+    return Policy(
+        audit_channel=AUDIT,
+        max_role=Role.ADMIN,
+        approval=ApprovalPolicy(
+            required_for=ApprovalTriggers(**triggers), approvers=PersonSelector(users=[APPROVER])
+        ),
+    )
+
+
+def test_projects_that_need_approval_are_neither_offered_nor_accepted(bots, slack):
+    slack.add_user(APPROVER, tz="UTC")
+    bot = bots.start(policy=approval_for(projects=[3003]))
+    request = mint(bot)  # 3001, 3002: no approval needed
+
+    view = open_projects(bot, request)
+
+    assert sorted(options(view)[0]) == ["3001", "3002"]
+    notes = json.dumps(view["blocks"])
+    assert "Web Analytics need someone else" in notes and "Replace" in notes
+    # A forged (or stale) submission naming it anyway is refused inline, keyed by the block.
+    ack = bot.sender.view_submission(
+        view, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001", "3002", "3003"]}
+    )
+    assert ack.json()["response_action"] == "errors"
+    assert "need someone else's approval" in ack.json()["errors"][BLOCK_PROJECT_CHOICE]
+    bot.wait_idle()
+    assert bot.mixpanel.calls("POST", "project") == []
+    assert 3003 not in bot.mixpanel.membership(request.mixpanel_account_id)
+
+
+def test_an_account_whose_role_needs_approval_cannot_be_rescoped(bots, slack):
+    slack.add_user(APPROVER, tz="UTC")
+    first = bots.start(policy=Policy(audit_channel=AUDIT))
+    request = mint(first)
+    stale = open_projects(first, request)  # opened before the policy made analysts need approval
+    stricter = bots.start(policy=approval_for(roles=[Role.ANALYST]))  # the same database
+    url = stricter.slack.new_response_url()
+
+    click_projects(stricter, ALICE, f"r:{request.id}", url)
+
+    answer = stricter.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    assert "needs someone else's approval" in text_of(answer.args) and "Replace" in text_of(answer.args)
+    ack = stricter.sender.view_submission(
+        stale, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001", "3003"]}
+    )
+    assert "needs someone else's approval" in json.dumps(ack.json())
+    stricter.wait_idle()
+    assert stricter.mixpanel.calls("POST", "project") == []
+    assert audit_events(stricter, AuditEvent.MANAGE_REFUSED)[-1]["detail"].endswith("needs approval")
+
+
+def test_a_save_changes_only_the_projects_the_modal_could_show(bots, slack, mixpanel):
+    for i in range(110):
+        mixpanel.projects[5000 + i] = {"id": 5000 + i, "name": f"AAA {i:03d}", "organization_id": 1234}
+    bot = bots.start(policy=Policy())
+    request = mint(bot)  # in 3001 and 3002, which sort after the 110 "AAA" ones
+
+    view = open_projects(bot, request)
+
+    offered, initial = options(view)
+    assert len(offered) == 100 and set(offered[:2]) == {"3001", "3002"}
+    assert sorted(initial) == ["3001", "3002"]  # the account's own projects are always listed
+    assert "Only 100 of the 113 projects" in json.dumps(view["blocks"])
+    hidden = next(str(pid) for pid in range(5000, 5110) if str(pid) not in offered)
+    refused = bot.sender.view_submission(
+        view, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: [*initial, hidden]}
+    )
+    assert refused.json()["response_action"] == "errors"
+
+    ack = bot.sender.view_submission(view, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: [*initial, "5000"]})
+
+    assert ack.status == 200 and ack.json()["response_action"] == "update"
+    bot.wait_idle()
+    assert bot.mixpanel.membership(request.mixpanel_account_id) == {
+        3001: "analyst",
+        3002: "analyst",
+        5000: "analyst",
+    }
+    assert bot.mixpanel.calls("POST", "remove-from-project") == []
+    assert bot.store.get(request.id).project_ids == (3001, 3002, 5000)
+
+
+def test_two_concurrent_saves_keep_both_changes_and_the_later_one_is_told(bots, slack):
+    from tests.fakes.mixpanel import hang
+
+    bot = bots.start(policy=Policy())
+    request = mint(bot)  # 3001, 3002
+    view_a = open_projects(bot, request)
+    view_b = open_projects(bot, request)
+    bot.mixpanel.script("add_to_project", hang(1.0))  # A's add is slow, so B's removal lands meanwhile
+
+    a = bot.sender.view_submission(
+        view_a, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001", "3002", "3003"]}
+    )
+    b = bot.sender.view_submission(view_b, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001"]})
+
+    assert a.status == b.status == 200
+    bot.wait_idle()
+    live = bot.mixpanel.membership(request.mixpanel_account_id)
+    assert set(live) == {3001, 3003}
+    assert bot.store.get(request.id).project_ids == (3001, 3003)  # the record agrees with Mixpanel
+    told = bot.slack.wait_for(
+        lambda c: c.method == "views.update" and "at the same time" in json.dumps(c.args)
+    )
+    assert "Web Analytics" in json.dumps(told[-1].args)
+
+
+def test_a_person_from_a_workspace_no_longer_admitted_cannot_grow_their_account(bots, slack):
+    outsider = "UEXT"
+    slack.add_user(outsider, tz="UTC", team_id="T2", is_stranger=True)
+    first = bots.start(policy=Policy(external_teams=["T2"]))
+    request = mint(first, user=outsider)
+    stale = open_projects(first, request, user=outsider)
+    bot = bots.start(policy=Policy(audit_channel=AUDIT))  # the same database; T2 is no longer admitted
+    url = bot.slack.new_response_url()
+
+    click_projects(bot, outsider, f"r:{request.id}", url)
+
+    answer = bot.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    assert "does not admit people from your workspace" in text_of(answer.args)
+    ack = bot.sender.view_submission(stale, user_id=outsider, values={BLOCK_PROJECT_CHOICE: ["3001", "3003"]})
+    assert "does not admit people from your workspace" in json.dumps(ack.json())
+    assert "does not admit people from your workspace" in text_of(run_list(bot, outsider))
+    bot.wait_idle()
+    assert bot.mixpanel.calls("POST", "project") == []
+    assert 3003 not in bot.mixpanel.membership(request.mixpanel_account_id)

@@ -7,9 +7,11 @@ from datetime import timedelta
 
 from bot import views
 from bot.manage_views import ACTION_DELETE, ACTION_REPLACE
+from bot.models import Role
+from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy
 from bot.schema import AuditEvent, RequestState
 from tests.conftest import ALICE, GENERAL, form_values
-from tests.lifecycle import BOB, audit_events, berlin_today, managed, mint, run_list, text_of
+from tests.lifecycle import AUDIT, BOB, audit_events, berlin_today, managed, mint, run_list, text_of
 
 __all__ = ["managed"]  # a fixture
 
@@ -106,3 +108,55 @@ def test_a_forged_link_in_the_form_is_refused_and_creates_nothing(managed):
     assert "no longer valid" in json.dumps(ack.json())
     assert len(managed.mixpanel.create_calls()) == 1  # Alice's original only
     assert audit_events(managed, AuditEvent.MANAGE_REFUSED)[-1]["requester_id"] == BOB
+
+
+def test_a_replacement_that_needs_approval_keeps_its_link_through_the_claim(bots, slack):
+    from bot import approval_messages as approval_text
+    from tests.test_approvals import APPROVER, CHANNEL, approve_and_get_claim, button_ids, button_value, claim
+
+    slack.add_user(APPROVER, name="approver")
+    policy = Policy(
+        audit_channel=AUDIT,
+        max_role=Role.ADMIN,
+        approval=ApprovalPolicy(
+            required_for=ApprovalTriggers(roles=[Role.ADMIN]),
+            approvers=PersonSelector(users=[APPROVER]),
+            channel=CHANNEL,
+        ),
+    )
+    bot = bots.start(policy=policy, slack_cache_seconds=0)
+    old = mint(bot)  # an analyst: no approval needed
+    url = bot.slack.new_response_url()
+    before = len(bot.slack.calls("views.open"))
+    click_replace(bot, ALICE, f"r:{old.id}", url)
+    form = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[
+        -1
+    ].response["view"]
+    values = form_values(
+        role="admin", projects=[3001, 3002], expires_on=(berlin_today() + timedelta(days=30)).isoformat()
+    )
+    values[views.BLOCK_REASON] = "The export now needs admin"
+
+    ack = bot.submit(form, values)
+
+    assert ack.json()["response_action"] == "update"
+    posted = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and approval_text.ACTION_APPROVE in button_ids(c.args)
+    )
+    request_id = button_value(posted[-1].args, approval_text.ACTION_APPROVE)
+    assert bot.store.get(request_id).replaces_request_id == old.id
+    approve_and_get_claim(bot, request_id)
+    answered = claim(bot, ALICE, request_id)
+    shown = bot.slack.wait_for(
+        lambda c: (
+            (c.method == "views.update" and "shown only this once" in json.dumps(c.args))
+            or (c.method == "response_url" and c.args["_url"] == answered)
+        )
+    )
+    bot.wait_idle()
+    assert shown[-1].method == "views.update", shown[-1].args
+    assert bot.store.get(request_id).state is RequestState.DELIVERED
+    offer = bot.slack.wait_for(lambda c: "Delete the old account" in json.dumps(c.args))[-1]
+    assert f"r:{old.id}" in json.dumps(offer.args)
+    listing = text_of(run_list(bot))
+    assert "replaces an earlier account" in listing and "replaced by" in listing
