@@ -170,7 +170,7 @@ class ApprovalFlow:
             return
         self._announce("unreachable", ended, None)
         sentence = text.UNREACHABLE.format(contact=self.d.policy.contact)
-        self.creation._tell(context, view_id, sentence)
+        self.creation.tell(context, view_id, sentence)
 
     def _break_glass(self, spec, reason, context, view_id, team_id) -> None:
         record = self._open(spec, reason, context, view_id, team_id, break_glass=True)
