@@ -156,11 +156,14 @@ class BufferingThreadWorker(ThreadWorker):
     """A request thread only ever serves a request that has fully arrived."""
 
     def init_process(self) -> None:
+        self.init_arrivals()
+        self._fit_connections_to_file_limit()
+        super().init_process()
+
+    def init_arrivals(self) -> None:
         self._arriving: deque = deque()  # connections still sending their request, oldest first
         self._lingering: deque = deque()  # refused connections, read and discarded until closed
         self._buffered = 0  # bytes held in all arriving buffers
-        self._fit_connections_to_file_limit()
-        super().init_process()
 
     def _fit_connections_to_file_limit(self) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -189,11 +192,11 @@ class BufferingThreadWorker(ThreadWorker):
             elif len(self._arriving) > 1:
                 self._drop(self._arriving[0])
             elif self.keepalived_conns:
-                self.murder_keepalived_oldest()
+                self._close_oldest_keepalived()
             else:
                 break
 
-    def murder_keepalived_oldest(self) -> None:
+    def _close_oldest_keepalived(self) -> None:
         conn = self.keepalived_conns.popleft()
         with contextlib.suppress(OSError, KeyError, ValueError):
             self.poller.unregister(conn.sock)
@@ -279,8 +282,9 @@ class BufferingThreadWorker(ThreadWorker):
         self._arriving.remove(conn)
 
     def _keep_within_budget(self) -> None:
-        while self._buffered > ARRIVING_BUDGET and self._arriving:
-            self._drop(self._arriving[0])
+        while self._buffered > ARRIVING_BUDGET:
+            # The oldest connection holding bytes: dropping a silent one would free nothing.
+            self._drop(next(conn for conn in self._arriving if conn.arriving))
 
     def _drop(self, conn) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
@@ -303,6 +307,8 @@ class BufferingThreadWorker(ThreadWorker):
     def handle_request(self, req, conn):
         # The request is in memory; what is left is writing the answer, to a client that may not read it.
         conn.sock.settimeout(THREAD_SOCKET_TIMEOUT)
+        # The body is here already: gunicorn must not send a (second) `100 Continue` for it.
+        req._expected_100_continue = False
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn, keepalive: bool) -> bool:

@@ -4,12 +4,15 @@ requests cannot keep a real Slack request from its answer, nor grow the worker w
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import selectors
 import socket
 import time
 from urllib.parse import urlencode
 
 import pytest
+from gunicorn.config import Config
 
 from bot.gate import MAX_BODY_BYTES
 from bot.worker import (
@@ -17,6 +20,7 @@ from bot.worker import (
     GUNICORN_VERSION,
     MAX_HEAD_BYTES,
     Arrival,
+    BufferingThreadWorker,
     UnsupportedGunicorn,
     judge_arrival,
     require_supported_gunicorn,
@@ -220,7 +224,7 @@ def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(gunicor
         assert read_head(conn).startswith(b"HTTP/1.1 100 Continue")
         conn.sendall(body)
         answer = read_to_end(conn)
-    assert b"HTTP/1.1 200" in answer and b"/mp-service-account" in answer
+    assert answer.startswith(b"HTTP/1.1 200") and b"/mp-service-account" in answer  # and no second 100
 
 
 def read_head(conn: socket.socket) -> bytes:
@@ -367,3 +371,37 @@ def test_the_worker_refuses_a_gunicorn_it_was_not_written_for():
     newer = (GUNICORN_VERSION[0], GUNICORN_VERSION[1], GUNICORN_VERSION[2] + 1)
     with pytest.raises(UnsupportedGunicorn, match=r"requirements\.txt"):
         require_supported_gunicorn(newer)
+
+
+def test_a_full_worker_drops_its_oldest_arriving_connection_to_accept_a_new_one():
+    """The event loop's own bookkeeping, in process: gunicorn would stop accepting at the limit."""
+    cfg = Config()
+    cfg.set("worker_connections", 5)
+    cfg.set("threads", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    worker = BufferingThreadWorker(0, os.getpid(), [listener], None, 30, cfg, logging.getLogger(__name__))
+    worker.init_arrivals()
+    worker.poller = selectors.DefaultSelector()
+    clients = []
+    try:
+        for _ in range(8):
+            clients.append(socket.create_connection(listener.getsockname(), timeout=10))
+            worker.accept(listener)
+            assert worker.nr_conns < cfg.worker_connections
+        assert [closed_now(client) for client in clients] == [True] * 4 + [False] * 4
+    finally:
+        for client in clients:
+            client.close()
+        worker.poller.close()
+        worker.tmp.close()
+        listener.close()
+
+
+def closed_now(conn: socket.socket) -> bool:
+    conn.settimeout(0)
+    try:
+        return conn.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
