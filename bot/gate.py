@@ -6,8 +6,10 @@ body is read only up to `MAX_BODY_BYTES` and under a deadline, and it leaves one
 A signed body that Bolt could not parse is answered 400 here, so Bolt only ever sees well-formed requests;
 `answer_unexpected_errors` makes Bolt itself answer anything left over without a traceback.
 
-The body is read under a deadline only where the server lets the gate reach the socket (gunicorn); the
-worker in bot/worker.py makes that moot by handing over only requests that have fully arrived.
+Slack always sends a Content-Length, so a chunked body is refused 411 rather than read. The body is read
+under one total deadline where the server lets the gate reach the socket (gunicorn); the worker in
+bot/worker.py makes that moot by handing over only requests that have fully arrived, and applies
+`refusal_from_head` itself so that a stranger's body is never even buffered.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable], Iterable[bytes]]
 
+SLACK_EVENTS_PATH = "/slack/events"
+
 # Slack's payloads are small. The largest this bot can receive is a view_submission of the creation
 # modal: the whole view comes back, with up to 100 project options (75 characters of text each) and, in
 # its state, every option chosen. Measured URL-encoded: 52 KB with ASCII names, 186 KB when every
 # name is made of 4-byte characters (each becomes 12 bytes). 256 KiB holds the worst case with room,
 # and bounds what a stranger can make a worker hold in memory to 256 KiB per request thread.
 MAX_BODY_BYTES = 256 * 1024
-# A stalled client is cut off after this long without a byte of its body (where the server lets the
-# gate see its socket, as gunicorn does; see bot/http.py for the worker that never waits on one).
+# The whole body must arrive within this long (where the server lets the gate see its socket, as gunicorn
+# does; see bot/worker.py for the worker that never hands over a request before it has arrived).
 BODY_READ_TIMEOUT = 5.0
 # Slack's own limit for replays: a signature older or newer than this is refused.
 SIGNATURE_MAX_AGE = 5 * 60
@@ -47,7 +51,7 @@ TIMESTAMP_SHAPE = re.compile(r"[0-9]{1,12}")
 SIGNATURE_SHAPE = re.compile(r"v0=[0-9a-f]{64}")
 LENGTH_SHAPE = re.compile(r"[0-9]{1,12}")
 
-_REASONS = {
+REASONS = {
     400: "400 Bad Request",
     401: "401 Unauthorized",
     404: "404 Not Found",
@@ -55,6 +59,7 @@ _REASONS = {
     408: "408 Request Timeout",
     411: "411 Length Required",
     413: "413 Content Too Large",
+    431: "431 Request Header Fields Too Large",
 }
 
 
@@ -105,17 +110,19 @@ class SlackGate:
             )
 
     def _admit(self, environ: dict[str, Any]) -> bytes:
-        if environ.get("PATH_INFO") != self._path:
-            raise _Refusal(404, "unknown path")
-        if environ.get("REQUEST_METHOD") != "POST":
-            raise _Refusal(405, "not a POST")
         timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or ""
         signature = environ.get("HTTP_X_SLACK_SIGNATURE") or ""
         # Everything that can be judged from the headers is, before a byte of the body is read.
-        if not TIMESTAMP_SHAPE.fullmatch(timestamp) or not SIGNATURE_SHAPE.fullmatch(signature):
-            raise _Refusal(401, "no Slack signature")
-        if abs(self._clock() - int(timestamp)) > SIGNATURE_MAX_AGE:
-            raise _Refusal(401, "stale Slack signature")
+        refused = refusal_from_head(
+            environ.get("REQUEST_METHOD") or "",
+            environ.get("PATH_INFO") or "",
+            timestamp,
+            signature,
+            now=self._clock(),
+            path_expected=self._path,
+        )
+        if refused is not None:
+            raise _Refusal(*refused)
         body = self._read_body(environ)
         try:
             text = body.decode("utf-8")  # Slack's bodies are UTF-8, and the verifier needs text
@@ -127,39 +134,60 @@ class SlackGate:
         return body
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
-        chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            raise _Refusal(411, "chunked body (Slack sends a Content-Length)")
         declared = (environ.get("CONTENT_LENGTH") or "").strip()
-        if declared:
-            if not LENGTH_SHAPE.fullmatch(declared):
-                raise _Refusal(400, "malformed Content-Length")
-            length = int(declared)
-            if length > self._max_body_bytes:
-                raise _Refusal(413, "body over the size cap")
-        elif chunked:
-            length = self._max_body_bytes + 1  # read one byte past the cap to see whether it is crossed
-        else:
+        if not declared:
             raise _Refusal(411, "no Content-Length")
+        if not LENGTH_SHAPE.fullmatch(declared):
+            raise _Refusal(400, "malformed Content-Length")
+        length = int(declared)
+        if length > self._max_body_bytes:
+            raise _Refusal(413, "body over the size cap")
         stream = environ.get("wsgi.input")
         if stream is None:
             raise _Refusal(400, "no body")
-        with _read_deadline(environ.get("gunicorn.socket"), self._read_timeout):
+        deadline = time.monotonic() + self._read_timeout
+        with _restoring_timeout(environ.get("gunicorn.socket")) as sock:
             try:
-                body = _read_exactly(stream, length)
-            except OSError as error:  # the socket timed out, or the client went away
+                body = _read_exactly(stream, length, sock, deadline)
+            except OSError as error:  # the deadline passed, or the client went away
                 raise _Refusal(408, "body not sent in time") from error
-            except Exception as error:  # the server's own parse error, e.g. broken chunked framing
+            except Exception as error:  # the server's own parse error
                 raise _Refusal(400, "malformed body framing") from error
-        if len(body) > self._max_body_bytes:
-            raise _Refusal(413, "body over the size cap")
-        if declared and len(body) < length:
+        if len(body) < length:
             raise _Refusal(400, "body shorter than Content-Length")
         return body
 
 
-def _read_exactly(stream: Any, length: int) -> bytes:
+def refusal_from_head(
+    method: str, path: str, timestamp: str, signature: str, *, now: float, path_expected: str
+) -> tuple[int, str] | None:
+    """The status and reason a request is refused with from its request line and signature headers alone,
+    or None if its body is worth reading. Shared by the gate and the worker (which uses it to avoid
+    buffering a stranger's body at all)."""
+    if path != path_expected:
+        return 404, "unknown path"
+    if method != "POST":
+        return 405, "not a POST"
+    if not TIMESTAMP_SHAPE.fullmatch(timestamp) or not SIGNATURE_SHAPE.fullmatch(signature):
+        return 401, "no Slack signature"
+    if abs(now - int(timestamp)) > SIGNATURE_MAX_AGE:
+        return 401, "stale Slack signature"
+    return None
+
+
+def _read_exactly(stream: Any, length: int, sock: socket.socket | None, deadline: float) -> bytes:
+    """Read `length` bytes; on gunicorn's socket, all of them by `deadline` (one total deadline, so a
+    client trickling a byte at a time cannot stretch it)."""
     parts: list[bytes] = []
     remaining = length
     while remaining > 0:
+        if sock is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("body deadline passed")
+            sock.settimeout(left)
         part = stream.read(remaining)
         if not part:
             break
@@ -169,15 +197,14 @@ def _read_exactly(stream: Any, length: int) -> bytes:
 
 
 @contextlib.contextmanager
-def _read_deadline(sock: Any, timeout: float) -> Iterator[None]:
-    """Bound each read of the body on `sock` (gunicorn's socket in the environ; None elsewhere)."""
+def _restoring_timeout(sock: Any) -> Iterator[socket.socket | None]:
+    """gunicorn's socket in the environ (None elsewhere), its timeout put back afterwards."""
     if not isinstance(sock, socket.socket):
-        yield
+        yield None
         return
     before = sock.gettimeout()
-    sock.settimeout(timeout)
     try:
-        yield
+        yield sock
     finally:
         with contextlib.suppress(OSError):  # the socket is already closed
             sock.settimeout(before)
@@ -211,9 +238,9 @@ def _refuse(
     headers = [("Content-Type", "text/plain; charset=utf-8")]
     if refusal.status == 405:
         headers.append(("Allow", "POST"))
-    body = _REASONS[refusal.status].encode() + b"\n"
+    body = REASONS[refusal.status].encode() + b"\n"
     headers.append(("Content-Length", str(len(body))))
-    start_response(_REASONS[refusal.status], headers)
+    start_response(REASONS[refusal.status], headers)
     return [body]
 
 

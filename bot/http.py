@@ -5,7 +5,8 @@ A Python process uses one core at a time, so HTTP mode runs `WEB_CONCURRENCY` pr
 runtime (clients, caches, background creations); the database coordinates them.
 
 Before Bolt, `bot.gate.SlackGate` refuses whatever Slack did not sign; before a request thread, the worker
-(`bot.worker.BufferingThreadWorker`) waits for the whole request, so slow clients hold no thread.
+(`bot.worker.BufferingThreadWorker`) waits for the whole request, so slow clients hold no thread; see
+the README ("In front of HTTP mode") for its limits and what a deployment should put in front.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from gunicorn.app.base import BaseApplication
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.gate import SlackGate
-from bot.worker import BufferingThreadWorker
+from bot.gate import SLACK_EVENTS_PATH, SlackGate
+from bot.worker import WORKER_CONNECTIONS, BufferingThreadWorker, require_supported_gunicorn
 
-SLACK_EVENTS_PATH = "/slack/events"
+__all__ = ["HEALTH_PATH", "SLACK_EVENTS_PATH", "HttpServer", "wsgi_app"]
 HEALTH_PATH = "/healthz"
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class HttpServer(BaseApplication):
         shutdown_grace: float,
         log_level: str,
     ):
+        require_supported_gunicorn()
         self._build_worker = build_worker
         self._close_worker: Callable[[], object] | None = None
         self._options = {
@@ -66,6 +68,8 @@ class HttpServer(BaseApplication):
             # gthread, reading requests off-thread; plain HTTP/1.1 only (TLS ends at the platform's router).
             "worker_class": BufferingThreadWorker,
             "threads": threads,
+            # Idle and arriving connections cost a socket and a buffer, not a thread (see bot/worker.py).
+            "worker_connections": WORKER_CONNECTIONS,
             # Slack retries after 3 s; a request queued for longer only produces a duplicate.
             "backlog": 1024,
             "keepalive": 5,

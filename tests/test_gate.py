@@ -3,16 +3,19 @@ of any shape gets a 5xx or leaves a traceback or a forged line in the log."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import socket
+import threading
 import time
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
-from bot.gate import MAX_BODY_BYTES
+from bot.gate import MAX_BODY_BYTES, SlackGate
 from tests.conftest import ALICE, SIGNING_SECRET
 from tests.slack_requests import build_payload_slash_command, sign_request
 
@@ -195,3 +198,60 @@ def test_an_unknown_callback_is_logged_in_one_line_without_the_payload(bot, logs
 def test_the_real_flow_still_passes_the_gate(bot):
     _, view, _ = bot.open_form()
     assert json.dumps(view)  # opened: the command and views.open went through
+
+
+def call_gate(gate: SlackGate, environ: dict) -> str:
+    statuses: list[str] = []
+    b"".join(gate(environ, lambda status, headers: statuses.append(status)))
+    return statuses[0]
+
+
+def signed_environ(**extra: object) -> dict:
+    timestamp = str(int(time.time()))
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/slack/events",
+        "HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp,
+        "HTTP_X_SLACK_SIGNATURE": sign_request(SIGNING_SECRET, timestamp, b""),
+        **extra,
+    }
+
+
+def test_a_chunked_body_is_refused_411_unread():
+    gate = SlackGate(lambda environ, start_response: [], SIGNING_SECRET, path="/slack/events")
+    body = io.BytesIO(b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n")
+
+    status = call_gate(gate, signed_environ(HTTP_TRANSFER_ENCODING="chunked", **{"wsgi.input": body}))
+
+    assert status.startswith("411")
+    assert body.tell() == 0
+
+
+def test_a_trickled_body_is_cut_off_at_one_total_deadline():
+    """Each byte arrives well within the read timeout; the whole body would take 20 times longer."""
+    server, client = socket.socketpair()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for _ in range(200):
+            if stop.wait(0.05):
+                return
+            with contextlib.suppress(OSError):
+                client.send(b"a")
+
+    writer = threading.Thread(target=trickle, daemon=True)
+    writer.start()
+    gate = SlackGate(
+        lambda environ, start_response: [], SIGNING_SECRET, path="/slack/events", read_timeout=0.5
+    )
+    try:
+        environ = signed_environ(
+            CONTENT_LENGTH="200",
+            **{"wsgi.input": server.makefile("rb", buffering=0), "gunicorn.socket": server},
+        )
+        assert call_gate(gate, environ).startswith("408")
+    finally:
+        stop.set()
+        writer.join(timeout=5)
+        server.close()
+        client.close()
