@@ -25,6 +25,7 @@ from bot.jobs import ShuttingDown
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
 from bot.policy import ApprovalPolicy, Decision, RefusalReason, is_approver, within_quota
 from bot.service import CreationFlow, SubmitOutcome, _update
+from bot.slack_retry import BACKGROUND_RETRY_BUDGET, retry_budget
 from bot.storage import AlreadyClaimed, OverQuota, RequestState
 from bot.views import BLOCK_REASON, parse_break_glass, parse_reason, status_view
 
@@ -144,8 +145,9 @@ class ApprovalFlow:
         if record is None:
             return
         notice = text.break_glass_notice(record.request.requester_id, self.notices.summary(record))
-        for channel in self.notices.approver_channels(record.request.requester_id):
-            self.notices.post(channel, notice)
+        with retry_budget(BACKGROUND_RETRY_BUDGET):  # all notices share one 429 budget (STALE_REQUEST_SECONDS)
+            for channel in self.notices.approver_channels(record.request.requester_id):
+                self.notices.post(channel, notice)
         self._announce("break_glass", record, record.request.requester_id)
         self.creation.create(record.request, context, view_id)
 
