@@ -417,7 +417,14 @@ class CreationFlow:
             expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
             projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
         )
-        request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
+        try:
+            request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
+        except StateMoved as moved:  # the sweeper settled it while Slack or Mixpanel kept us waiting
+            log.warning(
+                "Request %s was %s before its create began; nothing created", request.id, moved.actual
+            )
+            self._tell(context, view_id, messages.CLOSED_BEFORE_CREATE)
+            return
         try:
             account = self.d.mixpanel.create_service_account(organization_id, body)
         except MixpanelError as error:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.storage import RequestState
+from bot import messages
+from bot.storage import AuditEvent, RequestState
 from tests.test_cleanup import NAME
 from tests.test_failures import only_request_state, run_flow, said_to_requester
 
@@ -40,3 +41,24 @@ def test_a_lost_commit_acknowledgement_still_counts_as_written(bot, target):
     assert not any("will not work" in s or "went wrong" in s.lower() for s in said)
     events = [entry["event"] for entry in bot.store.audit_trail()]
     assert events.count("created") == 1 and events.count("token_delivered") == 1
+
+
+def test_a_request_the_sweeper_closed_before_the_create_is_told_plainly(bot):
+    store = bot.runtime.flow.d.store
+    real = store.record_create_attempt
+
+    def swept_first(request_id, **kw):
+        # As if STALE_REQUEST_SECONDS had passed while the bot waited on Slack before the create.
+        store.transition(
+            request_id,
+            RequestState.FAILED,
+            expected=(RequestState.SUBMITTED,),
+            event=AuditEvent.MIXPANEL_ERROR,
+        )
+        return real(request_id, **kw)
+
+    store.record_create_attempt = swept_first
+    run_flow(bot, username=NAME)
+    assert not bot.mixpanel.create_calls()
+    assert messages.CLOSED_BEFORE_CREATE in said_to_requester(bot)
+    assert only_request_state(bot) is RequestState.FAILED
