@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.models import (
+    MIXPANEL_USERNAME_SUFFIX,
     ROLE_DESCRIPTIONS,
     USERNAME_MAX_LENGTH,
     USERNAME_PATTERN,
@@ -382,6 +383,8 @@ def validate_username(raw: Any) -> tuple[str | None, str | None]:
             None,
             "Use only letters, digits, dots, dashes and underscores, starting with a letter or digit.",
         )
+    if username.lower().endswith(MIXPANEL_USERNAME_SUFFIX):
+        return None, f"Leave out {MIXPANEL_USERNAME_SUFFIX}: Mixpanel adds it (with a random part) itself."
     return username, None
 
 
