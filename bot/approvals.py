@@ -145,7 +145,8 @@ class ApprovalFlow:
         if record is None:
             return
         notice = text.break_glass_notice(record.request.requester_id, self.notices.summary(record))
-        with retry_budget(BACKGROUND_RETRY_BUDGET):  # all notices share one 429 budget (STALE_REQUEST_SECONDS)
+        # All notices share one 429 budget: STALE_REQUEST_SECONDS counts it before the create.
+        with retry_budget(BACKGROUND_RETRY_BUDGET):
             for channel in self.notices.approver_channels(record.request.requester_id):
                 self.notices.post(channel, notice)
         self._announce("break_glass", record, record.request.requester_id)

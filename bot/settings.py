@@ -135,8 +135,9 @@ class Settings(DatabaseSettings):
             raise ValueError(
                 f"STALE_REQUEST_SECONDS: must exceed {longest:.0f}, the longest a live creation may go "
                 "without a database write (from MIXPANEL_CONNECT_TIMEOUT, MIXPANEL_READ_TIMEOUT, "
-                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS, SLACK_TIMEOUT and Slack's 429 waits, "
-                f"plus {STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations still running"
+                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS, SLACK_TIMEOUT and Slack's "
+                f"429 waits, plus {STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations "
+                "still running"
             )
         return self
 
