@@ -28,6 +28,7 @@ from bot.policy import Decision, RefusalReason, is_approver, within_quota
 from bot.policy_file import ApprovalPolicy
 from bot.schema import RequestState
 from bot.service import CreationFlow, SubmitOutcome, _update
+from bot.slack_retry import BACKGROUND_RETRY_BUDGET, retry_budget
 from bot.storage import AlreadyClaimed, OverQuota
 from bot.views import BLOCK_REASON, status_view
 
@@ -177,8 +178,10 @@ class ApprovalFlow:
         if record is None:
             return
         notice = text.break_glass_notice(record.request.requester_id, self.notices.summary(record))
-        for channel in self.notices.approver_channels(record.request.requester_id):
-            self.notices.post(channel, notice)
+        # All notices share one 429 budget: STALE_REQUEST_SECONDS counts it before the create.
+        with retry_budget(BACKGROUND_RETRY_BUDGET):
+            for channel in self.notices.approver_channels(record.request.requester_id):
+                self.notices.post(channel, notice)
         self._announce("break_glass", record, record.request.requester_id)
         self.creation.create(record.request, context, view_id)
 

@@ -75,7 +75,14 @@ class AccountCreation:
             expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
             projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
         )
-        request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
+        try:
+            request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
+        except StateMoved as moved:  # the sweeper settled it while Slack or Mixpanel kept us waiting
+            log.warning(
+                "Request %s was %s before its create began; nothing created", request.id, moved.actual
+            )
+            self.tell(context, view_id, messages.CLOSED_BEFORE_CREATE)
+            return
         try:
             account = self.d.mixpanel.create_service_account(organization_id, body)
         except MixpanelError as error:
@@ -101,7 +108,9 @@ class AccountCreation:
                     event=AuditEvent.CREATED,
                     mixpanel_account_id=account.id,
                     mixpanel_username=account.username,
-                )
+                ),
+                target=RequestState.CREATED,
+                account_id=account.id,
             )
         except (SQLAlchemyError, StateMoved) as error:
             # Unrecorded, the token must not go out: revoke it now (else the sweeper finds it by name).
@@ -133,16 +142,26 @@ class AccountCreation:
             log.warning("Request %s was %s before it could be marked failed", request.id, moved.actual)
         self.tell(context, view_id, sentence)
 
-    def _retrying_write(self, write: Callable[[], StoredRequest]) -> StoredRequest:
+    def _retrying_write(
+        self, write: Callable[[], StoredRequest], *, target: RequestState, account_id: int
+    ) -> StoredRequest:
         """A database that fails for a moment must not cost a delivered or deliverable account."""
+        retried = False
         for delay in [*self.d.write_retry_delays, None]:
             try:
                 return write()
+            except StateMoved as moved:
+                # A commit whose acknowledgement was lost: the retry finds our own write already there.
+                row = self.d.store.get(moved.request_id) if retried and moved.actual is target else None
+                if row is not None and row.mixpanel_account_id == account_id:
+                    return row
+                raise
             except SQLAlchemyError as error:
                 if delay is None:
                     raise
                 log.warning("Database write failed (%s); retrying in %.1fs", type(error).__name__, delay)
                 time.sleep(delay)
+                retried = True
         raise AssertionError("unreachable")
 
     def _delete_unrecorded(self, organization_id: int, account_id: int) -> bool:
@@ -218,7 +237,9 @@ class AccountCreation:
                     expected=(RequestState.CREATED,),
                     event=AuditEvent.TOKEN_DELIVERED,
                     detail=f"via {path}",
-                )
+                ),
+                target=RequestState.DELIVERED,
+                account_id=account.id,
             )
         except StateMoved:
             revoked = messages.REVOKED_AFTER_DELIVERY  # the sweeper took the request and revokes the account

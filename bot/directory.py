@@ -50,20 +50,23 @@ class SlackDirectory:
         client: WebClient,
         *,
         ttl: float,
+        patient_client: WebClient | None = None,
         usergroups: set[str],
         clock: Callable[[], float] = time.monotonic,
     ):
         self._client = client
+        # After the ack (the form opened first), a lookup may wait out Slack's 429s for longer.
+        self._patient_client = patient_client or client
         self._usergroups = sorted(usergroups)  # only the groups the policy names are ever fetched
         self._users: TTLCache[dict[str, Any]] = TTLCache(ttl, clock=clock)
         self._members: TTLCache[frozenset[str]] = TTLCache(
             ttl, clock=clock, stale_for=MEMBERS_STALE_SECONDS, stale_on=(DirectoryUnavailable,)
         )
 
-    def _user(self, user_id: str) -> dict[str, Any]:
+    def _user(self, user_id: str, client: WebClient) -> dict[str, Any]:
         def load() -> dict[str, Any]:
             try:
-                return dict(self._client.users_info(user=user_id)["user"])
+                return dict(client.users_info(user=user_id)["user"])
             except (SlackClientError, OSError, KeyError, TypeError) as error:
                 raise DirectoryUnavailable(
                     f"users.info failed for {user_id}: {type(error).__name__}"
@@ -71,10 +74,10 @@ class SlackDirectory:
 
         return self._users.get_or_load(user_id, load)
 
-    def _group_members(self, group_id: str) -> frozenset[str]:
+    def _group_members(self, group_id: str, client: WebClient) -> frozenset[str]:
         def load() -> frozenset[str]:
             try:
-                users = self._client.usergroups_users_list(usergroup=group_id)["users"]
+                users = client.usergroups_users_list(usergroup=group_id)["users"]
             except (SlackClientError, OSError, KeyError, TypeError) as error:
                 raise DirectoryUnavailable(
                     f"usergroups.users.list failed for {group_id}: {type(error).__name__}"
@@ -83,9 +86,12 @@ class SlackDirectory:
 
         return self._members.get_or_load(group_id, load)
 
-    def requester(self, user_id: str) -> Requester:
-        user = self._user(user_id)
-        groups = frozenset(group for group in self._usergroups if user_id in self._group_members(group))
+    def requester(self, user_id: str, *, patient: bool = False) -> Requester:
+        client = self._patient_client if patient else self._client
+        user = self._user(user_id, client)
+        groups = frozenset(
+            group for group in self._usergroups if user_id in self._group_members(group, client)
+        )
         enterprise = user.get("enterprise_user") or {}
         return Requester(
             user_id=user_id,
@@ -97,9 +103,9 @@ class SlackDirectory:
             is_stranger=bool(user.get("is_stranger")),
         )
 
-    def try_requester(self, user_id: str) -> Requester | None:
+    def try_requester(self, user_id: str, *, patient: bool = False) -> Requester | None:
         try:
-            return self.requester(user_id)
+            return self.requester(user_id, patient=patient)
         except DirectoryUnavailable as error:
             log.warning("Refusing %s: membership could not be verified (%s)", user_id, error)
             return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot.models import USERNAME_MAX_LENGTH, USERNAME_PATTERN, AccountSpec, Role
+from bot.models import MIXPANEL_USERNAME_SUFFIX, USERNAME_MAX_LENGTH, USERNAME_PATTERN, AccountSpec, Role
 from bot.policy import FormField
 from bot.views import (
     ACTION_BREAK_GLASS,
@@ -59,6 +59,8 @@ def validate_username(raw: Any) -> tuple[str | None, str | None]:
             None,
             "Use only letters, digits, dots, dashes and underscores, starting with a letter or digit.",
         )
+    if username.lower().endswith(MIXPANEL_USERNAME_SUFFIX):
+        return None, f"Leave out {MIXPANEL_USERNAME_SUFFIX}: Mixpanel adds it (with a random part) itself."
     return username, None
 
 

@@ -113,6 +113,10 @@ UNEXPECTED_FAILURE = (
     "Something unexpected went wrong, so nothing was created; please try again, or ask {contact}."
 )
 
+CLOSED_BEFORE_CREATE = (
+    "This request waited too long and was closed before anything was created; please run the command again."
+)
+
 PROJECTS_UNAVAILABLE = (
     ":warning: The bot could not load the organization's projects from Mixpanel just now, so it cannot "
     "create an account. Close this form and try again in a minute; if it keeps happening, ask {contact}."

@@ -37,6 +37,9 @@ ROLE_DESCRIPTIONS: dict[Role, str] = {
 USERNAME_MAX_LENGTH = 64
 # Letters, digits and . _ - keep the name safe in URLs, shells and Mixpanel's `name.<hex>.suffix` scheme.
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# What Mixpanel appends (`etl` becomes `etl.<hex>.mp-service-account`). A requested name ending in it could
+# pass for another request's account in the clean-up's name match, so the form refuses it.
+MIXPANEL_USERNAME_SUFFIX = ".mp-service-account"
 
 
 class Standing(StrEnum):

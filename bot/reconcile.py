@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.mixpanel_models import ServiceAccountRead
+from bot.models import MIXPANEL_USERNAME_SUFFIX
 from bot.schema import StoredRequest
 
 # How far Mixpanel's clock may differ from ours when comparing an account's `created` with our window.
@@ -39,7 +40,8 @@ def create_window(request: StoredRequest, skew: timedelta, *, still_running: boo
 
 def name_matches(requested: str, username: str) -> bool:
     """Mixpanel names `etl` as `etl.<suffix>.mp-service-account`; the bare name is accepted too."""
-    return re.fullmatch(re.escape(requested) + r"(\.[^.]+\.mp-service-account)?", username) is not None
+    suffix = re.escape(MIXPANEL_USERNAME_SUFFIX)
+    return re.fullmatch(re.escape(requested) + rf"(\.[^.]+{suffix})?", username) is not None
 
 
 def is_ours(

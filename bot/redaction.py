@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import traceback
 from collections import OrderedDict
 
 REDACTED = "[REDACTED]"
@@ -84,6 +85,26 @@ _installed = False
 _install_lock = threading.Lock()
 
 
+def format_exception(exc_info: tuple) -> str:
+    """A traceback keeps its own lines (one per frame); each exception's message, which may carry text from
+    outside (a response body, a request field), is escaped onto its single line."""
+    top = traceback.TracebackException(*exc_info)
+    pending, seen = [top], set()
+    while pending:
+        level = pending.pop()
+        if id(level) in seen:
+            continue
+        seen.add(id(level))
+        if isinstance(getattr(level, "_str", None), str):
+            level._str = one_line(level._str)
+        notes = getattr(level, "__notes__", None)
+        if notes:
+            level.__notes__ = [one_line(str(note)) for note in notes]
+        pending.extend(e for e in (level.__cause__, level.__context__) if e is not None)
+        pending.extend(getattr(level, "exceptions", None) or ())
+    return "".join(top.format()).rstrip("\n")
+
+
 def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
     try:
         message = record.getMessage()
@@ -92,8 +113,7 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
     record.msg = one_line(redactor.redact(message))
     record.args = None
     if record.exc_info:
-        formatter = logging.Formatter()
-        record.exc_text = redactor.redact(formatter.formatException(record.exc_info))
+        record.exc_text = redactor.redact(format_exception(record.exc_info))
         # Tracebacks are rendered from exc_text now; the live exception may hold the secret in its args.
         record.exc_info = None
     if record.stack_info:

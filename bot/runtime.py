@@ -179,7 +179,10 @@ def build_runtime(
         mixpanel=mixpanel,
         catalog=catalog,
         directory=SlackDirectory(
-            web_client, ttl=settings.slack_cache_seconds, usergroups=policy.usergroups_in_use()
+            web_client,
+            ttl=settings.slack_cache_seconds,
+            usergroups=policy.usergroups_in_use(),
+            patient_client=background_client,
         ),
         delivery=SlackDelivery(
             background_client,

@@ -33,6 +33,7 @@ from bot.orphans import OrphanRecords
 from bot.policy import Decision, Entitlement, RefusalReason, break_glass_offered, decide, within_quota
 from bot.policy_file import Policy
 from bot.schema import RequestState, StoredRequest
+from bot.slack_retry import BACKGROUND_RETRY_BUDGET, retry_budget
 from bot.storage import AlreadyClaimed, OverQuota, Store
 from bot.views import (
     creation_view,
@@ -123,10 +124,11 @@ class CreationFlow:
         *,
         requester: Requester | None = None,
         recent_creations: int | None = None,
+        patient: bool = False,
     ) -> tuple[Requester | None, Decision]:
         """Look the person up (unless already known) and apply the one policy decision."""
         if requester is None:
-            requester = self.d.directory.try_requester(user_id)
+            requester = self.d.directory.try_requester(user_id, patient=patient)
         if recent_creations is None:
             recent_creations = self.d.store.recent_count(user_id, now=self.d.clock())
         snapshot = self.d.catalog.cached() if spec is not None else None
@@ -153,6 +155,10 @@ class CreationFlow:
 
     def open_form(self, *, trigger_id: str, context: SubmissionContext) -> CommandOutcome:
         requester, decision = self.judge(context.user_id)
+        if requester is None:
+            # Slack could not answer within the trigger's 3 s (a 429 asking for a second or two): open
+            # the modal while the trigger lives, and ask again after the ack, with more patience.
+            return self._open_then_judge(trigger_id, context)
         if requester is None or decision.entitlement is None or decision.refusal is not None:
             reason = decision.refusal or RefusalReason.UNVERIFIED
             self._refuse(context.user_id, str(reason))
@@ -181,6 +187,37 @@ class CreationFlow:
         # Off the listener pool: a slow or unreachable Mixpanel must not hold up other people's acks.
         try:
             self.d.jobs.submit("load-projects", complete_the_form)
+        except ShuttingDown:
+            self.d.delivery.update_view(opened, status_view(messages.failed_view_text(messages.RESTARTING)))
+        return CommandOutcome()
+
+    def _open_then_judge(self, trigger_id: str, context: SubmissionContext) -> CommandOutcome:
+        """The modal opens first; the person is judged after the ack, with the background's 429 budget,
+        and the modal shows the form or the refusal."""
+        metadata = encode_metadata(context)
+        opened = self._open(trigger_id, loading_view(metadata))
+        if opened is None:
+            return CommandOutcome(reply=messages.FORM_NOT_OPENED)
+
+        def judge_then_fill() -> None:
+            with retry_budget(BACKGROUND_RETRY_BUDGET):
+                requester, decision = self.judge(context.user_id, patient=True)
+            if requester is None or decision.entitlement is None or decision.refusal is not None:
+                reason = decision.refusal or RefusalReason.UNVERIFIED
+                self._refuse(context.user_id, str(reason))
+                self.tell(context, opened, self._refusal_reply(reason))  # privately, and in the modal
+                return
+            try:
+                snapshot = self.d.catalog.get()  # cached, or joins the fetch in flight
+            except (MixpanelError, OrganizationUnknown) as error:
+                log.warning("Could not load Mixpanel projects for the form: %s", error)
+                snapshot = None
+            self.d.delivery.update_view(
+                opened, self._form(requester, decision.entitlement, snapshot, metadata)
+            )
+
+        try:
+            self.d.jobs.submit("judge-and-fill-form", judge_then_fill)
         except ShuttingDown:
             self.d.delivery.update_view(opened, status_view(messages.failed_view_text(messages.RESTARTING)))
         return CommandOutcome()

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.slack_retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
+
 DEFAULT_POLICY_FILE = Path("policy.yml")
 
 
@@ -135,21 +137,25 @@ class Settings(DatabaseSettings):
             raise ValueError(
                 f"STALE_REQUEST_SECONDS: must exceed {longest:.0f}, the longest a live creation may go "
                 "without a database write (from MIXPANEL_CONNECT_TIMEOUT, MIXPANEL_READ_TIMEOUT, "
-                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS and SLACK_TIMEOUT, plus "
-                f"{STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations still running"
+                "MIXPANEL_MAX_RATE_LIMIT_WAIT, MIXPANEL_RECONCILE_DELAYS, SLACK_TIMEOUT and Slack's "
+                f"429 waits, plus {STALE_MARGIN_SECONDS:.0f} s); smaller, the sweeper would settle creations "
+                "still running"
             )
         return self
 
     def longest_silent_creation_seconds(self) -> float:
         """The longest a live creation goes between two writes to its request, plus a margin: one Mixpanel
-        call; the reconcile passes (a wait and a list call each); or delivery (three Slack paths and
-        conversations.open)."""
+        call; the reconcile passes (a wait and a list call each); delivery (three Slack paths and
+        conversations.open, with their 429 waits); or, on the break-glass path, the approvers' notice
+        (conversations.open and a post, with their 429 waits) and the organization lookup before the
+        create."""
         one_call = (
             self.mixpanel_connect_timeout + self.mixpanel_read_timeout + self.mixpanel_max_rate_limit_wait
         )
         reconciling = sum(self.mixpanel_reconcile_delays) + len(self.mixpanel_reconcile_delays) * one_call
-        delivering = 4 * self.slack_timeout
-        return max(one_call, reconciling, delivering) + STALE_MARGIN_SECONDS
+        delivering = 4 * self.slack_timeout + DELIVERY_RETRY_BUDGET
+        notifying = 2 * self.slack_timeout + BACKGROUND_RETRY_BUDGET + one_call
+        return max(one_call, reconciling, delivering, notifying) + STALE_MARGIN_SECONDS
 
     @property
     def mixpanel_app_api_base(self) -> str:

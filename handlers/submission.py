@@ -6,6 +6,7 @@ import json
 from slack_bolt import Ack, App
 
 from bot.service import CreationFlow
+from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
 from bot.views import CREATE_CALLBACK_ID
 
 
@@ -21,13 +22,15 @@ def submission_key(body: dict, view: dict) -> str:
 def register(app: App, flow: CreationFlow) -> None:
     @app.view(CREATE_CALLBACK_ID)
     def on_submit(ack: Ack, body: dict, view: dict) -> None:
-        outcome = flow.submit(
-            view_id=submission_key(body, view),
-            values=(view.get("state") or {}).get("values") or {},
-            private_metadata=view.get("private_metadata"),
-            user_id=body["user"]["id"],
-            team_id=(body.get("team") or {}).get("id"),
-        )
+        # The ack is due within 3 s: the lookups before it (users.info, the groups) share one 429 budget.
+        with retry_budget(TRIGGER_WINDOW_RETRY_BUDGET):
+            outcome = flow.submit(
+                view_id=submission_key(body, view),
+                values=(view.get("state") or {}).get("values") or {},
+                private_metadata=view.get("private_metadata"),
+                user_id=body["user"]["id"],
+                team_id=(body.get("team") or {}).get("id"),
+            )
         ack(**outcome.ack)
         if outcome.start is not None:
             outcome.start()

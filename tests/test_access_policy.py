@@ -52,6 +52,21 @@ def refused_without_form(bot, user_id: str) -> str:
     return reply.args["text"]
 
 
+def refused_in_the_modal(bot, user_id: str) -> str:
+    """Slack could not say who the person is in the trigger's 3 s: the modal opens as a placeholder and,
+    when Slack still cannot answer, shows the refusal (also sent privately); never the form."""
+    response_url = bot.slack.new_response_url()
+    result = bot.sender.slash_command(user_id, response_url=response_url)
+    assert result.status == 200 and result.elapsed < 3
+    [reply] = bot.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == response_url)
+    [opened] = bot.slack.calls("views.open")
+    [shown] = bot.slack.wait_for(lambda c: c.method == "views.update" and c.response is not None)
+    assert opened.args["view"]["callback_id"] != views.CREATE_CALLBACK_ID
+    assert shown.args["view"]["callback_id"] != views.CREATE_CALLBACK_ID
+    assert reply.args["text"] in json.dumps(shown.args["view"], ensure_ascii=False)
+    return reply.args["text"]
+
+
 def audit_events(bot) -> list[dict]:
     return bot.store.audit_trail()
 
@@ -152,9 +167,10 @@ def test_membership_that_cannot_be_verified_fails_closed(bots, slack, listed_pol
     slack.fail("usergroups.users.list", error="ratelimited")
     bot = bots.start(policy=listed_policy)
 
-    text = refused_without_form(bot, BOB)
+    text = refused_in_the_modal(bot, BOB)
 
     assert "could not verify" in text
+    assert [row["detail"] for row in bot.store.audit_trail() if row["event"] == "refused"] == ["unverified"]
 
 
 def test_lookups_are_cached_so_repeated_commands_do_not_hit_slack_again(bots, slack, listed_policy):

@@ -122,6 +122,9 @@ def test_mixpanel_sees_the_bots_basic_auth(bot):
         (form_values(username="tab\there"), views.BLOCK_USERNAME),
         (form_values(username="-leading-dash"), views.BLOCK_USERNAME),
         (form_values(username="naïve"), views.BLOCK_USERNAME),
+        # Could pass for another request's account (`etl` made `etl.1a2b3c.mp-service-account`) in clean-up.
+        (form_values(username="etl.1a2b3c.mp-service-account"), views.BLOCK_USERNAME),
+        (form_values(username="etl.MP-Service-Account"), views.BLOCK_USERNAME),
         (form_values(projects=[]), views.BLOCK_PROJECTS),
         (form_values(expires_on=None), views.BLOCK_EXPIRY),
     ],

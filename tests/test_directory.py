@@ -77,7 +77,8 @@ def test_a_failing_group_lookup_serves_the_last_members_for_a_bounded_time(bots,
     bot.sender.slash_command(BOB, response_url=response_url)
     [reply] = slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == response_url)
     assert "could not verify" in reply.args["text"]
-    assert slack.calls("views.open") == []
+    assert [c.args["view"]["callback_id"] for c in slack.calls("views.open")] == [views.LOADING_CALLBACK_ID]
+    assert all(c.args["view"]["callback_id"] != views.CREATE_CALLBACK_ID for c in slack.calls("views.update"))
 
 
 # --- the building blocks ------------------------------------------------------------------------------

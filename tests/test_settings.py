@@ -110,6 +110,26 @@ def test_a_stale_request_seconds_a_creation_could_outlast_names_itself(overrides
     assert f"exceed {longest.longest_silent_creation_seconds():.0f}," in problem
 
 
+# Quick Mixpanel calls: delivery (four Slack calls and their 429 waits) is the longest silent stretch.
+QUICK_MIXPANEL = {
+    "mixpanel_connect_timeout": 1,
+    "mixpanel_read_timeout": 5,
+    "mixpanel_max_rate_limit_wait": 1,
+    "mixpanel_reconcile_delays": [0],
+    "slack_timeout": 10,
+}
+
+
+def test_stale_request_seconds_counts_slacks_rate_limit_waits():
+    # 4 x 10 s of Slack calls + 30 s margin = 70 s ignored the 30 s delivery may wait on HTTP 429s.
+    with pytest.raises(SettingsError) as raised:
+        load_settings(_env_file=None, **REQUIRED, **QUICK_MIXPANEL, stale_request_seconds=75)
+    [problem] = raised.value.problems
+    assert problem.startswith("STALE_REQUEST_SECONDS: must exceed 100,")
+    settings = load_settings(_env_file=None, **REQUIRED, **QUICK_MIXPANEL, stale_request_seconds=101)
+    assert settings.stale_request_seconds == 101
+
+
 def test_stale_request_seconds_just_above_the_longest_creation_is_accepted():
     shortest = Settings(_env_file=None, **REQUIRED).longest_silent_creation_seconds()
     settings = load_settings(_env_file=None, **REQUIRED, stale_request_seconds=int(shortest) + 1)

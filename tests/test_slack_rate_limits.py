@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 
 from bot import messages, views
-from bot.policy import RefusalReason
+from bot.policy import PersonSelector, Policy, RefusalReason
 from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, BudgetedRateLimitRetryHandler, retry_budget
 from tests.conftest import ALICE, GENERAL, GUEST, form_values
 
@@ -71,8 +71,23 @@ def test_a_rate_limited_users_info_still_gets_the_person_the_form(bot):
     assert bot.slack.response_url_posts() == []  # no refusal, no other sentence
 
 
-def test_a_users_info_rate_limited_past_the_budget_still_fails_closed(bot):
-    bot.slack.set_http_status("users.info", 429, times=1, retry_after="5")
+def test_a_two_second_retry_after_on_users_info_still_gives_the_form(bot):
+    # 2 s plus slack_sdk's jitter overruns the trigger's 3 s: the modal opens first, the lookup waits after.
+    bot.slack.set_http_status("users.info", 429, times=1, retry_after="2")
+
+    _, view, _ = bot.open_form()
+
+    assert view["callback_id"] == views.CREATE_CALLBACK_ID
+    assert statuses(bot.slack.calls("users.info")) == [429, 200]
+    assert [c.args["view"]["callback_id"] for c in bot.slack.calls("views.open")] == [
+        views.LOADING_CALLBACK_ID
+    ]
+    assert [row for row in bot.store.audit_trail() if row["event"] == "refused"] == []
+    assert bot.slack.response_url_posts() == []
+
+
+def test_a_users_info_rate_limited_past_every_budget_still_fails_closed(bot):
+    bot.slack.set_http_status("users.info", 429, times=2, retry_after="60")
     response_url = bot.slack.new_response_url()
 
     result = bot.sender.slash_command(ALICE, channel_id=GENERAL, response_url=response_url)
@@ -80,8 +95,10 @@ def test_a_users_info_rate_limited_past_the_budget_still_fails_closed(bot):
     assert result.status == 200
     [told] = bot.slack.wait_for(lambda call: call.method == "response_url" and call.status == 200)
     assert "could not verify your Slack membership" in told.args["text"]
-    assert statuses(bot.slack.calls("users.info")) == [429]
-    assert bot.slack.calls("views.open") == []
+    assert statuses(bot.slack.calls("users.info")) == [429, 429]
+    [shown] = bot.slack.wait_for("views.update")
+    assert shown.args["view"]["callback_id"] != views.CREATE_CALLBACK_ID
+    assert "could not verify your Slack membership" in json.dumps(shown.args["view"])
     assert [row["detail"] for row in bot.store.audit_trail() if row["event"] == "refused"] == ["unverified"]
 
 
@@ -201,3 +218,23 @@ def test_a_shared_budget_bounds_every_call_inside_it():
     after = handler.can_retry(state=RetryState(), request=REQUEST, response=rate_limited("1"))
 
     assert (inside, after) == (False, True)
+
+
+def test_the_lookups_before_a_submissions_ack_share_one_trigger_window_budget(bots, slack):
+    slack.set_usergroup("SDATA", [])
+    slack.set_usergroup("SOPS", [ALICE])
+    bot = bots.start(
+        policy=Policy(requesters=PersonSelector(usergroups=["SDATA", "SOPS"])), slack_cache_seconds=0
+    )
+    _, view, _ = bot.open_form()
+    slack.reset()
+    slack.set_http_status("users.info", 429, times=1, retry_after="1")
+    slack.set_http_status("usergroups.users.list", 429, times=2, retry_after="1")
+
+    ack = bot.submit(view, form_values(expires_on=expiry(), username="etl-x"))
+
+    assert ack.status == 200
+    assert statuses(slack.calls("users.info")) == [429, 200]
+    # The first wait (1 s plus up to 1 s of jitter) left too little of the 2.5 s for a second one.
+    assert statuses(slack.calls("usergroups.users.list")) == [429]
+    assert TRIGGER_WINDOW_RETRY_BUDGET < 2 * 2
