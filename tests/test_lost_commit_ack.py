@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from bot import messages
-from bot.storage import AuditEvent, RequestState
+from bot.schema import AuditEvent, RequestState
 from tests.test_cleanup import NAME
 from tests.test_failures import only_request_state, run_flow, said_to_requester
 
