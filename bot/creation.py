@@ -1,6 +1,6 @@
 """Making the account and handing over its token: the part of the create flow after the request is stored.
 
-Invariants (see README, "Guarantees"; bot/service.py has the rest):
+Invariants (see docs/guarantees.md; bot/service.py has the rest):
 - A token is written to exactly one place: the private message to its requester.
 - Every account the bot creates is either delivered or deleted again: it is recorded before its token
   leaves, and a failed delivery or an unrecordable one deletes it.

@@ -1,9 +1,9 @@
 """Which listed Mixpanel accounts a request made: the pure decisions behind cleanup after an ambiguous create.
 
 Mixpanel returns no request id, so an account is attributed to a request only when everything that can
-be checked agrees (README, "What cleanup deletes"): the bot made it (`creator` is the bot's own Mixpanel
-user), its name is the requested one, it was created inside the request's own window, and no other
-request knows it. An account without a creation time is never attributed.
+be checked agrees (docs/guarantees.md, "What cleanup deletes"): the bot made it (`creator` is the bot's
+own Mixpanel user), its name is the requested one, it was created inside the request's own window, and
+no other request knows it. An account without a creation time is never attributed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The create flow, from the typed command to a stored request: the form, the submission, the policy
 decision and the claim. Creating the account and delivering its token is bot/creation.py.
 
-Invariants (see README, "Guarantees"):
+Invariants (see docs/guarantees.md):
 - One view submission makes at most one account, across threads and processes.
 - Every refusal is recorded (bot/audit.py); the requester hears one plain sentence.
 """
