@@ -1,4 +1,5 @@
-"""Starting and stopping: HTTP mode (gunicorn workers) or Socket Mode, with clean shutdowns.
+"""Starting and stopping: HTTP mode (gunicorn workers) or Socket Mode (one process, or forked ones each
+with its own connection), with clean shutdowns.
 
 Every start-up problem surfaces as a SettingsError naming the setting, before anything serves.
 """

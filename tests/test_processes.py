@@ -105,7 +105,9 @@ def socket_mode(slack) -> Iterator[FakeSocketModeServer]:
 
 
 def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpanel, tmp_path):
-    bot = BotProcess({**process_env, "SLACK_APP_TOKEN": APP_TOKEN}, tmp_path)
+    # One process: no supervisor, the connection in the process started (the two-process test is below).
+    env = {**process_env, "SLACK_APP_TOKEN": APP_TOKEN, "SOCKET_MODE_PROCESSES": "1"}
+    bot = BotProcess(env, tmp_path)
     try:
         socket_mode.wait_for_connection(timeout=30)
         response_url = slack.new_response_url()

@@ -167,8 +167,12 @@ def test_socket_mode_processes_are_bounded_by_slacks_ten_connections(monkeypatch
     assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_PROCESSES:")]
 
 
-def test_socket_mode_processes_default_like_web_concurrency(monkeypatch):
+@pytest.mark.parametrize(("web_concurrency", "expected"), [(None, None), ("3", 3), ("16", 10)])
+def test_socket_mode_processes_default_to_web_concurrency(monkeypatch, web_concurrency, expected):
     monkeypatch.delenv("SOCKET_MODE_PROCESSES", raising=False)
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    if web_concurrency is not None:
+        monkeypatch.setenv("WEB_CONCURRENCY", web_concurrency)
     settings = Settings(_env_file=None, **REQUIRED)
-    assert 1 <= settings.socket_mode_processes == settings.web_concurrency <= 10
+    assert settings.socket_mode_processes == (expected or settings.web_concurrency)
+    assert 1 <= settings.socket_mode_processes <= 10
