@@ -7,6 +7,7 @@ Every start-up problem surfaces as a SettingsError naming the setting, before an
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger("mp_service_account")
 
 AppFactory = Callable[[Runtime], App]
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _stop_on_signals() -> threading.Event:
@@ -143,6 +145,14 @@ def _socket_mode_child(settings: Settings, stopping: threading.Event, create_app
     return 0
 
 
+def _stop_when_parent_dies(parent: int) -> None:
+    """Linux: SIGTERM (a clean stop) for a child whose supervisor was killed, not an orphan serving on."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        signal.raise_signal(signal.SIGTERM)
+
+
 class _Supervisor:
     """Forks `count` children running `child` (its return value is the exit code), restarts one that dies
     while serving, and on `stopping` forwards SIGTERM and waits `stop_timeout` before SIGKILL."""
@@ -170,10 +180,12 @@ class _Supervisor:
         self._stop(stop_timeout)
 
     def _spawn(self, slot: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns into the parent's code
             code = 1
             try:
+                _stop_when_parent_dies(parent)
                 code = self._child()
             finally:
                 logging.shutdown()

@@ -205,6 +205,14 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_socket_mode_in_two_processes_serves_on_both_connections_and_stops_cleanly(
     process_env, socket_mode, slack, mixpanel, tmp_path
 ):
@@ -247,3 +255,25 @@ def test_socket_mode_in_two_processes_serves_on_both_connections_and_stops_clean
     assert len(delivered) == 1, "the in-flight creation must deliver before the process exits"
     assert "exited unexpectedly (signal 9)" in logs
     assert "did not stop" not in logs and token not in logs and APP_TOKEN not in logs
+
+
+def test_socket_mode_children_stop_when_their_supervisor_is_killed(process_env, socket_mode, tmp_path):
+    env = {**process_env, "SLACK_APP_TOKEN": APP_TOKEN, "SOCKET_MODE_PROCESSES": "2"}
+    bot = BotProcess(env, tmp_path)
+    children: list[int] = []
+    try:
+        socket_mode.wait_for_connection(timeout=30, count=2)
+        children = child_pids(bot.process.pid)
+        os.kill(bot.process.pid, signal.SIGKILL)  # the supervisor alone
+        bot.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while socket_mode.connection_count or any(running(pid) for pid in children):
+            assert time.monotonic() < deadline, bot.logs()
+            time.sleep(0.05)  # polling for the orphans to stop, not a timing assertion
+    finally:
+        bot.kill()
+        for pid in filter(running, children):  # orphans are out of bot.kill()'s reach
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert len(children) == 2
+    assert bot.logs().count("Received SIGTERM") == 2, bot.logs()
