@@ -48,7 +48,7 @@ OURS = ServerKind(
 )
 SOCKET = ServerKind(
     "socket",
-    "ours, Socket Mode: python app.py --mode socket (one process)",
+    "ours, Socket Mode: python app.py --mode socket (SOCKET_MODE_PROCESSES processes)",
     ("app.py", "--mode", "socket"),
     socket_mode=True,
 )

@@ -139,7 +139,7 @@ class TimedSocketMode(FakeSocketModeServer):
                 self.sent_at[envelope_id] = time.monotonic()
         super()._send(message, timeout)
 
-    def _on_message(self, message: str | bytes) -> None:
+    def _on_message(self, message: str | bytes, connection: int = 0) -> None:
         now = time.monotonic()
         try:
             envelope_id = json.loads(message).get("envelope_id")
@@ -148,4 +148,4 @@ class TimedSocketMode(FakeSocketModeServer):
         if isinstance(envelope_id, str):
             with self._lock:
                 self.acked_at.setdefault(envelope_id, now)
-        super()._on_message(message)
+        super()._on_message(message, connection)

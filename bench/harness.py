@@ -50,6 +50,7 @@ from bench.results import Flow, ServerResult
 from bench.transport import HttpTransport, SocketTransport
 from bench.watcher import SlackWatcher
 from bot import views
+from bot.settings import default_process_count, default_socket_mode_processes
 from tests.fakes.slack_api import FakeSlack, SlackCall
 
 Transport = HttpTransport | SocketTransport
@@ -115,8 +116,13 @@ def launch(
         url = f"http://127.0.0.1:{port}/slack/events"
         transport, probe_transport = HttpTransport(url, CLIENT_TIMEOUT), HttpTransport(url, 2)
 
+    # Socket Mode serves once every process has its connection: until then, envelopes spread over fewer.
+    web_concurrency = int(env.get("WEB_CONCURRENCY") or default_process_count())
+    processes = int(env.get("SOCKET_MODE_PROCESSES") or default_socket_mode_processes(web_concurrency))
+    connections = processes if kind.socket_mode else 0
+
     def probe() -> bool:
-        if kind.socket_mode and fakes.socket_mode is not None and not fakes.socket_mode.connection_count:
+        if fakes.socket_mode is not None and fakes.socket_mode.connection_count < connections:
             return False
         ack = probe_transport.command(PROBE_USER, text="help", response_url=fakes.slack.new_response_url())
         return ack.error is None and isinstance(ack.body, dict) and "text" in ack.body

@@ -1,13 +1,18 @@
-"""Starting and stopping: HTTP mode (gunicorn workers) or Socket Mode, with clean shutdowns.
+"""Starting and stopping: HTTP mode (gunicorn workers) or Socket Mode (one process, or forked ones each
+with its own connection), with clean shutdowns.
 
 Every start-up problem surfaces as a SettingsError naming the setting, before anything serves.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from slack_bolt import App
@@ -22,6 +27,7 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger("mp_service_account")
 
 AppFactory = Callable[[Runtime], App]
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _stop_on_signals() -> threading.Event:
@@ -74,6 +80,14 @@ def run(settings: Settings, mode: str, create_app: AppFactory) -> None:
     if mode == "http":
         _serve_http(settings, stopping, create_app)
         return
+    if settings.socket_mode_processes == 1:
+        _serve_socket_mode(settings, stopping, create_app)
+        return
+    _supervise_socket_mode(settings, stopping, create_app)
+
+
+def _serve_socket_mode(settings: Settings, stopping: threading.Event, create_app: AppFactory) -> None:
+    """One process, one runtime, one Socket Mode connection, until `stopping`."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     runtime, app = _start_runtime(settings, create_app)
@@ -85,14 +99,133 @@ def run(settings: Settings, mode: str, create_app: AppFactory) -> None:
         handler.connect()
     except (SlackClientError, OSError) as error:
         runtime.close(grace=0)
-        raise SettingsError(
-            [f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({_short(error)})"]
-        ) from None
+        raise _app_token_problem(error) from None
     stopping.wait()
     handler.close()
     # New events are refused from here on; in-flight creations get the grace period to finish.
     finished = runtime.close()
     log.info("Stopped%s", "" if finished else " with creations still running (see above)")
+
+
+def _app_token_problem(error: Exception) -> SettingsError:
+    return SettingsError([f"SLACK_APP_TOKEN: could not open a Socket Mode connection ({_short(error)})"])
+
+
+def _supervise_socket_mode(settings: Settings, stopping: threading.Event, create_app: AppFactory) -> None:
+    """SOCKET_MODE_PROCESSES processes, each with its own runtime and connection (Slack hands each envelope
+    to one of an app's connections), like HTTP mode's workers; the database coordinates them."""
+    # Check everything once, before forking, so that a bad setting is named instead of crash-looping
+    # children; the clients built for the check are closed, and each child builds its own after the fork.
+    runtime, app = _start_runtime(settings, create_app, background_tasks=False)
+    try:
+        app.client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+    except (SlackClientError, OSError) as error:
+        raise _app_token_problem(error) from None
+    finally:
+        runtime.close(grace=0)
+    if stopping.is_set():
+        return
+    log.info("Serving Slack in Socket Mode with %d processes", settings.socket_mode_processes)
+    _Supervisor(lambda: _socket_mode_child(settings, stopping, create_app)).run(
+        settings.socket_mode_processes, stopping, stop_timeout=settings.shutdown_grace_seconds + 5
+    )
+
+
+def _socket_mode_child(settings: Settings, stopping: threading.Event, create_app: AppFactory) -> int:
+    """The body of a forked child: the inherited signal handlers set this process's copy of `stopping`."""
+    try:
+        _serve_socket_mode(settings, stopping, create_app)
+    except SettingsError as error:
+        for problem in error.problems:
+            log.error("Socket Mode process cannot start: %s", problem)
+        return 2
+    except Exception:
+        log.exception("Socket Mode process failed")
+        return 1
+    return 0
+
+
+def _stop_when_parent_dies(parent: int) -> None:
+    """Linux: SIGTERM (a clean stop) for a child whose supervisor was killed, not an orphan serving on."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        signal.raise_signal(signal.SIGTERM)
+
+
+class _Supervisor:
+    """Forks `count` children running `child` (its return value is the exit code), restarts one that dies
+    while serving, and on `stopping` forwards SIGTERM and waits `stop_timeout` before SIGKILL."""
+
+    POLL_SECONDS = 0.1
+    RESTART_DELAY = 1.0  # between a child's death and its replacement: no hot loop if every start fails
+
+    def __init__(self, child: Callable[[], int]) -> None:
+        self._child = child
+        self._children: dict[int, int] = {}  # pid -> slot
+
+    def run(self, count: int, stopping: threading.Event, *, stop_timeout: float) -> None:
+        restarts: dict[int, float] = {}  # slot -> when to start its replacement
+        for slot in range(count):
+            self._spawn(slot)
+        while not stopping.is_set():
+            for pid, slot, status in self._reap():
+                log.warning("Socket Mode process %d exited unexpectedly (%s); starting another", pid, status)
+                restarts[slot] = time.monotonic() + self.RESTART_DELAY
+            for slot, due in list(restarts.items()):
+                if due <= time.monotonic() and not stopping.is_set():
+                    del restarts[slot]
+                    self._spawn(slot)
+            stopping.wait(self.POLL_SECONDS)
+        self._stop(stop_timeout)
+
+    def _spawn(self, slot: int) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the parent's code
+            code = 1
+            try:
+                _stop_when_parent_dies(parent)
+                code = self._child()
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self._children[pid] = slot
+
+    def _reap(self) -> list[tuple[int, int, str]]:
+        """Children that have exited: (pid, slot, how)."""
+        dead = []
+        while self._children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            slot = self._children.pop(pid, None)
+            if slot is not None:
+                code = os.waitstatus_to_exitcode(status)
+                dead.append((pid, slot, f"signal {-code}" if code < 0 else f"exit code {code}"))
+        return dead
+
+    def _stop(self, timeout: float) -> None:
+        for pid in self._children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self._children and time.monotonic() < deadline:
+            for pid, _, how in self._reap():
+                if how != "exit code 0":
+                    log.warning("Socket Mode process %d stopped with %s", pid, how)
+            time.sleep(self.POLL_SECONDS)
+        for pid in list(self._children):
+            log.warning("Socket Mode process %d did not stop within %.0f s; killing it", pid, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._children.clear()
+        log.info("Stopped")
 
 
 def _serve_http(settings: Settings, stopping: threading.Event, create_app: AppFactory) -> None:

@@ -17,6 +17,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.slack_retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
 
+
+def default_process_count() -> int:
+    """Processes to serve with by default (HTTP and Socket Mode alike): a Python process uses one core."""
+    return min(4, os.cpu_count() or 1)
+
+
+SOCKET_MODE_MAX_CONNECTIONS = 10  # Slack's limit per app
+
+
+def default_socket_mode_processes(web_concurrency: int) -> int:
+    """Like HTTP mode's workers: Heroku sets WEB_CONCURRENCY for the dyno's memory in every dyno type."""
+    return min(SOCKET_MODE_MAX_CONNECTIONS, web_concurrency)
+
+
 DEFAULT_POLICY_FILE = Path("policy.yml")
 
 
@@ -81,10 +95,18 @@ class Settings(DatabaseSettings):
     slack_timeout: PositiveSeconds = 10.0
     shutdown_grace_seconds: PositiveSeconds = 25.0
     # HTTP mode: worker processes (Heroku sets WEB_CONCURRENCY), and request threads in each.
-    web_concurrency: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=64)
+    web_concurrency: int = Field(default_factory=default_process_count, ge=1, le=64)
     http_threads: int = Field(default=32, ge=4, le=512)
     # Socket Mode: envelopes handled at once (each until its ack); slack_sdk's own default is 10.
     socket_mode_concurrency: int = Field(default=32, ge=1, le=512)
+    # Socket Mode: processes, each with its own connection; Slack allows an app at most 10 connections.
+    socket_mode_processes: int = Field(
+        default_factory=lambda data: default_socket_mode_processes(
+            data.get("web_concurrency") or default_process_count()
+        ),
+        ge=1,
+        le=SOCKET_MODE_MAX_CONNECTIONS,
+    )
     creation_workers: int = Field(default=64, ge=1, le=1024)
     project_cache_seconds: int = Field(default=300, ge=0)
     slack_cache_seconds: int = Field(default=60, ge=0)

@@ -105,7 +105,9 @@ def socket_mode(slack) -> Iterator[FakeSocketModeServer]:
 
 
 def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpanel, tmp_path):
-    bot = BotProcess({**process_env, "SLACK_APP_TOKEN": APP_TOKEN}, tmp_path)
+    # One process: no supervisor, the connection in the process started (the two-process test is below).
+    env = {**process_env, "SLACK_APP_TOKEN": APP_TOKEN, "SOCKET_MODE_PROCESSES": "1"}
+    bot = BotProcess(env, tmp_path)
     try:
         socket_mode.wait_for_connection(timeout=30)
         response_url = slack.new_response_url()
@@ -197,3 +199,81 @@ def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(
     assert code == 0
     assert mixpanel.accounts == {}
     assert slack.calls("response_url") == []  # the lost token never went anywhere
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_socket_mode_in_two_processes_serves_on_both_connections_and_stops_cleanly(
+    process_env, socket_mode, slack, mixpanel, tmp_path
+):
+    env = {**process_env, "SLACK_APP_TOKEN": APP_TOKEN, "SOCKET_MODE_PROCESSES": "2"}
+    bot = BotProcess(env, tmp_path)
+    try:
+        socket_mode.wait_for_connection(timeout=30, count=2)
+        # A child that dies is replaced, with its own connection.
+        os.kill(child_pids(bot.process.pid)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(socket_mode.request_paths) < 3:  # the replacement's handshake
+            assert time.monotonic() < deadline, bot.logs()
+            time.sleep(0.05)  # polling for readiness, not a timing assertion
+        socket_mode.wait_for_connection(timeout=30, count=2)
+        command = socket_mode.send_envelope_nowait(
+            "slash_commands", build_payload_slash_command(ALICE, response_url=slack.new_response_url())
+        )
+        socket_mode.wait_ack(command)
+        [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
+        mixpanel.latency = {"create": 2.0}
+        submission = socket_mode.send_envelope_nowait(
+            "interactive",
+            build_payload_view_submission(
+                opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+            ),
+        )
+        assert socket_mode.wait_ack(submission)["payload"]["response_action"] == "update"
+        # Round-robin: the two envelopes went to the two processes' connections.
+        assert socket_mode.acked_on(command) != socket_mode.acked_on(submission)
+        mixpanel.wait_for("create")
+
+        bot.process.send_signal(signal.SIGTERM)  # while Mixpanel is still answering
+        code = bot.process.wait(timeout=40)
+    finally:
+        bot.kill()
+    logs = bot.logs()
+    assert code == 0, logs
+    [token] = mixpanel.created_tokens()
+    delivered = [c for c in slack.calls("response_url") if token in json.dumps(c.args)]
+    assert len(delivered) == 1, "the in-flight creation must deliver before the process exits"
+    assert "exited unexpectedly (signal 9)" in logs
+    assert "did not stop" not in logs and token not in logs and APP_TOKEN not in logs
+
+
+def test_socket_mode_children_stop_when_their_supervisor_is_killed(process_env, socket_mode, tmp_path):
+    env = {**process_env, "SLACK_APP_TOKEN": APP_TOKEN, "SOCKET_MODE_PROCESSES": "2"}
+    bot = BotProcess(env, tmp_path)
+    children: list[int] = []
+    try:
+        socket_mode.wait_for_connection(timeout=30, count=2)
+        children = child_pids(bot.process.pid)
+        os.kill(bot.process.pid, signal.SIGKILL)  # the supervisor alone
+        bot.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while socket_mode.connection_count or any(running(pid) for pid in children):
+            assert time.monotonic() < deadline, bot.logs()
+            time.sleep(0.05)  # polling for the orphans to stop, not a timing assertion
+    finally:
+        bot.kill()
+        for pid in filter(running, children):  # orphans are out of bot.kill()'s reach
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert len(children) == 2
+    assert bot.logs().count("Received SIGTERM") == 2, bot.logs()

@@ -154,3 +154,25 @@ def test_socket_mode_concurrency_is_read_and_bounded(monkeypatch):
     with pytest.raises(SettingsError) as error:
         load_settings(_env_file=None, **REQUIRED)
     assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_CONCURRENCY:")]
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("1", True), ("10", True), ("0", False), ("11", False)])
+def test_socket_mode_processes_are_bounded_by_slacks_ten_connections(monkeypatch, value, accepted):
+    monkeypatch.setenv("SOCKET_MODE_PROCESSES", value)
+    if accepted:
+        assert load_settings(_env_file=None, **REQUIRED).socket_mode_processes == int(value)
+        return
+    with pytest.raises(SettingsError) as error:
+        load_settings(_env_file=None, **REQUIRED)
+    assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_PROCESSES:")]
+
+
+@pytest.mark.parametrize(("web_concurrency", "expected"), [(None, None), ("3", 3), ("16", 10)])
+def test_socket_mode_processes_default_to_web_concurrency(monkeypatch, web_concurrency, expected):
+    monkeypatch.delenv("SOCKET_MODE_PROCESSES", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    if web_concurrency is not None:
+        monkeypatch.setenv("WEB_CONCURRENCY", web_concurrency)
+    settings = Settings(_env_file=None, **REQUIRED)
+    assert settings.socket_mode_processes == (expected or settings.web_concurrency)
+    assert 1 <= settings.socket_mode_processes <= 10

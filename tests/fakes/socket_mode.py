@@ -8,16 +8,21 @@ Public API::
     FakeSocketModeServer(ticket="abc", app_id="A1", send_hello=True, ping_interval=0.2)
         .start() -> FakeSocketModeServer / .stop() / context manager
         .url                "ws://127.0.0.1:PORT/link?ticket=abc"
-        .wait_for_connection(timeout=5) -> None       (AssertionError on timeout)
+        .wait_for_connection(timeout=5, count=1) -> None   at least `count` live connections
+                                                        (AssertionError on timeout)
         .connection_count   live client connections
         .send_envelope(type_, payload, timeout=5, *, retry_attempt=0, retry_reason="",
                        accepts_response_payload=None) -> dict
             type_: "slash_commands" | "interactive" | "events_api"; waits for a client, sends the envelope
-            to the newest connection and returns the client's ack ({"envelope_id", maybe "payload"}).
+            to one live connection (round-robin in the order they opened, as Slack spreads envelopes over
+            an app's connections; with one connection, always that one) and returns the client's ack
+            ({"envelope_id", maybe "payload"}).
             accepts_response_payload defaults to True, except False for "events_api" (as Slack does).
         .send_envelope_nowait(...same...) -> str       the envelope_id; pair with .wait_ack(...)
         .wait_ack(envelope_id, timeout=5) -> dict      (AssertionError on timeout: e.g. Bolt sends no ack
                                                         when no listener matched)
+        .acked_on(envelope_id) -> int | None           which connection acked it: 1 for the first
+                                                        handshake, 2 for the second… (None: no ack yet)
         .send_disconnect(reason="refresh_requested")   ask clients to reconnect, like Slack does
         .received -> list[dict]                        every JSON message clients sent, in order
         .request_paths -> list[str]                    the path+query of every WebSocket handshake
@@ -69,6 +74,9 @@ class FakeSocketModeServer(LoopbackFake):
         self._send_lock = threading.Lock()
         self._connections: list[ServerConnection] = []
         self._acks: dict[str, dict[str, Any]] = {}
+        self._acked_on: dict[str, int] = {}
+        self._serials: dict[ServerConnection, int] = {}
+        self._next_target = 0
 
     # ------------------------------------------------------------------ serving (start/stop: LoopbackFake)
 
@@ -115,9 +123,10 @@ class FakeSocketModeServer(LoopbackFake):
             with self._changed:
                 self.request_paths.append(ws.request.path if ws.request else "")
                 self._connections.append(ws)
+                self._serials[ws] = len(self.request_paths)
                 self._changed.notify_all()
             for message in ws:
-                self._on_message(message)
+                self._on_message(message, self._serials[ws])
         except ConnectionClosed:
             pass
         finally:
@@ -126,7 +135,7 @@ class FakeSocketModeServer(LoopbackFake):
                     self._connections.remove(ws)
                 self._changed.notify_all()
 
-    def _on_message(self, message: str | bytes) -> None:
+    def _on_message(self, message: str | bytes, connection: int = 0) -> None:
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
         try:
             data = json.loads(text)
@@ -139,20 +148,23 @@ class FakeSocketModeServer(LoopbackFake):
             envelope_id = data.get("envelope_id")
             if isinstance(envelope_id, str):
                 self._acks[envelope_id] = data
+                self._acked_on.setdefault(envelope_id, connection)
             self._changed.notify_all()
 
-    def wait_for_connection(self, timeout: float = 5) -> None:
-        """Block until at least one client is connected."""
-        if self._wait_until(self._live, timeout):
+    def wait_for_connection(self, timeout: float = 5, count: int = 1) -> None:
+        """Block until at least `count` clients are connected."""
+        if self._wait_until(lambda: len(self._live()) >= count, timeout):
             return
-        raise AssertionError(f"no Socket Mode client connected within {timeout}s")
+        raise AssertionError(f"fewer than {count} Socket Mode connection(s) within {timeout}s")
 
     # ------------------------------------------------------------------ sending
 
     def _send(self, message: dict[str, Any], timeout: float) -> None:
         self.wait_for_connection(timeout)
         with self._lock:
-            target = self._live()[-1]
+            live = self._live()
+            target = live[self._next_target % len(live)]
+            self._next_target += 1
         with self._send_lock:
             target.send(json.dumps(message))
 
@@ -166,7 +178,7 @@ class FakeSocketModeServer(LoopbackFake):
         retry_reason: str = "",
         accepts_response_payload: bool | None = None,
     ) -> str:
-        """Send one envelope to the newest connection; return its envelope_id."""
+        """Send one envelope to the next live connection; return its envelope_id."""
         envelope_id = str(uuid.uuid4())
         if accepts_response_payload is None:
             accepts_response_payload = type_ != "events_api"
@@ -191,6 +203,10 @@ class FakeSocketModeServer(LoopbackFake):
             f"no ack for envelope {envelope_id} within {timeout:.1f}s; messages received: "
             f"{json.dumps(received, default=str)[:2000]}"
         )
+
+    def acked_on(self, envelope_id: str) -> int | None:
+        with self._lock:
+            return self._acked_on.get(envelope_id)
 
     def send_envelope(
         self,
