@@ -21,22 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.database import READ_ONLY, SQLiteWriterQueue, build_engine, lock_key, migrate
 from bot.models import AccountSpec
-from bot.schema import AUDIT, AUDIT_COLUMNS, REQUESTS, AuditEvent, RequestState, StoredRequest
-
-QUOTA_STATES = (
-    RequestState.SUBMITTED,
-    RequestState.CREATED,
-    RequestState.DELIVERED,
-    RequestState.UNCERTAIN,
-    RequestState.ORPHANED,
-    RequestState.DELETE_FAILED,
-    RequestState.CLOSED,  # a delivered account counts as a creation even once it is deleted
-    RequestState.PENDING_APPROVAL,
-    RequestState.APPROVED,
-    RequestState.DENIED,
-    RequestState.CANCELLED,
-    RequestState.EXPIRED,
-)
+from bot.schema import AUDIT, AUDIT_COLUMNS, QUOTA_STATES, REQUESTS, AuditEvent, RequestState, StoredRequest
 
 
 class StateMoved(Exception):
