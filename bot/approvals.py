@@ -44,7 +44,7 @@ class ApprovalFlow:
         self.approval = approval
         self.store = ApprovalStore(self.d.store)
         self.notices = ApprovalNotices(
-            slack=self.d.slack,
+            slack=self.d.background_slack,  # every notice is sent after the ack
             store=self.store,
             approval=approval,
             clock=lambda: self.d.clock(),
@@ -356,7 +356,7 @@ class ApprovalFlow:
     def _to_modal(self, view_id: str, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
         """Show the credentials in the claim modal; if it is gone, privately as for any creation."""
         try:
-            self.d.slack.views_update(view_id=view_id, view=text.credentials_view(message))
+            self.d.background_slack.views_update(view_id=view_id, view=text.credentials_view(message))
             return DeliveryOutcome(path="modal")
         except (SlackClientError, OSError) as error:
             failure = f"views.update: {type(error).__name__}"

@@ -69,7 +69,9 @@ class FlowDependencies:
     catalog: ProjectCatalog
     directory: SlackDirectory
     delivery: SlackDelivery
-    slack: WebClient
+    slack: WebClient  # short 429 budget: only for calls inside Slack's 3 s trigger window (views.open)
+    # Every call made after the ack (approval notices, views.update, reminders, App Home): waits out a 429.
+    background_slack: WebClient
     jobs: JobRunner
     public_host: str
     installation: Workspace  # whom the bot is installed for (auth.test); others are external

@@ -177,6 +177,19 @@ def test_a_request_needing_approval_creates_nothing_and_asks_the_approvers(bots,
     assert bot.store.recent_count(ALICE) == 1  # counted when made
 
 
+def test_a_two_second_rate_limit_on_the_approvers_post_is_waited_out(bots, people):
+    """The post to the approvers comes after the ack: it may wait out a 429 (unlike a trigger-window call)."""
+    bot = start(bots, people)
+    bot.slack.set_http_status("chat.postMessage", 429, times=1, retry_after="2")
+    request_id = request_admin(bot)
+    bot.wait_idle()
+
+    posts = [c for c in bot.slack.calls("chat.postMessage") if c.args["channel"] == CHANNEL]
+    assert [c.status for c in posts] == [429, 200]
+    assert state(bot, request_id) == "pending_approval"
+    assert events(bot) == [("approval_requested", ALICE)]
+
+
 def test_without_a_channel_each_approver_gets_a_dm(bots, people):
     bot = start(bots, people, channel=None)
     request_admin(bot)
