@@ -20,7 +20,7 @@ from bot.catalog import OrganizationUnknown
 from bot.manage import ManageFlow
 from bot.manage_policy import AccountOwnership, ManageAction, ManageRefusal, may_manage
 from bot.manage_views import SCOPE_HOME, parse_target
-from bot.messages import CONFIGURATION_PROBLEM
+from bot.messages import CONFIGURATION_PROBLEM, FORM_NOT_OPENED
 from bot.mixpanel import MixpanelError
 from bot.mixpanel_models import ProjectGrant
 from bot.models import AccountSpec, Project
@@ -138,12 +138,12 @@ class RescopeFlow:
         self.d = manage.d
 
     def _catalog(self) -> list[Project] | None:
+        """The cached project list; None (a fetch started) when there is none yet. Never waits for
+        Mixpanel: the click's trigger id dies in 3 s, and a listener thread is not Mixpanel's to hold."""
         snapshot = self.d.catalog.cached()
         if snapshot is None:
-            try:
-                snapshot = self.d.catalog.load()
-            except (MixpanelError, OrganizationUnknown):
-                return None
+            self.d.catalog.refresh_in_background()
+            return None
         return snapshot.projects
 
     def open(self, *, user_id: str, value: Any, trigger_id: str, scope: str) -> str | None:
@@ -162,7 +162,7 @@ class RescopeFlow:
             return say.rescope_needs_approval_text(request.mixpanel_username or request.username)
         catalog = self._catalog()
         if catalog is None:
-            return say.PROJECTS_UNAVAILABLE
+            return self._open(trigger_id, status_view(say.PROJECTS_LOADING_TRY_AGAIN))
         offer = projects_offer(self.d.policy, catalog, judged.entitlement, request.project_ids)
         view = projects_modal(
             username=request.mixpanel_username or request.username,
@@ -173,11 +173,14 @@ class RescopeFlow:
             metadata=json.dumps({"r": request.id, "s": scope}),
             notes=offer.notes,
         )
+        return self._open(trigger_id, view)
+
+    def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
         try:
             self.d.slack.views_open(trigger_id=trigger_id, view=view)
         except (SlackClientError, OSError) as error:
             log.warning("views.open for projects failed: %s", type(error).__name__)
-            return say.FORM_NOT_OPENED
+            return FORM_NOT_OPENED
         return None
 
     def submit(
