@@ -122,9 +122,27 @@ class ApprovalFlow:
             return False
         return len(set(approvers.users) - {requester_id}) < self.approval.approvals_needed
 
-    def _background(self, work: Callable[[], None], context: SubmissionContext, view_id: str) -> None:
+    def _background(
+        self, work: Callable[[], None], context: SubmissionContext, view_id: str, *, name: str | None = None
+    ) -> None:
+        """Run `work` off the listener pool; whatever happens, the requester hears one plain sentence."""
+
+        def guarded() -> None:
+            try:
+                work()
+            except Exception:
+                # A bug or an unreachable database: a stored request keeps its state for the sweeper.
+                log.exception("Approval work for view %s failed unexpectedly", view_id)
+                self.creation.tell(
+                    context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
+                )
+
         try:
-            self.d.jobs.submit(f"approval:{view_id}", work)
+            self.d.jobs.submit(
+                name or f"approval:{view_id}",
+                guarded,
+                on_cancel=lambda: self.creation.tell(context, view_id, messages.RESTARTING),
+            )
         except ShuttingDown:
             self.creation.tell(context, view_id, messages.RESTARTING)
 
@@ -276,12 +294,12 @@ class ApprovalFlow:
 
     def start_claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
         """Off the listener pool: creation may take as long as Mixpanel does."""
-        try:
-            self.d.jobs.submit(
-                f"claim:{request_id}", lambda: self.claim(request_id, user_id, view_id, context)
-            )
-        except ShuttingDown:
-            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(messages.RESTARTING)))
+        self._background(
+            lambda: self.claim(request_id, user_id, view_id, context),
+            context,
+            view_id,
+            name=f"claim:{request_id}",
+        )
 
     def claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
         """The requester clicked and a modal is open: re-check them, claim once, create, show it there."""
@@ -310,7 +328,7 @@ class ApprovalFlow:
                 deliver=lambda message: self._to_modal(view_id, context, message),
             )
         except Exception:
-            # The request stays `submitted`: the sweeper settles it (deleting any account made).
+            # The claim is recorded, so the sweeper settles the request (deleting any account made).
             log.exception("Creating the account for approved request %s failed unexpectedly", request_id)
             sentence = messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
             self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
