@@ -27,10 +27,10 @@ from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
 from bot.policy import Decision, RefusalReason, is_approver, within_quota
 from bot.policy_file import ApprovalPolicy
 from bot.schema import RequestState
-from bot.service import CreationFlow, SubmitOutcome, _update
+from bot.service import CreationFlow, SubmitOutcome
 from bot.slack_retry import BACKGROUND_RETRY_BUDGET, retry_budget
 from bot.storage import AlreadyClaimed, OverQuota
-from bot.views import BLOCK_REASON, status_view
+from bot.views import BLOCK_REASON, status_view, update_ack
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,12 @@ class ApprovalFlow:
                 requester_is_approver=is_approver(self.d.policy, requester, installation=self.d.installation),
             )
             if not started.allowed:
-                return SubmitOutcome(ack=_update(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
+                return SubmitOutcome(ack=update_ack(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
             capped = _capped(
                 spec, today_in(requester.timezone, self._now()) + timedelta(days=BREAK_GLASS_DAYS)
             )
             return SubmitOutcome(
-                ack=_update(text.break_glass_view_text(spec.username)),
+                ack=update_ack(text.break_glass_view_text(spec.username)),
                 start=lambda: self._background(
                     lambda: self._break_glass(capped, reason, context, view_id, team_id), context, view_id
                 ),
@@ -98,12 +98,12 @@ class ApprovalFlow:
         if self._too_few_other_approvers(requester.user_id):
             self.creation._refuse(requester.user_id, "too few approvers other than the requester", spec)
             return SubmitOutcome(
-                ack=_update(
+                ack=update_ack(
                     text.too_few_approvers_text(self.approval.approvals_needed, self.d.policy.contact)
                 )
             )
         return SubmitOutcome(
-            ack=_update(
+            ack=update_ack(
                 text.pending_view_text(
                     spec.username, text.people(self.approval.approvers), self.approval.approvals_needed
                 )

@@ -29,7 +29,7 @@ from bot.policy_file import Policy
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
 from bot.projects_view import projects_modal, selected_project_ids, shown_projects
 from bot.schema import RequestState, StoredRequest
-from bot.views import offered_projects, status_view
+from bot.views import offered_projects, status_view, update_ack
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ class ProjectsSubmitOutcome:
 
 def _errors(text: str) -> dict[str, Any]:
     return {"response_action": "errors", "errors": {BLOCK: text}}
-
-
-def _update(text: str) -> dict[str, Any]:
-    return {"response_action": "update", "view": status_view(text)}
 
 
 def judge_account(
@@ -191,17 +187,17 @@ class RescopeFlow:
             request_id, scope = str(carried["r"]), str(carried.get("s") or "")
         except (ValueError, TypeError, KeyError):
             self.m.record_refusal(user_id, "change projects of", "a garbled form", "bad metadata")
-            return ProjectsSubmitOutcome(ack=_update(say.UNKNOWN_ACCOUNT))
+            return ProjectsSubmitOutcome(ack=update_ack(say.UNKNOWN_ACCOUNT))
         judged = judge_account(self.m, user_id, request_id, ManageAction.RESCOPE, "change projects of")
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
-            return ProjectsSubmitOutcome(ack=_update(judged.refusal or say.UNKNOWN_ACCOUNT))
+            return ProjectsSubmitOutcome(ack=update_ack(judged.refusal or say.UNKNOWN_ACCOUNT))
         request, entitlement = judged.request, judged.entitlement
         name = request.mixpanel_username or request.username
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
                 user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
             )
-            return ProjectsSubmitOutcome(ack=_update(say.rescope_needs_approval_text(name)))
+            return ProjectsSubmitOutcome(ack=update_ack(say.rescope_needs_approval_text(name)))
         # Never wait for Mixpanel before the ack: without a cached catalog, ask for the save again.
         snapshot = self.d.catalog.cached()
         if snapshot is None:
@@ -223,7 +219,7 @@ class RescopeFlow:
             return ProjectsSubmitOutcome(ack=_errors("Keep at least one project."))
         add, remove = sorted(chosen - current), sorted((current & offered) - chosen)
         if not add and not remove:
-            return ProjectsSubmitOutcome(ack=_update(say.projects_unchanged_text(name)))
+            return ProjectsSubmitOutcome(ack=update_ack(say.projects_unchanged_text(name)))
 
         def apply() -> None:
             text = self._apply(user_id, request, add, remove, str(judged.basis), {p.id: p for p in catalog})
@@ -232,7 +228,7 @@ class RescopeFlow:
                 self.m.publish_home(user_id, notice=text)
 
         return ProjectsSubmitOutcome(
-            ack=_update(say.projects_updating_text(name)), start=lambda: self.m.run("projects", apply)
+            ack=update_ack(say.projects_updating_text(name)), start=lambda: self.m.run("projects", apply)
         )
 
     def _apply(

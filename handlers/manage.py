@@ -8,8 +8,8 @@ from bot.manage import DeleteOutcome, ManageFlow
 from bot.manage_messages import UNEXPECTED
 from bot.manage_views import (
     ACTION_DELETE,
-    ACTION_PROJECTS,
     ACTION_REPLACE,
+    ACTION_RESCOPE,
     SCOPE_ALL,
     SCOPE_HOME,
     SCOPE_OFFER,
@@ -71,7 +71,7 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
 
         manage.run(f"delete:{user_id}", delete_and_refresh)
 
-    @app.action(ACTION_PROJECTS)
+    @app.action(ACTION_RESCOPE)
     def on_projects(ack: Ack, body: dict) -> None:
         ack()
         user_id = body["user"]["id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot import manage_messages as say
-from bot.manage_views import ACTION_PROJECTS
+from bot.manage_views import ACTION_RESCOPE
 from bot.models import Role
 from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
 from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
@@ -21,7 +21,7 @@ APPROVER = "UAPPROVER1"
 def click_projects(bot, user: str, value: str, response_url: str | None = None):
     return bot.sender.block_actions(
         user_id=user,
-        actions=[{"action_id": ACTION_PROJECTS, "block_id": "mine:1:more", "value": value}],
+        actions=[{"action_id": ACTION_RESCOPE, "block_id": "mine:1:more", "value": value}],
         channel_id=GENERAL,
         response_url=response_url or bot.slack.new_response_url(),
     )
