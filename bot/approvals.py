@@ -27,10 +27,10 @@ from bot.models import AccountSpec, Requester, SubmissionContext, today_in, zone
 from bot.policy import Decision, RefusalReason, is_approver, within_quota
 from bot.policy_file import ApprovalPolicy
 from bot.schema import RequestState
-from bot.service import CreationFlow, SubmitOutcome, _update
+from bot.service import CreationFlow, SubmitOutcome
 from bot.slack_retry import BACKGROUND_RETRY_BUDGET, retry_budget
 from bot.storage import AlreadyClaimed, OverQuota
-from bot.views import BLOCK_REASON, status_view
+from bot.views import BLOCK_REASON, status_view, update_ack
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ApprovalFlow:
         self.approval = approval
         self.store = ApprovalStore(self.d.store)
         self.notices = ApprovalNotices(
-            slack=self.d.slack,
+            slack=self.d.background_slack,  # every notice is sent after the ack
             store=self.store,
             approval=approval,
             clock=lambda: self.d.clock(),
@@ -85,12 +85,12 @@ class ApprovalFlow:
                 requester_is_approver=is_approver(self.d.policy, requester, installation=self.d.installation),
             )
             if not started.allowed:
-                return SubmitOutcome(ack=_update(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
+                return SubmitOutcome(ack=update_ack(text.REFUSALS[Refusal.BREAK_GLASS_NOT_ALLOWED]))
             capped = _capped(
                 spec, today_in(requester.timezone, self._now()) + timedelta(days=BREAK_GLASS_DAYS)
             )
             return SubmitOutcome(
-                ack=_update(text.break_glass_view_text(spec.username)),
+                ack=update_ack(text.break_glass_view_text(spec.username)),
                 start=lambda: self._background(
                     lambda: self._break_glass(capped, reason, context, view_id, team_id), context, view_id
                 ),
@@ -98,12 +98,12 @@ class ApprovalFlow:
         if self._too_few_other_approvers(requester.user_id):
             self.creation._refuse(requester.user_id, "too few approvers other than the requester", spec)
             return SubmitOutcome(
-                ack=_update(
+                ack=update_ack(
                     text.too_few_approvers_text(self.approval.approvals_needed, self.d.policy.contact)
                 )
             )
         return SubmitOutcome(
-            ack=_update(
+            ack=update_ack(
                 text.pending_view_text(
                     spec.username, text.people(self.approval.approvers), self.approval.approvals_needed
                 )
@@ -122,9 +122,27 @@ class ApprovalFlow:
             return False
         return len(set(approvers.users) - {requester_id}) < self.approval.approvals_needed
 
-    def _background(self, work: Callable[[], None], context: SubmissionContext, view_id: str) -> None:
+    def _background(
+        self, work: Callable[[], None], context: SubmissionContext, view_id: str, *, name: str | None = None
+    ) -> None:
+        """Run `work` off the listener pool; whatever happens, the requester hears one plain sentence."""
+
+        def guarded() -> None:
+            try:
+                work()
+            except Exception:
+                # A bug or an unreachable database: a stored request keeps its state for the sweeper.
+                log.exception("Approval work for view %s failed unexpectedly", view_id)
+                self.creation.tell(
+                    context, view_id, messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
+                )
+
         try:
-            self.d.jobs.submit(f"approval:{view_id}", work)
+            self.d.jobs.submit(
+                name or f"approval:{view_id}",
+                guarded,
+                on_cancel=lambda: self.creation.tell(context, view_id, messages.RESTARTING),
+            )
         except ShuttingDown:
             self.creation.tell(context, view_id, messages.RESTARTING)
 
@@ -276,12 +294,12 @@ class ApprovalFlow:
 
     def start_claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
         """Off the listener pool: creation may take as long as Mixpanel does."""
-        try:
-            self.d.jobs.submit(
-                f"claim:{request_id}", lambda: self.claim(request_id, user_id, view_id, context)
-            )
-        except ShuttingDown:
-            self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(messages.RESTARTING)))
+        self._background(
+            lambda: self.claim(request_id, user_id, view_id, context),
+            context,
+            view_id,
+            name=f"claim:{request_id}",
+        )
 
     def claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
         """The requester clicked and a modal is open: re-check them, claim once, create, show it there."""
@@ -310,7 +328,7 @@ class ApprovalFlow:
                 deliver=lambda message: self._to_modal(view_id, context, message),
             )
         except Exception:
-            # The request stays `submitted`: the sweeper settles it (deleting any account made).
+            # The claim is recorded, so the sweeper settles the request (deleting any account made).
             log.exception("Creating the account for approved request %s failed unexpectedly", request_id)
             sentence = messages.UNEXPECTED_FAILURE.format(contact=self.d.policy.contact)
             self.d.delivery.update_view(view_id, status_view(messages.failed_view_text(sentence)))
@@ -356,7 +374,7 @@ class ApprovalFlow:
     def _to_modal(self, view_id: str, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
         """Show the credentials in the claim modal; if it is gone, privately as for any creation."""
         try:
-            self.d.slack.views_update(view_id=view_id, view=text.credentials_view(message))
+            self.d.background_slack.views_update(view_id=view_id, view=text.credentials_view(message))
             return DeliveryOutcome(path="modal")
         except (SlackClientError, OSError) as error:
             failure = f"views.update: {type(error).__name__}"

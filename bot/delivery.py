@@ -127,6 +127,23 @@ class SlackDelivery:
         log.warning("Could not reach %s privately: %s", context.user_id, "; ".join(outcome.failures))
         return outcome
 
+    def replace_message(self, response_url: str | None, message: dict[str, Any]) -> bool:
+        """Redraw the ephemeral message a button sat in (its response_url); False if Slack did not take it."""
+        if not self._trusted_response_url(response_url):
+            return False
+        try:
+            with retry_budget(DELIVERY_RETRY_BUDGET):
+                webhook = WebhookClient(
+                    response_url, timeout=self._timeout, retry_handlers=self._retry_handlers
+                )
+                response = webhook.send_dict({"replace_original": True, **message})
+        except (SlackClientError, OSError) as error:
+            log.warning("Redrawing a message failed: %s", type(error).__name__)
+            return False
+        if response.status_code != 200:
+            log.warning("Redrawing a message failed: HTTP %s", response.status_code)
+        return response.status_code == 200
+
     def announce(self, channel: str, message: dict[str, Any]) -> bool:
         """Post to the audit channel. Best effort: the database row is the record of truth."""
         try:

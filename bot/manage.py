@@ -227,7 +227,7 @@ class ManageFlow:
                 notice=say.UNEXPECTED.format(contact=self._contact),
             )
         try:
-            self.d.slack.views_publish(user_id=user_id, view=view)
+            self.d.background_slack.views_publish(user_id=user_id, view=view)
         except (SlackClientError, OSError) as error:
             log.warning("views.publish for %s failed: %s", user_id, type(error).__name__)
 

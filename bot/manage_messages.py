@@ -35,11 +35,6 @@ def manage_refusal_text(reason: ManageRefusal, *, contact: str) -> str:
 
 
 UNKNOWN_ACCOUNT = ":no_entry: The bot does not know that account; nothing was changed."
-PROJECTS_UNAVAILABLE = (
-    ":warning: The bot could not load the organization's projects from Mixpanel just now; please try again "
-    "in a minute."
-)
-FORM_NOT_OPENED = "Slack could not open the form in time; please click again."
 UNEXPECTED = ":x: Something unexpected went wrong; please try again, or ask {contact}."
 BOT_ITSELF = ":no_entry: That is the bot's own Mixpanel account; it cannot be deleted from Slack."
 
@@ -155,6 +150,10 @@ def more_projects_note(shown: int, total: int) -> str:
 
 
 PROJECTS_STILL_LOADING = "The project list is still loading from Mixpanel; press Save again in a moment."
+PROJECTS_LOADING_TRY_AGAIN = (
+    ":hourglass_flowing_sand: The project list is still loading from Mixpanel; close this and click "
+    "*Projects…* again in a moment. If it keeps happening, Mixpanel may be unreachable: try again later."
+)
 
 
 def projects_raced_text(username: str, names: list[str]) -> str:

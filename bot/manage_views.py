@@ -17,7 +17,7 @@ from bot.messages import COMMAND, escape
 from bot.models import Project, today_in, zone
 
 ACTION_DELETE = "mp_account_delete"
-ACTION_PROJECTS = "mp_account_projects"
+ACTION_RESCOPE = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
 ACTION_HOME_CREATE = "mp_home_create"
 HOME_CALLBACK_ID = "mp_home"
@@ -182,7 +182,7 @@ def account_blocks(
                     "elements": [
                         {
                             "type": "button",
-                            "action_id": ACTION_PROJECTS,
+                            "action_id": ACTION_RESCOPE,
                             "text": plain("Projects…"),
                             "value": button_value(entry),
                         },

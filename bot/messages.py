@@ -102,7 +102,7 @@ def mixpanel_failure_text(
 
 RESTARTING = "The bot is restarting, so nothing was created; please try again in a minute."
 FORM_INVALID = "This form is no longer valid; please run the command again."
-FORM_NOT_OPENED = "Slack could not open the form in time; please run the command again."
+FORM_NOT_OPENED = "Slack could not open the form in time; please try again."
 
 CONFIGURATION_PROBLEM = (
     "The bot is not set up correctly (it cannot tell which Mixpanel organization to use), so nothing was "

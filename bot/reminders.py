@@ -77,7 +77,7 @@ class ReminderJob:
     def _owner_status(self, user_id: str) -> OwnerStatus | None:
         """None when Slack could not say: the reminder waits for the next run."""
         try:
-            user = self.d.slack.users_info(user=user_id)["user"]
+            user = self.d.background_slack.users_info(user=user_id)["user"]
         except SlackApiError as error:
             if error.response.get("error") == "user_not_found":
                 return OwnerStatus.LEFT
@@ -142,8 +142,12 @@ class ReminderJob:
         )
         try:
             if channel is None:
-                channel = self.d.slack.conversations_open(users=request.requester_id)["channel"]["id"]
-            self.d.slack.chat_postMessage(channel=channel, unfurl_links=False, unfurl_media=False, **message)
+                channel = self.d.background_slack.conversations_open(users=request.requester_id)["channel"][
+                    "id"
+                ]
+            self.d.background_slack.chat_postMessage(
+                channel=channel, unfurl_links=False, unfurl_media=False, **message
+            )
         except (SlackClientError, OSError, KeyError, TypeError) as error:
             log.warning(
                 "Could not send the reminder for %s: %s", reminder.entry.username, type(error).__name__

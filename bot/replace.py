@@ -17,7 +17,7 @@ from bot import manage_messages as say
 from bot.manage import ManageFlow
 from bot.manage_policy import ManageAction
 from bot.manage_views import offer_delete_old_message, parse_target
-from bot.messages import NO_PROJECTS, PROJECTS_UNAVAILABLE
+from bot.messages import FORM_NOT_OPENED, NO_PROJECTS, PROJECTS_UNAVAILABLE
 from bot.models import SubmissionContext, today_in
 from bot.rescope import judge_account
 from bot.schema import StoredRequest
@@ -68,7 +68,7 @@ class ReplaceFlow:
             self.d.slack.views_open(trigger_id=trigger_id, view=view)
         except (SlackClientError, OSError) as error:
             log.warning("views.open for a replacement failed: %s", type(error).__name__)
-            return say.FORM_NOT_OPENED
+            return FORM_NOT_OPENED
         return None
 
     def after_delivery(self, request: StoredRequest, context: SubmissionContext) -> None:

@@ -20,7 +20,7 @@ from bot.catalog import OrganizationUnknown
 from bot.manage import ManageFlow
 from bot.manage_policy import AccountOwnership, ManageAction, ManageRefusal, may_manage
 from bot.manage_views import SCOPE_HOME, parse_target
-from bot.messages import CONFIGURATION_PROBLEM
+from bot.messages import CONFIGURATION_PROBLEM, FORM_NOT_OPENED
 from bot.mixpanel import MixpanelError
 from bot.mixpanel_models import ProjectGrant
 from bot.models import AccountSpec, Project
@@ -29,7 +29,7 @@ from bot.policy_file import Policy
 from bot.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
 from bot.projects_view import projects_modal, selected_project_ids, shown_projects
 from bot.schema import RequestState, StoredRequest
-from bot.views import offered_projects, status_view
+from bot.views import offered_projects, status_view, update_ack
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ class ProjectsSubmitOutcome:
 
 def _errors(text: str) -> dict[str, Any]:
     return {"response_action": "errors", "errors": {BLOCK: text}}
-
-
-def _update(text: str) -> dict[str, Any]:
-    return {"response_action": "update", "view": status_view(text)}
 
 
 def judge_account(
@@ -138,12 +134,12 @@ class RescopeFlow:
         self.d = manage.d
 
     def _catalog(self) -> list[Project] | None:
+        """The cached project list; None (a fetch started) when there is none yet. Never waits for
+        Mixpanel: the click's trigger id dies in 3 s, and a listener thread is not Mixpanel's to hold."""
         snapshot = self.d.catalog.cached()
         if snapshot is None:
-            try:
-                snapshot = self.d.catalog.load()
-            except (MixpanelError, OrganizationUnknown):
-                return None
+            self.d.catalog.refresh_in_background()
+            return None
         return snapshot.projects
 
     def open(self, *, user_id: str, value: Any, trigger_id: str, scope: str) -> str | None:
@@ -162,7 +158,7 @@ class RescopeFlow:
             return say.rescope_needs_approval_text(request.mixpanel_username or request.username)
         catalog = self._catalog()
         if catalog is None:
-            return say.PROJECTS_UNAVAILABLE
+            return self._open(trigger_id, status_view(say.PROJECTS_LOADING_TRY_AGAIN))
         offer = projects_offer(self.d.policy, catalog, judged.entitlement, request.project_ids)
         view = projects_modal(
             username=request.mixpanel_username or request.username,
@@ -173,11 +169,14 @@ class RescopeFlow:
             metadata=json.dumps({"r": request.id, "s": scope}),
             notes=offer.notes,
         )
+        return self._open(trigger_id, view)
+
+    def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
         try:
             self.d.slack.views_open(trigger_id=trigger_id, view=view)
         except (SlackClientError, OSError) as error:
             log.warning("views.open for projects failed: %s", type(error).__name__)
-            return say.FORM_NOT_OPENED
+            return FORM_NOT_OPENED
         return None
 
     def submit(
@@ -188,17 +187,17 @@ class RescopeFlow:
             request_id, scope = str(carried["r"]), str(carried.get("s") or "")
         except (ValueError, TypeError, KeyError):
             self.m.record_refusal(user_id, "change projects of", "a garbled form", "bad metadata")
-            return ProjectsSubmitOutcome(ack=_update(say.UNKNOWN_ACCOUNT))
+            return ProjectsSubmitOutcome(ack=update_ack(say.UNKNOWN_ACCOUNT))
         judged = judge_account(self.m, user_id, request_id, ManageAction.RESCOPE, "change projects of")
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
-            return ProjectsSubmitOutcome(ack=_update(judged.refusal or say.UNKNOWN_ACCOUNT))
+            return ProjectsSubmitOutcome(ack=update_ack(judged.refusal or say.UNKNOWN_ACCOUNT))
         request, entitlement = judged.request, judged.entitlement
         name = request.mixpanel_username or request.username
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
                 user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
             )
-            return ProjectsSubmitOutcome(ack=_update(say.rescope_needs_approval_text(name)))
+            return ProjectsSubmitOutcome(ack=update_ack(say.rescope_needs_approval_text(name)))
         # Never wait for Mixpanel before the ack: without a cached catalog, ask for the save again.
         snapshot = self.d.catalog.cached()
         if snapshot is None:
@@ -220,7 +219,7 @@ class RescopeFlow:
             return ProjectsSubmitOutcome(ack=_errors("Keep at least one project."))
         add, remove = sorted(chosen - current), sorted((current & offered) - chosen)
         if not add and not remove:
-            return ProjectsSubmitOutcome(ack=_update(say.projects_unchanged_text(name)))
+            return ProjectsSubmitOutcome(ack=update_ack(say.projects_unchanged_text(name)))
 
         def apply() -> None:
             text = self._apply(user_id, request, add, remove, str(judged.basis), {p.id: p for p in catalog})
@@ -229,7 +228,7 @@ class RescopeFlow:
                 self.m.publish_home(user_id, notice=text)
 
         return ProjectsSubmitOutcome(
-            ack=_update(say.projects_updating_text(name)), start=lambda: self.m.run("projects", apply)
+            ack=update_ack(say.projects_updating_text(name)), start=lambda: self.m.run("projects", apply)
         )
 
     def _apply(

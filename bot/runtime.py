@@ -60,7 +60,8 @@ def configure_logging(settings: Settings) -> None:
 class Runtime:
     settings: Settings
     policy: Policy
-    web_client: WebClient  # for calls inside Slack's 3 s windows; delivery has its own, more patient one
+    web_client: WebClient  # for calls inside Slack's 3 s trigger window; after the ack, the flows'
+    # background_slack (and delivery's client) wait out rate limits for up to BACKGROUND_RETRY_BUDGET
     mixpanel: MixpanelClient
     store: Store
     catalog: ProjectCatalog
@@ -191,6 +192,7 @@ def build_runtime(
             retry_handlers=retry_handlers(BACKGROUND_RETRY_BUDGET),
         ),
         slack=web_client,
+        background_slack=background_client,
         jobs=jobs,
         public_host=settings.mixpanel_public_host,
         installation=installation,

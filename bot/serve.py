@@ -27,6 +27,9 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger("mp_service_account")
 
 AppFactory = Callable[[Runtime], App]
+# A Socket Mode child's exit code for "a setting is wrong" (e.g. SLACK_APP_TOKEN revoked since the start):
+# restarting it cannot help, so the supervisor stops the whole app with the same code as a bad start.
+CANNOT_START = 2
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -138,7 +141,7 @@ def _socket_mode_child(settings: Settings, stopping: threading.Event, create_app
     except SettingsError as error:
         for problem in error.problems:
             log.error("Socket Mode process cannot start: %s", problem)
-        return 2
+        return CANNOT_START
     except Exception:
         log.exception("Socket Mode process failed")
         return 1
@@ -155,7 +158,8 @@ def _stop_when_parent_dies(parent: int) -> None:
 
 class _Supervisor:
     """Forks `count` children running `child` (its return value is the exit code), restarts one that dies
-    while serving, and on `stopping` forwards SIGTERM and waits `stop_timeout` before SIGKILL."""
+    while serving, and on `stopping` forwards SIGTERM and waits `stop_timeout` before SIGKILL. A child
+    that exits with CANNOT_START stops them all: `run` raises SettingsError (the child logged why)."""
 
     POLL_SECONDS = 0.1
     RESTART_DELAY = 1.0  # between a child's death and its replacement: no hot loop if every start fails
@@ -170,6 +174,14 @@ class _Supervisor:
             self._spawn(slot)
         while not stopping.is_set():
             for pid, slot, status in self._reap():
+                if status == f"exit code {CANNOT_START}":
+                    self._stop(stop_timeout)
+                    raise SettingsError(
+                        [
+                            f"Socket Mode process {pid} could not start (a setting, e.g. SLACK_APP_TOKEN, is "
+                            "no longer accepted; its reason is logged above), so the app stops"
+                        ]
+                    )
                 log.warning("Socket Mode process %d exited unexpectedly (%s); starting another", pid, status)
                 restarts[slot] = time.monotonic() + self.RESTART_DELAY
             for slot, due in list(restarts.items()):

@@ -43,6 +43,7 @@ from bot.views import (
     loading_view,
     offered_projects,
     status_view,
+    update_ack,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,9 @@ class FlowDependencies:
     catalog: ProjectCatalog
     directory: SlackDirectory
     delivery: SlackDelivery
-    slack: WebClient
+    slack: WebClient  # short 429 budget: only for calls inside Slack's 3 s trigger window (views.open)
+    # Every call made after the ack (approval notices, views.update, reminders, App Home): waits out a 429.
+    background_slack: WebClient
     jobs: JobRunner
     public_host: str
     installation: Workspace  # whom the bot is installed for (auth.test); others are external
@@ -276,17 +279,17 @@ class CreationFlow:
         if context is None or context.user_id != user_id:
             # Slack echoes our own metadata back; a mismatch means the payload was not ours.
             self._refuse(user_id, "submission metadata did not match the requester")
-            return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
+            return SubmitOutcome(ack=update_ack(messages.failed_view_text(messages.FORM_INVALID)))
         if context.replaces_request_id and not self.d.may_replace(user_id, context.replaces_request_id):
-            return SubmitOutcome(ack=_update(messages.failed_view_text(messages.FORM_INVALID)))
+            return SubmitOutcome(ack=update_ack(messages.failed_view_text(messages.FORM_INVALID)))
         existing, recent = self.d.store.submission_status(view_id, user_id, now=self.d.clock())
         if existing is not None:
             # A double click or a retried delivery: answer with what happened to the first one.
-            return SubmitOutcome(ack=_update(self._status_of(existing)))
+            return SubmitOutcome(ack=update_ack(self._status_of(existing)))
         requester = self.d.directory.try_requester(user_id)
         if requester is None:
             self._refuse(user_id, str(RefusalReason.UNVERIFIED))
-            return SubmitOutcome(ack=_update(self._refusal_reply(RefusalReason.UNVERIFIED)))
+            return SubmitOutcome(ack=update_ack(self._refusal_reply(RefusalReason.UNVERIFIED)))
         parsed = parse_submission(values, timezone=requester.timezone)
         if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
@@ -294,7 +297,7 @@ class CreationFlow:
         _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent)
         if decision.refusal is not None:
             self._refuse(user_id, str(decision.refusal), spec)
-            return SubmitOutcome(ack=_update(self._refusal_reply(decision.refusal)))
+            return SubmitOutcome(ack=update_ack(self._refusal_reply(decision.refusal)))
         if decision.violations:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
@@ -314,7 +317,7 @@ class CreationFlow:
         # Storing the request takes the database's write lock; it happens after the ack, so that a busy
         # database never delays Slack's 3 s deadline. The claim re-checks duplicates and the quota atomically.
         return SubmitOutcome(
-            ack=_update(messages.creating_text(spec.username)),
+            ack=update_ack(messages.creating_text(spec.username)),
             start=lambda: self._start_creation(spec, context, view_id, team_id),
         )
 
@@ -392,7 +395,3 @@ class CreationFlow:
     def tell(self, context: SubmissionContext, view_id: str | None, sentence: str) -> None:
         """One plain sentence to the requester, privately and in the modal."""
         self.account_creation.tell(context, view_id, sentence)
-
-
-def _update(text: str) -> dict[str, Any]:
-    return {"response_action": "update", "view": status_view(text)}

@@ -173,6 +173,11 @@ def status_view(text: str) -> dict[str, Any]:
     )
 
 
+def update_ack(text: str) -> dict[str, Any]:
+    """A view submission's ack that turns the modal into a status view saying `text`."""
+    return {"response_action": "update", "view": status_view(text)}
+
+
 @dataclass(frozen=True)
 class Prefill:
     username: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
@@ -26,9 +26,19 @@ def _clicked(body: dict) -> tuple[str, str]:
     return str(action.get("value") or ""), body["user"]["id"]
 
 
-def _tell(respond: Respond, sentence: str | None) -> None:
+def _context(body: dict) -> SubmissionContext:
+    return SubmissionContext(
+        user_id=body["user"]["id"],
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=(body.get("channel") or {}).get("id"),
+        response_url=body.get("response_url"),
+    )
+
+
+def _tell(flow: ApprovalFlow, body: dict, sentence: str | None) -> None:
+    """To the clicker alone, through delivery's private paths (which wait out a 429 and fall back)."""
     if sentence:
-        respond(text=sentence, response_type="ephemeral", replace_original=False)
+        flow.d.delivery.to_requester(_context(body), {"text": sentence})
 
 
 def _open(client: WebClient, trigger_id: str, view: dict) -> str | None:
@@ -41,20 +51,20 @@ def _open(client: WebClient, trigger_id: str, view: dict) -> str | None:
 
 def register(app: App, flow: ApprovalFlow) -> None:
     @app.action(text.ACTION_APPROVE)
-    def on_approve(ack: Ack, body: dict, respond: Respond) -> None:
+    def on_approve(ack: Ack, body: dict) -> None:
         ack()
-        _tell(respond, flow.approve(*_clicked(body)))
+        _tell(flow, body, flow.approve(*_clicked(body)))
 
     @app.action(text.ACTION_DENY)
-    def on_deny(ack: Ack, body: dict, respond: Respond, client: WebClient) -> None:
+    def on_deny(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
         request_id, user_id = _clicked(body)
         refusal = flow.may_deny(request_id, user_id)
         if refusal:
-            _tell(respond, refusal)
+            _tell(flow, body, refusal)
             return
         if _open(client, body.get("trigger_id", ""), text.deny_reason_modal(request_id)) is None:
-            _tell(respond, text.MODAL_NOT_OPENED)
+            _tell(flow, body, text.MODAL_NOT_OPENED)
 
     @app.view(text.DENY_CALLBACK_ID)
     def on_deny_reason(ack: Ack, body: dict, view: dict) -> None:
@@ -71,28 +81,22 @@ def register(app: App, flow: ApprovalFlow) -> None:
             flow.d.delivery.to_requester(SubmissionContext(user_id=user_id), {"text": refusal})
 
     @app.action(text.ACTION_CANCEL)
-    def on_cancel(ack: Ack, body: dict, respond: Respond) -> None:
+    def on_cancel(ack: Ack, body: dict) -> None:
         ack()
-        _tell(respond, flow.cancel(*_clicked(body)))
+        _tell(flow, body, flow.cancel(*_clicked(body)))
 
     @app.action(text.ACTION_CLAIM)
-    def on_claim(ack: Ack, body: dict, respond: Respond, client: WebClient) -> None:
+    def on_claim(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
         request_id, user_id = _clicked(body)
         refusal = flow.may_claim(request_id, user_id)  # a database read only: the trigger lives 3 s
         if refusal:
-            _tell(respond, refusal)
+            _tell(flow, body, refusal)
             return
         record = flow.store.get(request_id)
         username = record.request.username if record else ""
         view_id = _open(client, body.get("trigger_id", ""), status_view(text.creating_modal_text(username)))
         if view_id is None:
-            _tell(respond, text.MODAL_NOT_OPENED)
+            _tell(flow, body, text.MODAL_NOT_OPENED)
             return
-        context = SubmissionContext(
-            user_id=user_id,
-            team_id=(body.get("team") or {}).get("id"),
-            channel_id=(body.get("channel") or {}).get("id"),
-            response_url=body.get("response_url"),
-        )
-        flow.start_claim(request_id, user_id, view_id, context)
+        flow.start_claim(request_id, user_id, view_id, _context(body))

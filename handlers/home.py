@@ -6,6 +6,7 @@ from bot.manage import ManageFlow
 from bot.manage_views import ACTION_HOME_CREATE
 from bot.models import SubmissionContext
 from bot.service import CreationFlow
+from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
 
 
 def register(app: App, flow: CreationFlow, manage: ManageFlow) -> None:
@@ -22,10 +23,11 @@ def register(app: App, flow: CreationFlow, manage: ManageFlow) -> None:
         user_id = body["user"]["id"]
         # The usual form, judged by the usual policy; the token then travels by the private paths it
         # always does (with no channel here, the DM with the app).
-        outcome = flow.open_form(
-            trigger_id=body.get("trigger_id", ""),
-            context=SubmissionContext(user_id=user_id, team_id=(body.get("team") or {}).get("id")),
-        )
+        with retry_budget(TRIGGER_WINDOW_RETRY_BUDGET):  # the trigger id dies 3 s after the click
+            outcome = flow.open_form(
+                trigger_id=body.get("trigger_id", ""),
+                context=SubmissionContext(user_id=user_id, team_id=(body.get("team") or {}).get("id")),
+            )
         if outcome.reply:
             reply = outcome.reply
             manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=reply))

@@ -2,14 +2,14 @@
 
 import logging
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 
 from bot.manage import DeleteOutcome, ManageFlow
 from bot.manage_messages import UNEXPECTED
 from bot.manage_views import (
     ACTION_DELETE,
-    ACTION_PROJECTS,
     ACTION_REPLACE,
+    ACTION_RESCOPE,
     SCOPE_ALL,
     SCOPE_HOME,
     SCOPE_OFFER,
@@ -24,9 +24,29 @@ from bot.rescope import RescopeFlow
 log = logging.getLogger(__name__)
 
 
+def _context(body: dict) -> SubmissionContext:
+    return SubmissionContext(
+        user_id=body["user"]["id"],
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=(body.get("channel") or {}).get("id"),
+        response_url=body.get("response_url"),
+    )
+
+
+def _tell(manage: ManageFlow, body: dict, sentence: str) -> None:
+    """To the clicker alone, through delivery's private paths (which wait out a 429 and fall back)."""
+    manage.d.delivery.to_requester(_context(body), {"text": sentence})
+
+
+def _replace_listing(manage: ManageFlow, body: dict, listing: dict) -> None:
+    """Redraw the ephemeral list in place; if Slack refuses that, send the new list privately instead."""
+    if not manage.d.delivery.replace_message(body.get("response_url"), listing):
+        manage.d.delivery.to_requester(_context(body), listing)
+
+
 def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow) -> None:
     @app.action(ACTION_DELETE)
-    def on_delete(ack: Ack, body: dict, respond: Respond) -> None:
+    def on_delete(ack: Ack, body: dict) -> None:
         ack()  # Block Kit's confirm dialog came first, in the client; the decision is made below, again
         user_id = body["user"]["id"]
         action = (body.get("actions") or [{}])[0]
@@ -40,19 +60,19 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
                 log.exception("Deleting for %s failed unexpectedly", user_id)
                 outcome = DeleteOutcome(UNEXPECTED.format(contact=manage.d.policy.contact))
             if scope in (SCOPE_REMINDER, SCOPE_OFFER) and body.get("response_url"):
-                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+                _tell(manage, body, outcome.text)
             elif not in_message:
                 manage.publish_home(user_id, notice=outcome.text)
             elif outcome.changed:
                 listing = manage.list_message(user_id, everything=scope == SCOPE_ALL, notice=outcome.text)
-                respond(replace_original=True, **listing)
+                _replace_listing(manage, body, listing)
             else:  # refused or failed: the list still stands; say why beside it
-                respond(response_type="ephemeral", replace_original=False, text=outcome.text)
+                _tell(manage, body, outcome.text)
 
         manage.run(f"delete:{user_id}", delete_and_refresh)
 
-    @app.action(ACTION_PROJECTS)
-    def on_projects(ack: Ack, body: dict, respond: Respond) -> None:
+    @app.action(ACTION_RESCOPE)
+    def on_projects(ack: Ack, body: dict) -> None:
         ack()
         user_id = body["user"]["id"]
         action = (body.get("actions") or [{}])[0]
@@ -64,7 +84,7 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
         if refusal is None:
             return
         if body.get("response_url") and scope != SCOPE_HOME:
-            respond(response_type="ephemeral", replace_original=False, text=refusal)
+            _tell(manage, body, refusal)
         else:
             manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
 
@@ -81,24 +101,19 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
             outcome.start()
 
     @app.action(ACTION_REPLACE)
-    def on_replace(ack: Ack, body: dict, respond: Respond) -> None:
+    def on_replace(ack: Ack, body: dict) -> None:
         ack()
         user_id = body["user"]["id"]
         action = (body.get("actions") or [{}])[0]
         scope = scope_of(action.get("block_id"))
         # Where the new token may travel: this conversation, privately, as for any creation.
-        context = SubmissionContext(
-            user_id=user_id,
-            team_id=(body.get("team") or {}).get("id"),
-            channel_id=(body.get("channel") or {}).get("id"),
-            response_url=body.get("response_url"),
-        )
+        context = _context(body)
         refusal = replace.open(
             user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), context=context
         )
         if refusal is None:
             return
         if body.get("response_url") and scope != SCOPE_HOME:
-            respond(response_type="ephemeral", replace_original=False, text=refusal)
+            _tell(manage, body, refusal)
         else:
             manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot import approval_messages as text
-from bot import views
+from bot import messages, views
 from bot.models import Role
 from bot.policy_file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
 from tests.conftest import ALICE, dump_database, form_values
@@ -175,6 +176,38 @@ def test_a_request_needing_approval_creates_nothing_and_asks_the_approvers(bots,
     assert state(bot, request_id) == "pending_approval"
     assert events(bot) == [("approval_requested", ALICE)]
     assert bot.store.recent_count(ALICE) == 1  # counted when made
+
+
+def test_a_two_second_rate_limit_on_the_approvers_post_is_waited_out(bots, people):
+    """The post to the approvers comes after the ack: it may wait out a 429 (unlike a trigger-window call)."""
+    bot = start(bots, people)
+    bot.slack.set_http_status("chat.postMessage", 429, times=1, retry_after="2")
+    request_id = request_admin(bot)
+    bot.wait_idle()
+
+    posts = [c for c in bot.slack.calls("chat.postMessage") if c.args["channel"] == CHANNEL]
+    assert [c.status for c in posts] == [429, 200]
+    assert state(bot, request_id) == "pending_approval"
+    assert events(bot) == [("approval_requested", ALICE)]
+
+
+def test_a_database_failure_opening_the_request_tells_the_requester_plainly(bots, people, monkeypatch):
+    bot = start(bots, people)
+
+    def unreachable_database(**_: Any):
+        raise OperationalError("INSERT INTO requests", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(bot.runtime.approvals.store, "open", unreachable_database)
+    _, view, _ = bot.open_form(ALICE)
+    values = choices()
+    values[views.BLOCK_REASON] = "needs admin"
+    assert bot.submit(view, values, user_id=ALICE).json()["response_action"] == "update"
+    sentence = messages.UNEXPECTED_FAILURE.format(contact=bot.runtime.policy.contact)
+    bot.slack.wait_for(lambda c: c.method == "response_url" and c.args.get("text") == sentence)
+    bot.slack.wait_for(
+        lambda c: c.method == "views.update" and sentence in json.dumps(c.args, ensure_ascii=False)
+    )
+    assert approver_posts(bot) == []
 
 
 def test_without_a_channel_each_approver_gets_a_dm(bots, people):

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from bot.serve import CANNOT_START, _Supervisor
+from bot.settings import SettingsError
 from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, form_values
 from tests.fakes import bot_environment
 from tests.fakes.socket_mode import FakeSocketModeServer
@@ -277,3 +280,20 @@ def test_socket_mode_children_stop_when_their_supervisor_is_killed(process_env, 
                 os.kill(pid, signal.SIGKILL)
     assert len(children) == 2
     assert bot.logs().count("Received SIGTERM") == 2, bot.logs()
+
+
+def test_a_socket_mode_child_that_cannot_start_stops_the_supervisor_instead_of_restarting():
+    """Exit code 2 (a setting no longer accepted, e.g. a revoked SLACK_APP_TOKEN) is not retried forever."""
+    starts = []
+    stopping = threading.Event()
+    guard = threading.Timer(20, stopping.set)  # a regression ends the test instead of hanging it
+    guard.start()
+    supervisor = _Supervisor(lambda: CANNOT_START)
+    original_spawn = supervisor._spawn
+    supervisor._spawn = lambda slot: (starts.append(slot), original_spawn(slot))
+    try:
+        with pytest.raises(SettingsError):
+            supervisor.run(1, stopping, stop_timeout=5)
+    finally:
+        guard.cancel()
+    assert starts == [0]  # started once, never restarted

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
-from bot.manage_views import ACTION_PROJECTS
+from bot import manage_messages as say
+from bot.manage_views import ACTION_RESCOPE
 from bot.models import Role
 from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
 from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
 from bot.schema import AuditEvent
 from tests.conftest import ALICE, GENERAL
+from tests.fakes.mixpanel import hang
 from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
 
 __all__ = ["managed"]  # a fixture
@@ -19,7 +21,7 @@ APPROVER = "UAPPROVER1"
 def click_projects(bot, user: str, value: str, response_url: str | None = None):
     return bot.sender.block_actions(
         user_id=user,
-        actions=[{"action_id": ACTION_PROJECTS, "block_id": "mine:1:more", "value": value}],
+        actions=[{"action_id": ACTION_RESCOPE, "block_id": "mine:1:more", "value": value}],
         channel_id=GENERAL,
         response_url=response_url or bot.slack.new_response_url(),
     )
@@ -69,6 +71,18 @@ def test_projects_are_added_and_removed_with_the_two_bodies_audited_and_stored(m
         lambda c: c.method == "chat.postMessage" and "changed the projects" in json.dumps(c.args)
     )[-1]
     assert announced.args["channel"] == AUDIT
+
+
+def test_a_click_on_a_cold_catalog_opens_a_loading_modal_without_waiting_for_mixpanel(managed):
+    request = mint(managed)
+    managed.runtime.catalog._snapshot = None  # a cold catalog (e.g. the warm-up failed at start)
+    managed.mixpanel.script("me", hang(5.0))
+    before = len(managed.slack.calls("views.open"))
+    assert click_projects(managed, ALICE, f"r:{request.id}").status == 200
+    opened = managed.slack.wait_for(lambda c: c.method == "views.open", count=before + 1)[-1]
+    # Opened while /me still hangs (it answers after 5 s): the modal says so instead of listing projects.
+    assert say.PROJECTS_LOADING_TRY_AGAIN in json.dumps(opened.args["view"], ensure_ascii=False)
+    managed.mixpanel.wait_for("me")  # and the click started the fetch the next click will use
 
 
 def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refused(bots, slack):
