@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -100,10 +100,9 @@ class Settings(DatabaseSettings):
     # Socket Mode: envelopes handled at once (each until its ack); slack_sdk's own default is 10.
     socket_mode_concurrency: int = Field(default=32, ge=1, le=512)
     # Socket Mode: processes, each with its own connection; Slack allows an app at most 10 connections.
+    # Unset: like WEB_CONCURRENCY (see _socket_mode_processes_default).
     socket_mode_processes: int = Field(
-        default_factory=lambda data: default_socket_mode_processes(
-            data.get("web_concurrency") or default_process_count()
-        ),
+        default_factory=lambda: default_socket_mode_processes(default_process_count()),
         ge=1,
         le=SOCKET_MODE_MAX_CONNECTIONS,
     )
@@ -151,6 +150,19 @@ class Settings(DatabaseSettings):
         if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _socket_mode_processes_default(cls, data: Any) -> Any:
+        """Unset, it follows WEB_CONCURRENCY. Read from the raw values, so that a bad or missing setting
+        elsewhere is named alone rather than followed by a complaint about this default."""
+        if not isinstance(data, dict) or data.get("socket_mode_processes") not in (None, ""):
+            return data
+        try:
+            workers = int(data.get("web_concurrency") or default_process_count())
+        except (TypeError, ValueError):
+            return data  # WEB_CONCURRENCY itself is reported
+        return {**data, "socket_mode_processes": default_socket_mode_processes(max(1, workers))}
 
     @model_validator(mode="after")
     def _stale_outlasts_a_creation(self) -> Settings:

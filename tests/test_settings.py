@@ -156,6 +156,16 @@ def test_socket_mode_concurrency_is_read_and_bounded(monkeypatch):
     assert [p for p in error.value.problems if p.startswith("SOCKET_MODE_CONCURRENCY:")]
 
 
+def test_missing_required_settings_are_named_alone(monkeypatch):
+    """A default that depends on another setting must not add a problem of its own when others fail."""
+    for name in REQUIRED:
+        monkeypatch.delenv(name.upper(), raising=False)
+    with pytest.raises(SettingsError) as error:
+        load_settings(_env_file=None)
+    problems = error.value.problems
+    assert all(problem.endswith("missing (required)") for problem in problems), problems
+
+
 @pytest.mark.parametrize(("value", "accepted"), [("1", True), ("10", True), ("0", False), ("11", False)])
 def test_socket_mode_processes_are_bounded_by_slacks_ten_connections(monkeypatch, value, accepted):
     monkeypatch.setenv("SOCKET_MODE_PROCESSES", value)
