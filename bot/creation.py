@@ -100,17 +100,13 @@ class AccountCreation:
         redactor.add(account.token.get_secret_value())
         # Record the account before the token leaves: from here on no cleanup can mistake it for an orphan.
         try:
-            request = self._retrying_write(
-                lambda: self.d.store.transition(
-                    request.id,
-                    RequestState.CREATED,
-                    expected=(RequestState.SUBMITTED,),
-                    event=AuditEvent.CREATED,
-                    mixpanel_account_id=account.id,
-                    mixpanel_username=account.username,
-                ),
-                target=RequestState.CREATED,
+            request = self._record_surely(
+                request.id,
+                RequestState.CREATED,
+                expected=RequestState.SUBMITTED,
                 account_id=account.id,
+                event=AuditEvent.CREATED,
+                mixpanel_username=account.username,
             )
         except (SQLAlchemyError, StateMoved) as error:
             # Unrecorded, the token must not go out: revoke it now (else the sweeper finds it by name).
@@ -142,17 +138,26 @@ class AccountCreation:
             log.warning("Request %s was %s before it could be marked failed", request.id, moved.actual)
         self.tell(context, view_id, sentence)
 
-    def _retrying_write(
-        self, write: Callable[[], StoredRequest], *, target: RequestState, account_id: int
+    def _record_surely(
+        self,
+        request_id: str,
+        state: RequestState,
+        *,
+        expected: RequestState,
+        account_id: int,
+        **event: Any,
     ) -> StoredRequest:
-        """A database that fails for a moment must not cost a delivered or deliverable account."""
+        """Move the request from `expected` to `state` for `account_id`, retrying a failed write: a database
+        that fails for a moment must not cost a delivered or deliverable account."""
         retried = False
         for delay in [*self.d.write_retry_delays, None]:
             try:
-                return write()
+                return self.d.store.transition(
+                    request_id, state, expected=(expected,), mixpanel_account_id=account_id, **event
+                )
             except StateMoved as moved:
                 # A commit whose acknowledgement was lost: the retry finds our own write already there.
-                row = self.d.store.get(moved.request_id) if retried and moved.actual is target else None
+                row = self.d.store.get(request_id) if retried and moved.actual is state else None
                 if row is not None and row.mixpanel_account_id == account_id:
                     return row
                 raise
@@ -230,16 +235,13 @@ class AccountCreation:
         """The person holds the token now: whatever happens, never tell them nothing was created."""
         revoked = None
         try:
-            request = self._retrying_write(
-                lambda: self.d.store.transition(
-                    request.id,
-                    RequestState.DELIVERED,
-                    expected=(RequestState.CREATED,),
-                    event=AuditEvent.TOKEN_DELIVERED,
-                    detail=f"via {path}",
-                ),
-                target=RequestState.DELIVERED,
+            request = self._record_surely(
+                request.id,
+                RequestState.DELIVERED,
+                expected=RequestState.CREATED,
                 account_id=account.id,
+                event=AuditEvent.TOKEN_DELIVERED,
+                detail=f"via {path}",
             )
         except StateMoved:
             revoked = messages.REVOKED_AFTER_DELIVERY  # the sweeper took the request and revokes the account
