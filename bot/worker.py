@@ -220,12 +220,9 @@ class BufferingThreadWorker(ThreadWorker):
             self._judge(conn)
 
     def _on_arriving_readable(self, conn, _client) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client went away before finishing its request
             self._drop(conn)
             return
@@ -268,13 +265,7 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_lingering_readable, conn))
 
     def _on_lingering_readable(self, conn, _client) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if _receive(conn.sock) == b"":
             self._drop(conn)
 
     def _leave_arriving(self, conn) -> None:
@@ -316,3 +307,14 @@ class BufferingThreadWorker(ThreadWorker):
         if not keepalive:
             return False
         return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_TIMEOUT))
+
+
+def _receive(sock: socket.socket) -> bytes | None:
+    """What a readable non-blocking socket holds: b"" once the peer is gone (or the socket failed), None
+    when there was nothing to read after all."""
+    try:
+        return sock.recv(RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
