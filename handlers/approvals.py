@@ -16,6 +16,7 @@ from bot import approval_messages as text
 from bot.approvals import ApprovalFlow
 from bot.models import SubmissionContext
 from bot.views import status_view
+from handlers.clicks import click_context, tell_clicker
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +27,10 @@ def _clicked(body: dict) -> tuple[str, str]:
     return str(action.get("value") or ""), body["user"]["id"]
 
 
-def _context(body: dict) -> SubmissionContext:
-    return SubmissionContext(
-        user_id=body["user"]["id"],
-        team_id=(body.get("team") or {}).get("id"),
-        channel_id=(body.get("channel") or {}).get("id"),
-        response_url=body.get("response_url"),
-    )
-
-
 def _tell(flow: ApprovalFlow, body: dict, sentence: str | None) -> None:
     """To the clicker alone, through delivery's private paths (which wait out a 429 and fall back)."""
     if sentence:
-        flow.d.delivery.to_requester(_context(body), {"text": sentence})
+        tell_clicker(flow.d.delivery, body, sentence)
 
 
 def _open(client: WebClient, trigger_id: str, view: dict) -> str | None:
@@ -99,4 +91,4 @@ def register(app: App, flow: ApprovalFlow) -> None:
         if view_id is None:
             _tell(flow, body, text.MODAL_NOT_OPENED)
             return
-        flow.start_claim(request_id, user_id, view_id, _context(body))
+        flow.start_claim(request_id, user_id, view_id, click_context(body))

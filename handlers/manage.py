@@ -16,32 +16,35 @@ from bot.manage_views import (
     SCOPE_REMINDER,
     scope_of,
 )
-from bot.models import SubmissionContext
 from bot.projects_view import PROJECTS_CALLBACK_ID
 from bot.replace import ReplaceFlow
 from bot.rescope import RescopeFlow
+from handlers.clicks import click_context, tell_clicker
 
 log = logging.getLogger(__name__)
 
 
-def _context(body: dict) -> SubmissionContext:
-    return SubmissionContext(
-        user_id=body["user"]["id"],
-        team_id=(body.get("team") or {}).get("id"),
-        channel_id=(body.get("channel") or {}).get("id"),
-        response_url=body.get("response_url"),
-    )
-
-
 def _tell(manage: ManageFlow, body: dict, sentence: str) -> None:
-    """To the clicker alone, through delivery's private paths (which wait out a 429 and fall back)."""
-    manage.d.delivery.to_requester(_context(body), {"text": sentence})
+    tell_clicker(manage.d.delivery, body, sentence)
 
 
 def _replace_listing(manage: ManageFlow, body: dict, listing: dict) -> None:
     """Redraw the ephemeral list in place; if Slack refuses that, send the new list privately instead."""
     if not manage.d.delivery.replace_message(body.get("response_url"), listing):
-        manage.d.delivery.to_requester(_context(body), listing)
+        manage.d.delivery.to_requester(click_context(body), listing)
+
+
+def _in_message(body: dict, scope: str) -> bool:
+    """The click came from an ephemeral message (which has a response_url), not from the App Home."""
+    return bool(body.get("response_url")) and scope != SCOPE_HOME
+
+
+def _answer_refusal(manage: ManageFlow, body: dict, user_id: str, scope: str, refusal: str) -> None:
+    """Beside the message clicked in, or as a notice on the App Home."""
+    if _in_message(body, scope):
+        _tell(manage, body, refusal)
+    else:
+        manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
 
 
 def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: ReplaceFlow) -> None:
@@ -51,7 +54,7 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
         user_id = body["user"]["id"]
         action = (body.get("actions") or [{}])[0]
         scope = scope_of(action.get("block_id"))
-        in_message = bool(body.get("response_url")) and scope != SCOPE_HOME
+        in_message = _in_message(body, scope)
 
         def delete_and_refresh() -> None:
             try:
@@ -81,12 +84,8 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
         refusal = rescope.open(
             user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), scope=scope
         )
-        if refusal is None:
-            return
-        if body.get("response_url") and scope != SCOPE_HOME:
-            _tell(manage, body, refusal)
-        else:
-            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
+        if refusal is not None:
+            _answer_refusal(manage, body, user_id, scope, refusal)
 
     @app.view(PROJECTS_CALLBACK_ID)
     def on_projects_submit(ack: Ack, body: dict, view: dict) -> None:
@@ -107,13 +106,9 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
         action = (body.get("actions") or [{}])[0]
         scope = scope_of(action.get("block_id"))
         # Where the new token may travel: this conversation, privately, as for any creation.
-        context = _context(body)
+        context = click_context(body)
         refusal = replace.open(
             user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), context=context
         )
-        if refusal is None:
-            return
-        if body.get("response_url") and scope != SCOPE_HOME:
-            _tell(manage, body, refusal)
-        else:
-            manage.run(f"home:{user_id}", lambda: manage.publish_home(user_id, notice=refusal))
+        if refusal is not None:
+            _answer_refusal(manage, body, user_id, scope, refusal)
