@@ -9,18 +9,8 @@ a Kubernetes CronJob); safe beside a running app, since each reminder is claimed
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from datetime import UTC, date, datetime
-
-from pydantic import ValidationError
-from sqlalchemy import inspect
-
-from bot.database import build_engine
-from bot.schema import AUDIT_COLUMNS
-from bot.settings import DatabaseSettings, describe_validation_error
-from bot.storage import Store
 
 
 def _since(value: str) -> datetime:
@@ -60,40 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         from bot.doctor import main as run_doctor
 
         return run_doctor(args.format)
-    return _audit(args)
+    from bot.audit.export import export
 
-
-def _audit(args: argparse.Namespace) -> int:
-    try:
-        settings = DatabaseSettings()
-    except ValidationError as error:
-        for problem in describe_validation_error(error):
-            print(f"cannot read the audit trail: {problem}", file=sys.stderr)
-        return 2
-    engine = build_engine(settings.database_url)
-    if "audit_events" not in inspect(engine).get_table_names():
-        # Reading must not create an empty database where someone mistyped the URL.
-        print(f"no audit trail in {engine.url.render_as_string(hide_password=True)}", file=sys.stderr)
-        return 1
-    store = Store(engine)
-    try:
-        rows = store.audit_trail(since=args.since)
-    finally:
-        store.close()
-    if args.format == "json":
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "project_ids": " ".join(str(p) for p in row["project_ids"] or [])})
-    return 0
+    return export(since=args.since, output_format=args.format)
 
 
 def _remind(*, dry_run: bool, now: datetime | None) -> int:
-    from bot.catalog import OrganizationUnknown
-    from bot.mixpanel import MixpanelError
+    from bot.mixpanel.catalog import OrganizationUnknown
+    from bot.mixpanel.client import MixpanelError
     from bot.runtime import build_runtime, configure_logging
     from bot.settings import SettingsError, load_settings
 

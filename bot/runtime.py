@@ -14,26 +14,27 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.approvals import ApprovalFlow
-from bot.catalog import ProjectCatalog
-from bot.delivery import SlackDelivery, response_url_hosts
-from bot.directory import SlackDirectory, installation_of
-from bot.gate import answer_unexpected_errors
+from bot.approve.flow import ApprovalFlow
+from bot.create.flow import CreationFlow
+from bot.db.store import Store
+from bot.dependencies import FlowDependencies
 from bot.jobs import JobRunner
-from bot.lifecycle_store import LifecycleStore
-from bot.manage import ManageFlow
-from bot.mixpanel import MixpanelClient
+from bot.manage.flow import ManageFlow
+from bot.manage.replace import ReplaceFlow
+from bot.manage.rescope import RescopeFlow
+from bot.manage.store import LifecycleStore
+from bot.mixpanel.catalog import ProjectCatalog
+from bot.mixpanel.client import MixpanelClient
 from bot.models import Workspace
-from bot.policy_file import Policy, load_policy
+from bot.policy.file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
-from bot.reminders import ReminderJob
-from bot.reminders_store import ReminderStore
-from bot.replace import ReplaceFlow
-from bot.rescope import RescopeFlow
-from bot.service import CreationFlow, FlowDependencies
+from bot.remind.flow import ReminderJob
+from bot.remind.store import ReminderStore
 from bot.settings import Settings, SettingsError
-from bot.slack_retry import BACKGROUND_RETRY_BUDGET, TRIGGER_WINDOW_RETRY_BUDGET, retry_handlers
-from bot.storage import Store
+from bot.slack.delivery import SlackDelivery, response_url_hosts
+from bot.slack.directory import SlackDirectory, installation_of
+from bot.slack.retry import BACKGROUND_RETRY_BUDGET, TRIGGER_WINDOW_RETRY_BUDGET, retry_handlers
+from bot.web.gate import answer_unexpected_errors
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.policy_file import PolicyError
+from bot.policy.file import PolicyError
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings, SettingsError
 
@@ -241,7 +241,7 @@ class _Supervisor:
 
 
 def _serve_http(settings: Settings, stopping: threading.Event, create_app: AppFactory) -> None:
-    from bot.http import HttpServer, wsgi_app
+    from bot.web.server import HttpServer, wsgi_app
 
     # Check everything once, before forking, so that a bad setting is named instead of crash-looping workers.
     runtime, _ = _start_runtime(settings, create_app, background_tasks=False)

@@ -1,7 +1,7 @@
 """Process settings, read once from the environment and `.env`.
 
 Everything that varies between deployments lives here; the access policy (who may create what) lives
-in the policy file, see `bot.policy`.
+in the policy file, see `bot.policy.access`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.slack_retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
+from bot.slack.retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
 
 
 def default_process_count() -> int:

@@ -1,6 +1,6 @@
 """Approve, Deny (and its reason modal), Cancel request, Create and show token.
 
-Every listener acks first. A button's value is a request id and nothing else; `bot.approvals` decides on
+Every listener acks first. A button's value is a request id and nothing else; `bot.approve.flow` decides on
 the server whether this person may click it. Refusals go to the clicker alone.
 """
 
@@ -12,10 +12,10 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot import approval_messages as text
-from bot.approvals import ApprovalFlow
+from bot.approve import messages as text
+from bot.approve.flow import ApprovalFlow
+from bot.create.views import status_view
 from bot.models import SubmissionContext
-from bot.views import status_view
 from handlers.clicks import click_context, tell_clicker
 
 log = logging.getLogger(__name__)

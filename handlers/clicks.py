@@ -1,7 +1,7 @@
 """What the listeners for button clicks share: who clicked, where, and a private answer to them."""
 
-from bot.delivery import SlackDelivery
 from bot.models import SubmissionContext
+from bot.slack.delivery import SlackDelivery
 
 
 def click_context(body: dict) -> SubmissionContext:

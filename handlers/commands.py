@@ -4,12 +4,12 @@ import logging
 
 from slack_bolt import Ack, App
 
-from bot.manage import ManageFlow
-from bot.manage_messages import UNEXPECTED
-from bot.messages import COMMAND, HELP_TEXT
+from bot.create.flow import CreationFlow
+from bot.create.messages import COMMAND, HELP_TEXT
+from bot.manage.flow import ManageFlow
+from bot.manage.messages import UNEXPECTED
 from bot.models import SubmissionContext
-from bot.service import CreationFlow
-from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
+from bot.slack.retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
 
 log = logging.getLogger(__name__)
 

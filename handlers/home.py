@@ -2,11 +2,11 @@
 
 from slack_bolt import Ack, App
 
-from bot.manage import ManageFlow
-from bot.manage_views import ACTION_HOME_CREATE
+from bot.create.flow import CreationFlow
+from bot.manage.flow import ManageFlow
+from bot.manage.views import ACTION_HOME_CREATE
 from bot.models import SubmissionContext
-from bot.service import CreationFlow
-from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
+from bot.slack.retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
 
 
 def register(app: App, flow: CreationFlow, manage: ManageFlow) -> None:

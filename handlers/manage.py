@@ -4,9 +4,12 @@ import logging
 
 from slack_bolt import Ack, App
 
-from bot.manage import DeleteOutcome, ManageFlow
-from bot.manage_messages import UNEXPECTED
-from bot.manage_views import (
+from bot.manage.flow import DeleteOutcome, ManageFlow
+from bot.manage.messages import UNEXPECTED
+from bot.manage.projects_view import PROJECTS_CALLBACK_ID
+from bot.manage.replace import ReplaceFlow
+from bot.manage.rescope import RescopeFlow
+from bot.manage.views import (
     ACTION_DELETE,
     ACTION_REPLACE,
     ACTION_RESCOPE,
@@ -16,9 +19,6 @@ from bot.manage_views import (
     SCOPE_REMINDER,
     scope_of,
 )
-from bot.projects_view import PROJECTS_CALLBACK_ID
-from bot.replace import ReplaceFlow
-from bot.rescope import RescopeFlow
 from handlers.clicks import click_context, tell_clicker
 
 log = logging.getLogger(__name__)

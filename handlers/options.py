@@ -2,8 +2,8 @@
 
 from slack_bolt import Ack, App
 
-from bot.service import CreationFlow
-from bot.views import ACTION_PROJECTS
+from bot.create.flow import CreationFlow
+from bot.create.views import ACTION_PROJECTS
 
 
 def register(app: App, flow: CreationFlow) -> None:

@@ -5,9 +5,9 @@ import json
 
 from slack_bolt import Ack, App
 
-from bot.service import CreationFlow
-from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
-from bot.views import CREATE_CALLBACK_ID
+from bot.create.flow import CreationFlow
+from bot.create.views import CREATE_CALLBACK_ID
+from bot.slack.retry import TRIGGER_WINDOW_RETRY_BUDGET, retry_budget
 
 
 def submission_key(body: dict, view: dict) -> str:

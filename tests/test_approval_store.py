@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot.approval_states import ApprovalState
-from bot.approval_store import ApprovalStore
+from bot.approve.states import ApprovalState
+from bot.approve.store import ApprovalStore
+from bot.db.schema import RequestState
+from bot.db.store import Claimed, OverQuota, Store
 from bot.models import AccountSpec, Role
-from bot.schema import RequestState
-from bot.storage import Claimed, OverQuota, Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CLAIM_TTL = timedelta(hours=72)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.schema import RequestState
+from bot.db.schema import RequestState
 from tests.conftest import ALICE, GENERAL, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, error_200, hang, rate_limited, respond, respond_html
 

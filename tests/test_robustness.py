@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.policy_file import Policy, RateLimit
+from bot.policy.file import Policy, RateLimit
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, hang, respond
 

@@ -10,9 +10,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from bot.database import MIGRATIONS_DIR
+from bot.db.engine import MIGRATIONS_DIR
 from bot.doctor.report import CheckResult, failed, passed
-from bot.policy_file import Policy, PolicyError, load_policy
+from bot.policy.file import Policy, PolicyError, load_policy
 from bot.settings import Settings, SettingsError, load_settings
 
 DATABASE_CONNECT_TIMEOUT = 5

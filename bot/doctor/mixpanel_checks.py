@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.doctor.report import CheckResult, Status, failed, passed, skipped, warned
-from bot.mixpanel import ErrorKind, MixpanelClient, MixpanelError
-from bot.mixpanel_models import Me, MeOrganization
+from bot.mixpanel.client import ErrorKind, MixpanelClient, MixpanelError
+from bot.mixpanel.models import Me, MeOrganization
 from bot.settings import Settings
 
 MANAGING_ROLES = ("admin", "owner")

@@ -1,6 +1,6 @@
 """Checks against Slack: the bot token and its scopes, the app token, and every id the policy names.
 
-Each call needs only a scope in bot/slack_scopes.py (auth.test and apps.connections.open need none).
+Each call needs only a scope in bot/slack/scopes.py (auth.test and apps.connections.open need none).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.directory import standing_of
 from bot.doctor.report import CheckResult, failed, passed, skipped, warned
 from bot.models import Standing
-from bot.policy_file import Policy
+from bot.policy.file import Policy
 from bot.settings import Settings
-from bot.slack_scopes import REQUIRED_BOT_SCOPES
+from bot.slack.directory import standing_of
+from bot.slack.scopes import REQUIRED_BOT_SCOPES
 
 SLACK_TIMEOUT = 5
 MAX_DETAIL = 120

@@ -1,0 +1,2 @@
+"""Approvals: a privileged request waits for other people's yes; the token is made on the
+requester's click."""

@@ -1,0 +1,1 @@
+"""The audit trail: every event stored, then announced; and its export for compliance reviews."""

@@ -1,0 +1,354 @@
+"""Block Kit for the creation modal (bot/create/form.py parses what comes back from it).
+
+Block and action ids are defined here once; handlers and tests import them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.models import (
+    ROLE_DESCRIPTIONS,
+    USERNAME_MAX_LENGTH,
+    Project,
+    Role,
+    SubmissionContext,
+)
+from bot.policy.access import Entitlement, FormField
+
+CREATE_CALLBACK_ID = "mp_create_account"
+LOADING_CALLBACK_ID = "mp_create_loading"
+STATUS_CALLBACK_ID = "mp_create_status"
+MODAL_TITLE = "Mixpanel service account"  # Slack allows 24 characters
+
+BLOCK_USERNAME = "username"
+BLOCK_ROLE = "role"
+BLOCK_PROJECTS = "projects"
+BLOCK_EXPIRY = "expiry"
+BLOCK_NEVER = "expiry_never"
+BLOCK_NOTICE = "notice"
+BLOCK_REASON = "reason"
+BLOCK_BREAK_GLASS = "break_glass"
+
+ACTION_USERNAME = "username_input"
+ACTION_ROLE = "role_select"
+ACTION_PROJECTS = "projects_select"
+ACTION_EXPIRY = "expiry_date"
+ACTION_NEVER = "expiry_never_check"
+NEVER_VALUE = "never"
+ACTION_REASON = "reason_input"
+ACTION_BREAK_GLASS = "break_glass_check"
+BREAK_GLASS_VALUE = "break_glass"
+REASON_MAX_LENGTH = 500
+
+BLOCK_FOR_FIELD: dict[FormField, str] = {
+    FormField.USERNAME: BLOCK_USERNAME,
+    FormField.ROLE: BLOCK_ROLE,
+    FormField.PROJECTS: BLOCK_PROJECTS,
+    FormField.EXPIRY: BLOCK_EXPIRY,
+}
+
+MAX_STATIC_OPTIONS = 100
+OPTION_TEXT_LIMIT = 75
+DEFAULT_EXPIRY_DAYS = 90
+PRIVATE_METADATA_LIMIT = 3000
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def project_option(project: Project) -> dict[str, Any]:
+    suffix = f" ({project.id})"
+    return {
+        "text": _plain(_truncate(project.name, OPTION_TEXT_LIMIT - len(suffix)) + suffix),
+        "value": str(project.id),
+    }
+
+
+def role_option(role: Role) -> dict[str, Any]:
+    return {"text": _plain(ROLE_DESCRIPTIONS[role]), "value": str(role)}
+
+
+def offered_projects(projects: list[Project], entitlement: Entitlement) -> list[Project]:
+    offered = [project for project in projects if entitlement.offers_project(project.id)]
+    return sorted(offered, key=lambda project: (project.name.casefold(), project.id))
+
+
+def filter_project_options(projects: list[Project], query: str) -> list[dict[str, Any]]:
+    """Options for the external select: matches on name or id, at most Slack's 100."""
+    needle = query.strip().casefold()
+    matches = [p for p in projects if not needle or needle in p.name.casefold() or needle in str(p.id)]
+    return [project_option(project) for project in matches[:MAX_STATIC_OPTIONS]]
+
+
+# --- private_metadata --------------------------------------------------------------------------------
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    u: str
+    t: str | None = None
+    c: str | None = None
+    r: str | None = None
+    p: str | None = None
+
+
+def encode_metadata(context: SubmissionContext) -> str:
+    """Where to answer the requester. Never a secret: Slack echoes this back in every view payload."""
+    fields = {"u": context.user_id, "t": context.team_id, "c": context.channel_id, "r": context.response_url}
+    if context.replaces_request_id:
+        fields["p"] = context.replaces_request_id
+    encoded = json.dumps(fields, separators=(",", ":"))
+    if len(encoded) > PRIVATE_METADATA_LIMIT:
+        raise ValueError("private_metadata too long")
+    return encoded
+
+
+def decode_metadata(raw: str | None) -> SubmissionContext | None:
+    try:
+        data = _Metadata.model_validate_json(raw or "")
+    except ValidationError:
+        return None
+    return SubmissionContext(
+        user_id=data.u, team_id=data.t, channel_id=data.c, response_url=data.r, replaces_request_id=data.p
+    )
+
+
+# --- views -------------------------------------------------------------------------------------------
+
+
+def _modal(
+    blocks: list[dict[str, Any]],
+    *,
+    callback_id: str,
+    metadata: str = "",
+    submit: str | None = None,
+    close: str = "Close",
+) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": _plain(MODAL_TITLE),
+        "close": _plain(close),
+        "blocks": blocks,
+        "private_metadata": metadata,
+    }
+    if submit:
+        view["submit"] = _plain(submit)
+    return view
+
+
+def loading_view(metadata: str) -> dict[str, Any]:
+    return _modal(
+        [
+            {
+                "type": "section",
+                "block_id": BLOCK_NOTICE,
+                "text": _mrkdwn(":hourglass_flowing_sand: Loading your Mixpanel projects…"),
+            }
+        ],
+        callback_id=LOADING_CALLBACK_ID,
+        metadata=metadata,
+        close="Cancel",
+    )
+
+
+def status_view(text: str) -> dict[str, Any]:
+    return _modal(
+        [{"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(text)}], callback_id=STATUS_CALLBACK_ID
+    )
+
+
+def update_ack(text: str) -> dict[str, Any]:
+    """A view submission's ack that turns the modal into a status view saying `text`."""
+    return {"response_action": "update", "view": status_view(text)}
+
+
+@dataclass(frozen=True)
+class Prefill:
+    username: str
+    role: Role
+    project_ids: tuple[int, ...]
+
+
+def creation_view(
+    *,
+    entitlement: Entitlement,
+    projects: list[Project] | None,
+    today: date,
+    metadata: str,
+    projects_unavailable_text: str,
+    no_projects_text: str,
+    prefill: Prefill | None = None,
+    offer_break_glass: bool = False,
+) -> dict[str, Any]:
+    """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say.
+    `prefill` (Replace…) starts it with an earlier account's name, role and projects, where still allowed.
+
+    A Reason field appears for people who may choose something that needs approval; whether the chosen
+    values do is only known at submission, so it is optional here and required there."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "input",
+            "block_id": BLOCK_USERNAME,
+            "label": _plain("Username"),
+            "hint": _plain(
+                "Letters, digits, dots, dashes and underscores. Mixpanel appends a suffix, "
+                "e.g. etl-nightly becomes etl-nightly.1a2b3c.mp-service-account."
+            ),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": ACTION_USERNAME,
+                "max_length": USERNAME_MAX_LENGTH,
+                "placeholder": _plain("etl-nightly"),
+                **({"initial_value": prefill.username} if prefill else {}),
+            },
+        },
+    ]
+    roles = entitlement.roles
+    initial_role = Role.ANALYST if Role.ANALYST in roles else roles[-1]
+    if prefill and prefill.role in roles:
+        initial_role = prefill.role
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": BLOCK_ROLE,
+            "label": _plain("Role"),
+            "hint": _plain("Used for the organization and for every project you choose."),
+            "element": {
+                "type": "static_select",
+                "action_id": ACTION_ROLE,
+                "options": [role_option(role) for role in roles],
+                "initial_option": role_option(initial_role),
+            },
+        }
+    )
+    default_days = min(DEFAULT_EXPIRY_DAYS, entitlement.max_expiry_days)
+    never_note = " or tick “Never expires”" if entitlement.allow_never else ""
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": BLOCK_EXPIRY,
+            "optional": entitlement.allow_never,
+            "label": _plain("Expires on"),
+            "hint": _plain(
+                f"The account stops working at the end of this day, your time; at most "
+                f"{entitlement.max_expiry_days} days from today{never_note}."
+            ),
+            "element": {
+                "type": "datepicker",
+                "action_id": ACTION_EXPIRY,
+                "initial_date": (today + timedelta(days=default_days)).isoformat(),
+            },
+        }
+    )
+    if entitlement.allow_never:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": BLOCK_NEVER,
+                "optional": True,
+                "label": _plain("No expiry"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": ACTION_NEVER,
+                    "options": [{"text": _plain("Never expires"), "value": NEVER_VALUE}],
+                },
+            }
+        )
+    can_submit = False
+    if projects is None:
+        blocks.append(
+            {"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(projects_unavailable_text)}
+        )
+    else:
+        offered = offered_projects(projects, entitlement)
+        if not offered:
+            blocks.append({"type": "section", "block_id": BLOCK_NOTICE, "text": _mrkdwn(no_projects_text)})
+        else:
+            can_submit = True
+            element: dict[str, Any] = {"action_id": ACTION_PROJECTS, "placeholder": _plain("Choose projects")}
+            if len(offered) <= MAX_STATIC_OPTIONS:
+                element.update(type="multi_static_select", options=[project_option(p) for p in offered])
+                kept = [project_option(p) for p in offered if prefill and p.id in prefill.project_ids]
+                if kept:
+                    element["initial_options"] = kept
+            else:
+                element.update(type="multi_external_select", min_query_length=0)
+            blocks.append(
+                {
+                    "type": "input",
+                    "block_id": BLOCK_PROJECTS,
+                    "label": _plain("Projects"),
+                    "hint": _plain("The account gets the role above in each of these projects."),
+                    "element": element,
+                }
+            )
+    if entitlement.may_need_approval:
+        blocks.append(reason_block())
+    if offer_break_glass:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": BLOCK_BREAK_GLASS,
+                "optional": True,
+                "label": _plain("Emergency"),
+                "hint": _plain(
+                    "Create it now without approval, expiring within a day; every approver is told."
+                ),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": ACTION_BREAK_GLASS,
+                    "options": [{"text": _plain("Break glass"), "value": BREAK_GLASS_VALUE}],
+                },
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                _mrkdwn(
+                    ":lock: The token is shown once, to you alone, in a private message in this conversation."
+                )
+            ],
+        }
+    )
+    return _modal(
+        blocks,
+        callback_id=CREATE_CALLBACK_ID,
+        metadata=metadata,
+        submit="Create" if can_submit else None,
+        close="Cancel",
+    )
+
+
+def reason_block(*, label: str = "Reason", hint: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "optional": True,
+        "label": _plain(label),
+        "hint": _plain(
+            hint or "Needed when your choices need approval (e.g. a privileged role): approvers see it."
+        ),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": ACTION_REASON,
+            "multiline": True,
+            "max_length": REASON_MAX_LENGTH,
+        },
+    }

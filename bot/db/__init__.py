@@ -1,0 +1,1 @@
+"""The database: the engine, the schema, the migrations and the request store."""

@@ -1,0 +1,1 @@
+"""Managing minted accounts: the list, the App Home, Delete, Projects… and Replace…."""
