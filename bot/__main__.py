@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     doctor.add_argument("--format", choices=["text", "json"], default="text")
     remind = commands.add_parser("remind", help="send the expiry reminders that are due")
-    remind.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    remind.add_argument("--dry-run", action="store_true", help="print what would be sent; change nothing")
     remind.add_argument("--now", type=_moment, help="act as if it were this time (UTC); for tests and drills")
     args = parser.parse_args(argv)
     if args.command == "remind":
