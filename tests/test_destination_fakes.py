@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import hvac
 import hvac.exceptions
 import pytest
 import requests
+from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from tests.fakes.github import FakeGitHub
 from tests.fakes.vault import FakeVault
 
 MPSA_POLICY = {
@@ -257,3 +260,140 @@ def test_vault_sealed_answers_503(vault: FakeVault) -> None:
         client.secrets.kv.v2.create_or_update_secret("mpsa/etl", {"token": "t-1"}, mount_point="secret")
     vault.sealed = False
     assert client.sys.read_health_status(method="GET")["sealed"] is False
+
+
+# ---------------------------------------------------------------------- GitHub
+
+REPO = "acme/analytics"
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(repos=(REPO,)) as fake:
+        yield fake
+    assert fake.internal_errors == []
+
+
+def _gh(github: FakeGitHub, token: str | None = None, scheme: str = "Bearer") -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"{scheme} {token or github.token}"
+    session.headers["Accept"] = "application/vnd.github+json"
+    session.headers["X-GitHub-Api-Version"] = "2022-11-28"
+    return session
+
+
+def _sealed(public_key: str, value: str) -> str:
+    box = SealedBox(PublicKey(base64.b64decode(public_key)))
+    return base64.b64encode(box.encrypt(value.encode())).decode()
+
+
+def _put(session: requests.Session, url: str, value: str) -> requests.Response:
+    """What a client does: fetch the key of ``url``'s secrets, seal ``value`` to it, PUT it."""
+    secrets_url = url.rsplit("/", 1)[0]
+    key = session.get(f"{secrets_url}/public-key", timeout=5).json()
+    body = {"encrypted_value": _sealed(key["key"], value), "key_id": key["key_id"]}
+    return session.put(url, json=body, timeout=5)
+
+
+def test_github_decrypts_what_it_receives_201_then_204(github: FakeGitHub) -> None:
+    session = _gh(github)
+    url = f"{github.url}/repos/{REPO}/actions/secrets/mixpanel_token"
+
+    created = _put(session, url, "first-secret")
+    updated = _put(session, url, "second-secret")
+    shown = session.get(url, timeout=5).json()
+
+    assert (created.status_code, updated.status_code) == (201, 204)
+    assert github.secret_value(REPO, "MIXPANEL_TOKEN") == "second-secret"
+    assert github.secret(REPO, "MIXPANEL_TOKEN")["writes"] == 2
+    assert set(shown) == {"name", "created_at", "updated_at"}
+    assert shown["name"] == "MIXPANEL_TOKEN"
+    assert shown["updated_at"] == github.secret(REPO, "MIXPANEL_TOKEN")["updated_at"]
+    assert "second-secret" not in session.get(f"{github.url}/repos/{REPO}/actions/secrets", timeout=5).text
+    assert session.get(f"{github.url}/repos/{REPO.upper()}", timeout=5).json()["full_name"] == REPO
+
+
+def test_github_refuses_a_wrong_key_or_an_undecryptable_value(github: FakeGitHub) -> None:
+    session = _gh(github)
+    url = f"{github.url}/repos/{REPO}/actions/secrets/MIXPANEL_TOKEN"
+    key_id, key = github.public_key(REPO)
+    stranger = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+
+    bodies = [
+        {"encrypted_value": _sealed(key, "v"), "key_id": "0"},
+        {"encrypted_value": _sealed(stranger, "v"), "key_id": key_id},
+        {"encrypted_value": "not base64!", "key_id": key_id},
+    ]
+    statuses = [session.put(url, json=body, timeout=5).status_code for body in bodies]
+    old_key_id = key_id
+    github.rotate_key(REPO)
+    stale = session.put(url, json={"encrypted_value": _sealed(key, "v"), "key_id": old_key_id}, timeout=5)
+
+    assert statuses == [422, 422, 422]
+    assert stale.status_code == 422
+    assert github.secret(REPO, "MIXPANEL_TOKEN") is None
+
+
+@pytest.mark.parametrize("name", ["1TOKEN", "GITHUB_TOKEN", "github_token", "MY-TOKEN", "MY TOKEN"])
+def test_github_refuses_invalid_secret_names(github: FakeGitHub, name: str) -> None:
+    response = _put(_gh(github), f"{github.url}/repos/{REPO}/actions/secrets/{name}", "v")
+    assert response.status_code == 422
+    assert github.calls("PUT")[0].status == 422
+
+
+def test_github_environment_secrets_have_their_own_key(github: FakeGitHub) -> None:
+    repo_id = github.add_repo(REPO, environments=["production"])
+    session = _gh(github)
+    assert session.get(f"{github.url}/repos/{REPO}", timeout=5).json()["id"] == repo_id
+    by_id = f"{github.url}/repositories/{repo_id}/environments/production/secrets/MIXPANEL_TOKEN"
+    by_name = f"{github.url}/repos/{REPO}/environments/production/secrets/OTHER_TOKEN"
+
+    assert _put(session, by_id, "prod-secret").status_code == 201
+    assert _put(session, by_name, "other-secret").status_code == 201
+    assert github.public_key(REPO, "production") != github.public_key(REPO)
+    assert github.secret_value(REPO, "MIXPANEL_TOKEN", "production") == "prod-secret"
+    assert github.secret_value(REPO, "OTHER_TOKEN", "production") == "other-secret"
+    assert github.secret(REPO, "MIXPANEL_TOKEN") is None
+    missing = f"{github.url}/repositories/{repo_id}/environments/staging/secrets/public-key"
+    assert session.get(missing, timeout=5).status_code == 404
+
+
+def test_github_tokens_401_403_and_unseen_repositories_404(github: FakeGitHub) -> None:
+    github.add_repo("acme/other")
+    github.add_token("ghp-read", permission="read")
+    github.add_token("ghp-narrow", repos=["acme/other"])
+    url = f"{github.url}/repos/{REPO}/actions/secrets/MIXPANEL_TOKEN"
+
+    assert _gh(github, "ghp-wrong").get(url, timeout=5).status_code == 401
+    assert requests.get(url, timeout=5).status_code == 401
+    assert _put(_gh(github, "ghp-read"), url, "v").status_code == 403
+    key_id, key = github.public_key(REPO)
+    sealed = {"encrypted_value": _sealed(key, "v"), "key_id": key_id}
+    assert _gh(github, "ghp-narrow").put(url, json=sealed, timeout=5).status_code == 404
+    assert (
+        _gh(github, "ghp-narrow").get(f"{github.url}/repos/{REPO}/actions/secrets", timeout=5).status_code
+        == 404
+    )
+    assert _put(_gh(github, scheme="token"), url, "v").status_code == 201
+    assert _gh(github, "ghp-read").delete(url, timeout=5).status_code == 403
+    assert _gh(github).delete(url, timeout=5).status_code == 204
+    assert github.secret(REPO, "MIXPANEL_TOKEN") is None
+    assert _gh(github).get(url, timeout=5).status_code == 404
+    unknown_version = {"X-GitHub-Api-Version": "1999-01-01"}
+    assert _gh(github).get(url, headers=unknown_version, timeout=5).status_code == 400
+
+
+def test_github_faults_fail_then_apply_then_drop(github: FakeGitHub) -> None:
+    session = _gh(github)
+    url = f"{github.url}/repos/{REPO}/actions/secrets/MIXPANEL_TOKEN"
+    github.fail_next(1, 429, method="PUT", headers={"Retry-After": "1"})
+    github.apply_then_drop(method="PUT")
+
+    limited = _put(session, url, "v-1")
+    with pytest.raises(requests.ConnectionError):
+        _put(session, url, "v-2")
+
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "1")
+    assert github.secret_value(REPO, "MIXPANEL_TOKEN") == "v-2"
+    assert [c.fault for c in github.calls("PUT")] == ["fail", "apply_then_drop"]
+    assert _put(session, url, "v-3").status_code == 204
