@@ -370,6 +370,9 @@ def test_github_tokens_401_403_and_unseen_repositories_404(github: FakeGitHub) -
     github.add_token("ghp-narrow", repos=["acme/other"])
     url = f"{github.url}/repos/{REPO}/actions/secrets/MIXPANEL_TOKEN"
 
+    repo_url = f"{github.url}/repos/{REPO}"
+    assert _gh(github).get(repo_url, timeout=5).json()["permissions"]["push"] is True
+    assert _gh(github, "ghp-read").get(repo_url, timeout=5).json()["permissions"]["push"] is False
     assert _gh(github, "ghp-wrong").get(url, timeout=5).status_code == 401
     assert requests.get(url, timeout=5).status_code == 401
     assert _put(_gh(github, "ghp-read"), url, "v").status_code == 403
