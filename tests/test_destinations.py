@@ -308,3 +308,26 @@ def test_github_taken_name_is_refused_inline(bots, github):
     ack = bot.submit(view, to_store("gh-ci"))
 
     assert "already exists in gh-ci" in ack.json()["errors"][views.BLOCK_SECRET_NAME]
+
+
+# --- doctor --------------------------------------------------------------------------------------------
+
+
+def test_doctor_checks_each_destination_without_writing(bots, vault, github):
+    from bot.doctor.destination_checks import destination_checks
+    from bot.doctor.report import Status
+
+    policy = Policy(
+        destinations=[
+            DestinationPolicy(name="etl-vault", kind="vault_kv2", url=vault.url, path_prefix="mixpanel/"),
+            DestinationPolicy(name="gh-ci", kind="github_actions", repository=REPO, api_url=github.url),
+        ]
+    )
+    good = bots.settings(vault_token=vault.add_token(policy=VAULT_POLICY), github_token=GITHUB_TOKEN)
+    assert [r.status for r in destination_checks(policy, good)] == [Status.PASS, Status.PASS]
+
+    weak = bots.settings(vault_token=vault.add_token(policy={"secret/data/mixpanel/*": ["read"]}))
+    vault_result, github_result = destination_checks(policy, weak)
+    assert vault_result.status is Status.FAIL and "create" in vault_result.found
+    assert github_result.status is Status.FAIL and "GITHUB_TOKEN" in github_result.found
+    assert vault.calls("POST", "/data/") == [] and github.calls("PUT") == []
