@@ -331,3 +331,45 @@ def test_doctor_checks_each_destination_without_writing(bots, vault, github):
     assert vault_result.status is Status.FAIL and "create" in vault_result.found
     assert github_result.status is Status.FAIL and "GITHUB_TOKEN" in github_result.found
     assert vault.calls("POST", "/data/") == [] and github.calls("PUT") == []
+
+
+# --- the sweeper ---------------------------------------------------------------------------------------
+
+
+def _as_if_the_run_died_before_recording(bot, request_id: str, *, write_began: bool) -> None:
+    """The request as a run leaves it that crashed after the create (and, with write_began, after the
+    write), before recording the delivery."""
+    from sqlalchemy import update
+
+    from bot.db.schema import REQUESTS
+
+    values = {"state": str(RequestState.CREATED)}
+    if not write_began:
+        values["store_started_at"] = None
+    with bot.store.engine.begin() as connection:
+        connection.execute(update(REQUESTS).where(REQUESTS.c.id == request_id).values(values))
+
+
+def test_the_sweeper_counts_a_secret_bearing_the_bots_mark_as_delivered(bots, vault):
+    bot = vault_bot(bots, vault)
+    create(bot, to_store("etl-vault"))
+    [request] = bot.runtime.manage.records.delivered(ALICE)
+    _as_if_the_run_died_before_recording(bot, request.id, write_began=True)
+
+    bot.runtime.flow.sweep_stale(timedelta(0))
+
+    assert bot.store.get(request.id).state is RequestState.DELIVERED
+    assert request.mixpanel_account_id in bot.mixpanel.accounts
+    assert bot.mixpanel.delete_calls() == []
+
+
+def test_the_sweeper_deletes_an_account_whose_write_never_began(bots, vault):
+    bot = vault_bot(bots, vault)
+    create(bot, to_store("etl-vault"))
+    [request] = bot.runtime.manage.records.delivered(ALICE)
+    _as_if_the_run_died_before_recording(bot, request.id, write_began=False)
+
+    bot.runtime.flow.sweep_stale(timedelta(0))
+
+    assert bot.store.get(request.id).state is RequestState.DELETED
+    assert request.mixpanel_account_id not in bot.mixpanel.accounts
