@@ -254,7 +254,7 @@ def test_a_double_clicked_approve_makes_one_decision_and_the_message_says_who(bo
     assert [e for e in events(bot) if e[0] == "approved"] == [("approved", APPROVER)]
     assert state(bot, request_id) == "approved"
     updated = [c.args for c in bot.slack.calls("chat.update") if c.args["channel"] == CHANNEL][-1]
-    assert button_ids(updated) == []  # decided: no more Approve/Deny
+    assert button_ids(updated) == [text.ACTION_WITHDRAW]  # decided: no more Approve/Deny, only Withdraw
 
 
 def test_a_late_approver_is_told_who_decided(bots, people):
