@@ -100,9 +100,13 @@ class AccountSpec:
     # requester, in Slack.
     destination: str | None = None
     secret_name: str | None = None
+    # An expiry to the second, where a day's end is too late (break glass: 24 hours from now).
+    expires_exactly: datetime | None = None
 
     @property
     def expires_at(self) -> datetime | None:
+        if self.expires_exactly is not None:
+            return self.expires_exactly
         return end_of_day_utc(self.expires_on, self.timezone) if self.expires_on else None
 
 

@@ -1,4 +1,4 @@
-"""Approve, Deny (and its reason modal), Cancel request, Create and show token.
+"""Approve, Deny (and its reason modal), Withdraw approval, Cancel request, Create and show token.
 
 Every listener acks first. A button's value is a request id and nothing else; `bot.approve.flow` decides on
 the server whether this person may click it. Refusals go to the clicker alone.
@@ -63,14 +63,20 @@ def register(app: App, flow: ApprovalFlow) -> None:
         values = (view.get("state") or {}).get("values") or {}
         reason = ((values.get(text.DENY_REASON_BLOCK) or {}).get(text.DENY_REASON_ACTION) or {}).get("value")
         reason = (reason or "").strip()
-        if not reason:
-            ack(response_action="errors", errors={text.DENY_REASON_BLOCK: text.DENY_REASON_REQUIRED})
+        invalid = text.deny_reason_error(reason)
+        if invalid:
+            ack(response_action="errors", errors={text.DENY_REASON_BLOCK: invalid})
             return
         ack()
         user_id = body["user"]["id"]
         refusal = flow.deny(view.get("private_metadata") or "", user_id, reason)
         if refusal:
             flow.d.delivery.to_requester(SubmissionContext(user_id=user_id), {"text": refusal})
+
+    @app.action(text.ACTION_WITHDRAW)
+    def on_withdraw(ack: Ack, body: dict) -> None:
+        ack()
+        _tell(flow, body, flow.withdraw(*_clicked(body)))
 
     @app.action(text.ACTION_CANCEL)
     def on_cancel(ack: Ack, body: dict) -> None:

@@ -254,7 +254,7 @@ def test_a_double_clicked_approve_makes_one_decision_and_the_message_says_who(bo
     assert [e for e in events(bot) if e[0] == "approved"] == [("approved", APPROVER)]
     assert state(bot, request_id) == "approved"
     updated = [c.args for c in bot.slack.calls("chat.update") if c.args["channel"] == CHANNEL][-1]
-    assert button_ids(updated) == []  # decided: no more Approve/Deny
+    assert button_ids(updated) == [text.ACTION_WITHDRAW]  # decided: no more Approve/Deny, only Withdraw
 
 
 def test_a_late_approver_is_told_who_decided(bots, people):
@@ -481,8 +481,10 @@ def test_a_claim_that_mixpanel_refuses_says_so_in_the_modal(bots, people):
 # --- break glass --------------------------------------------------------------------------------------
 
 
-def test_break_glass_creates_at_once_capped_to_a_day_and_tells_every_approver(bots, people):
+def test_break_glass_creates_at_once_expiring_24_hours_later_and_tells_every_approver(bots, people):
     bot = start(bots, people, channel=None, break_glass=True)
+    now = datetime.now(UTC)
+    bot.runtime.flow.d.clock = lambda: now  # the test's one clock
     _, view, _ = bot.open_form(APPROVER)
     values = choices(never=True)
     values[views.BLOCK_REASON] = "Production incident"
@@ -493,8 +495,7 @@ def test_break_glass_creates_at_once_capped_to_a_day_and_tells_every_approver(bo
     bot.slack.wait_for("response_url")
     created = bot.mixpanel.create_calls()
     assert len(created) == 1
-    expires = datetime.strptime(created[0].json["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert expires <= datetime.now(UTC) + timedelta(days=2)
+    assert created[0].json["expires"] == (now + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
     notices = [c.args for c in bot.slack.calls("chat.postMessage") if "broke glass" in c.args.get("text", "")]
     assert {n["channel"] for n in notices} == {f"D{SECOND}"}
     assert ("break_glass", APPROVER) in events(bot)

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.approve.states import Refusal
 from bot.create.messages import _expiry_phrase, _projects_phrase, escape
+from bot.create.views import REASON_MAX_LENGTH
 from bot.models import Project
 from bot.policy.access import RefusalReason
 from bot.policy.file import PersonSelector
@@ -19,6 +20,7 @@ ACTION_APPROVE = "approval_approve"
 ACTION_DENY = "approval_deny"
 ACTION_CANCEL = "approval_cancel"
 ACTION_CLAIM = "approval_claim"
+ACTION_WITHDRAW = "approval_withdraw"
 DENY_CALLBACK_ID = "approval_deny_reason"
 CLAIM_CALLBACK_ID = "approval_claim_status"
 BLOCK_REQUEST = "approval_request"
@@ -28,6 +30,11 @@ APPROVE_LABEL = "Approve"
 DENY_LABEL = "Deny"
 CANCEL_LABEL = "Cancel request"
 CLAIM_LABEL = "Create and show token"
+WITHDRAW_LABEL = "Withdraw approval"
+
+# People's own words (a request's reason, a denial's): (label, text), always shown as plain_text, never
+# as mrkdwn, so that no reason can draw lines that pass for the bot's own ("*Approved by:* security").
+Words = tuple[tuple[str, str], ...]
 
 REFUSALS = {
     Refusal.NOT_AN_APPROVER: "You are not one of the approvers for these requests, so nothing changed.",
@@ -38,15 +45,23 @@ REFUSALS = {
     Refusal.ALREADY_CLAIMED: "The account for this request was already created; nothing new was made.",
     Refusal.TOO_LATE: "This request has expired, so nothing changed.",
     Refusal.BREAK_GLASS_NOT_ALLOWED: "Break glass is not available to you, so nothing was created.",
+    Refusal.APPROVALS_LAPSED: "Under today's approval policy this request no longer has enough approvals, "
+    "so nothing was created; it went back to the approvers.",
+    Refusal.STILL_APPROVED: "This request is still approved, so nothing changed.",
 }
+APPROVERS_UNVERIFIED = (
+    "The bot could not check its approvers' Slack accounts just now, so nothing changed; please try again."
+)
 MODAL_NOT_OPENED = "Slack could not open a window in time, so nothing changed; please click again."
 DENY_REASON_REQUIRED = "Say why, so the requester knows."
+DENY_REASON_TOO_LONG = f"Keep the reason to {REASON_MAX_LENGTH} characters, so the requester can read it."
 UNKNOWN_REQUEST = "This request no longer exists, so nothing changed."
 REASON_REQUIRED = "Your choices need approval: say why you need them."
 UNVERIFIED = "The bot could not verify your Slack account just now, so nothing changed; please try again."
 WHY_UNVERIFIED = "the bot could not verify your Slack account just now"
 WHY_REFUSED = {
     RefusalReason.NOT_A_MEMBER: "only full members of this workspace may create accounts",
+    RefusalReason.EXTERNAL: "the bot's policy no longer admits people from your workspace",
     RefusalReason.NOT_LISTED: "you are no longer on the list of people who may create accounts",
     RefusalReason.RATE_LIMITED: "you have reached the limit of accounts in 24 hours",
     RefusalReason.UNVERIFIED: WHY_UNVERIFIED,
@@ -72,6 +87,28 @@ def _at(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def deny_reason_error(reason: str) -> str | None:
+    """Why this deny reason cannot be taken (the modal shows it on its field), or None. The modal's own
+    max_length is the browser's word; this is the server's, with the same single limit as the form."""
+    if not reason:
+        return DENY_REASON_REQUIRED
+    if len(reason) > REASON_MAX_LENGTH:
+        return DENY_REASON_TOO_LONG
+    return None
+
+
+def said(words: Words) -> list[dict[str, Any]]:
+    """People's own words as plain_text sections: Slack shows them literally, never as formatting."""
+    return [
+        {
+            "type": "section",
+            "text": {"type": "plain_text", "text": clip(f"{label}: {text}", SECTION_TEXT), "emoji": False},
+        }
+        for label, text in words
+        if text
+    ]
+
+
 def pending_view_text(username: str, approvers: str, needed: int) -> str:
     who = "one of" if needed == 1 else f"{needed} of"
     return (
@@ -83,7 +120,8 @@ def pending_view_text(username: str, approvers: str, needed: int) -> str:
 
 def break_glass_view_text(username: str) -> str:
     return (
-        f":rotating_light: Break glass: creating `{escape(username)}` now, expiring within a day. "
+        f":rotating_light: Break glass: creating `{escape(username)}` now, expiring 24 hours from now at "
+        "the latest. "
         "Every approver is told. The credentials will arrive in a private message."
     )
 
@@ -96,8 +134,8 @@ def summary_lines(
     project_ids: tuple[int, ...],
     projects: dict[int, Project],
     expires_at: datetime | None,
-    reason: str,
 ) -> str:
+    """The bot's own lines about a request (mrkdwn); the requester's reason goes beside it, in `said`."""
     return "\n".join(
         [
             f"*Requester:* <@{requester_id}>",
@@ -105,7 +143,6 @@ def summary_lines(
             f"*Role:* {role}",
             f"*Projects:* {_projects_phrase(project_ids, projects)}",
             f"*Expires:* {_expiry_phrase(expires_at)}",
-            f"*Reason:* {escape(reason)}",
         ]
     )
 
@@ -127,26 +164,36 @@ def _section(text: str, block_id: str = BLOCK_REQUEST) -> dict[str, Any]:
     return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}}
 
 
+def _withdraw_button(request_id: str) -> dict[str, Any]:
+    button = _button(WITHDRAW_LABEL, ACTION_WITHDRAW, request_id, "danger")
+    button["confirm"] = {
+        "title": {"type": "plain_text", "text": "Withdraw approval?"},
+        "text": {"type": "plain_text", "text": "The requester will not be able to create this account."},
+        "confirm": {"type": "plain_text", "text": "Withdraw"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+    }
+    return button
+
+
 def approval_request_message(
-    request_id: str, summary: str, status: str | None, open_: bool
+    request_id: str, summary: str, words: Words, status: str | None, controls: str | None
 ) -> dict[str, Any]:
-    """The message approvers see; `open_` keeps Approve/Deny, `status` says what happened so far."""
+    """The message approvers see. `controls`: "decide" (Approve, Deny), "withdraw" (Withdraw approval,
+    while approved and unclaimed) or None; `status` says what happened so far."""
     headline = ":raised_hand: A Mixpanel service account request needs approval"
-    blocks = [_section(f"{headline}\n{summary}")]
+    blocks = [_section(f"{headline}\n{summary}"), *said(words)]
     if status:
         status = clip(status, SECTION_TEXT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
-    if open_:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": BLOCK_CONTROLS,
-                "elements": [
-                    _button(APPROVE_LABEL, ACTION_APPROVE, request_id, "primary"),
-                    _button(DENY_LABEL, ACTION_DENY, request_id, "danger"),
-                ],
-            }
-        )
+    elements = {
+        "decide": [
+            _button(APPROVE_LABEL, ACTION_APPROVE, request_id, "primary"),
+            _button(DENY_LABEL, ACTION_DENY, request_id, "danger"),
+        ],
+        "withdraw": [_withdraw_button(request_id)],
+    }.get(controls or "")
+    if elements:
+        blocks.append({"type": "actions", "block_id": BLOCK_CONTROLS, "elements": elements})
     return {"text": headline if not status else f"{headline}: {status}", "blocks": blocks}
 
 
@@ -160,9 +207,27 @@ def approved_text(approved_by: tuple[str, ...], at: datetime) -> str:
     return f":white_check_mark: Approved by {names} at {_at(at)}"
 
 
-def denied_text(by: str, at: datetime, reason: str | None) -> str:
-    why = f": {escape(reason)}" if reason else ""
-    return f":x: Denied by <@{by}> at {_at(at)}{why}"
+def denied_text(by: str, at: datetime) -> str:
+    """The reason itself is shown beside, in `said` (DENIAL_LABEL)."""
+    return f":x: Denied by <@{by}> at {_at(at)}"
+
+
+REASON_LABEL = "Reason"
+DENIAL_LABEL = "Why it was denied"
+
+
+def withdrawn_text(by: str, at: datetime) -> str:
+    return (
+        f":leftwards_arrow_with_hook: The approval was withdrawn by <@{by}> at {_at(at)}, so nothing will be "
+        "created; submit a new request if the account is still needed."
+    )
+
+
+def reopened_text(counted: int, needed: int) -> str:
+    return (
+        f":hourglass_flowing_sand: The approval policy changed: this request now needs {needed} approvals "
+        f"and {counted} of them still count, so nothing was created and the approvers were asked again."
+    )
 
 
 def cancelled_text(at: datetime) -> str:
@@ -177,9 +242,11 @@ def lost_click_text(status: str) -> str:
     return f"This request was already settled, so your click changed nothing. {status}"
 
 
-def requester_message(request_id: str, summary: str, status: str, control: str | None) -> dict[str, Any]:
+def requester_message(
+    request_id: str, summary: str, words: Words, status: str, control: str | None
+) -> dict[str, Any]:
     """The requester's DM: never a secret. `control`: "cancel", "claim" or None."""
-    blocks = [_section(f"{status}\n{summary}")]
+    blocks = [_section(f"{status}\n{summary}"), *said(words)]
     if control == "cancel":
         blocks.append(
             {
@@ -238,9 +305,15 @@ def creating_modal_text(username: str) -> str:
     return f":hourglass_flowing_sand: Creating `{escape(username)}` in Mixpanel… The token appears here."
 
 
-def break_glass_notice(requester_id: str, summary: str) -> dict[str, Any]:
-    text = f":rotating_light: <@{requester_id}> broke glass: an account was created without approval."
-    return {"text": text, "blocks": [_section(f"{text}\n{summary}")]}
+def break_glass_notice(requester_id: str, summary: str, words: Words) -> dict[str, Any]:
+    text = f":rotating_light: <@{requester_id}> broke glass: an account is being created without approval."
+    return {"text": text, "blocks": [_section(f"{text}\n{summary}"), *said(words)]}
+
+
+BREAK_GLASS_UNANNOUNCED = (
+    "Break glass needs every other approver to be told, and the bot could reach none of them in Slack, so "
+    "nothing was created. Please tell {contact}, or submit the request for approval instead."
+)
 
 
 DENY_REASON_BLOCK = "deny_reason"
@@ -264,7 +337,7 @@ def deny_reason_modal(request_id: str) -> dict[str, Any]:
                     "type": "plain_text_input",
                     "action_id": DENY_REASON_ACTION,
                     "multiline": True,
-                    "max_length": 500,
+                    "max_length": REASON_MAX_LENGTH,
                 },
             }
         ],
@@ -292,11 +365,14 @@ AUDIT_HEADLINES = {
     "approver's DM failed), so it was ended unanswered",
     "claimed": ":key: <@{actor}> claimed an approved request",
     "break_glass": ":rotating_light: <@{actor}> broke glass",
+    "break_glass_refused": ":no_entry: <@{actor}>'s break glass was refused: no other approver could be told",
+    "withdrawn": ":leftwards_arrow_with_hook: <@{actor}> withdrew an approval",
+    "reopened": ":arrows_counterclockwise: An approved request went back to the approvers: under today's "
+    "policy its approvals no longer suffice",
 }
 
 
-def audit_announcement(event: str, actor_id: str | None, summary: str, detail: str | None) -> dict[str, Any]:
+def audit_announcement(event: str, actor_id: str | None, summary: str, words: Words) -> dict[str, Any]:
     """For the audit channel; never given a token."""
     headline = AUDIT_HEADLINES[event].format(actor=actor_id or "")
-    body = f"{headline}\n{summary}" + (f"\n*Why:* {escape(detail)}" if detail else "")
-    return {"text": headline, "blocks": [_section(body)]}
+    return {"text": headline, "blocks": [_section(f"{headline}\n{summary}"), *said(words)]}

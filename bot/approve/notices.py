@@ -41,7 +41,9 @@ class ApprovalNotices:
     def ask_approvers(self, record: ApprovalRecord) -> int:
         """Post the request, with Approve and Deny, where the approvers will see it; how many posts got
         through (0: nobody was told)."""
-        message = text.approval_request_message(record.id, self.summary(record), None, True)
+        message = text.approval_request_message(
+            record.id, self.summary(record), self.words(record), None, "decide"
+        )
         reached = 0
         for channel in self.approver_channels(record.request.requester_id):
             posted = self.post(channel, message)
@@ -67,13 +69,13 @@ class ApprovalNotices:
         if state is ApprovalState.APPROVED:
             return text.approved_text(record.approved_by, record.decided_at or self._clock())
         if state is ApprovalState.DENIED:
-            return text.denied_text(
-                record.decided_by or "", record.decided_at or self._clock(), record.denial_reason
-            )
+            return text.denied_text(record.decided_by or "", record.decided_at or self._clock())
         if state is ApprovalState.CANCELLED:
             return text.cancelled_text(record.decided_at or self._clock())
         if state is ApprovalState.EXPIRED:
             return text.expired_text(record.decided_at or self._clock())
+        if state is ApprovalState.WITHDRAWN:
+            return text.withdrawn_text(record.decided_by or "", record.decided_at or self._clock())
         if record.break_glass:
             return text.BREAK_GLASS_STATUS
         return (
@@ -91,21 +93,26 @@ class ApprovalNotices:
             project_ids=request.project_ids,
             projects=self._project_names(),
             expires_at=request.expires_at,
-            reason=record.reason,
         )
 
+    @staticmethod
+    def words(record: ApprovalRecord) -> text.Words:
+        """What people wrote about this request, shown as plain text beside the bot's own lines."""
+        words: text.Words = ((text.REASON_LABEL, record.reason),)
+        if record.denial_reason:
+            words += ((text.DENIAL_LABEL, record.denial_reason),)
+        return words
+
     def refresh_approvers(self, record: ApprovalRecord) -> None:
+        controls = {ApprovalState.PENDING: "decide", ApprovalState.APPROVED: "withdraw"}.get(record.state)
         message = text.approval_request_message(
-            record.id,
-            self.summary(record),
-            self.status(record) or None,
-            record.state is ApprovalState.PENDING,
+            record.id, self.summary(record), self.words(record), self.status(record) or None, controls
         )
         for channel, ts in self._store.messages(record.id, FOR_APPROVERS):
             self.update(channel, ts, message)
 
     def update_requester_messages(self, record: ApprovalRecord, status: str, control: str | None) -> None:
-        message = text.requester_message(record.id, self.summary(record), status, control)
+        message = text.requester_message(record.id, self.summary(record), self.words(record), status, control)
         for channel, ts in self._store.messages(record.id, FOR_REQUESTER):
             self.update(channel, ts, message)
 
@@ -114,7 +121,10 @@ class ApprovalNotices:
         self.update_requester_messages(record, status, None)
         channel = self.dm_channel(record.request.requester_id)
         posted = (
-            self.post(channel, text.requester_message(record.id, self.summary(record), status, control))
+            self.post(
+                channel,
+                text.requester_message(record.id, self.summary(record), self.words(record), status, control),
+            )
             if channel
             else None
         )

@@ -8,7 +8,13 @@ leads to; the store then makes that one transition with a compare-and-set, so a 
     pending_approval --deny--> denied
     pending_approval | approved --cancel--> cancelled
     pending_approval | approved --expire--> expired
+    approved --withdraw (an approver or an admin)--> withdrawn
+    approved --reopen (the bot: today's policy finds too few approvals)--> pending_approval
     (new request) --break glass--> claimed
+
+A policy can change while requests wait. Every judgement sees the stored request through `TodaysPolicy`:
+only yeses from people who are approvers today count, and a request needs the more of what it needed
+when made and what the policy asks today. So a lapsed approval never completes or claims anything.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ class ApprovalState(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     CLAIMED = "claimed"  # the requester clicked (or broke glass): creation takes over from here
+    WITHDRAWN = "withdrawn"  # an approver or an admin took the approval back before the claim
 
 
-FINAL_STATES = frozenset({ApprovalState.DENIED, ApprovalState.CANCELLED, ApprovalState.EXPIRED})
+FINAL_STATES = frozenset(
+    {ApprovalState.DENIED, ApprovalState.CANCELLED, ApprovalState.EXPIRED, ApprovalState.WITHDRAWN}
+)
 
 
 class Action(StrEnum):
@@ -35,6 +44,8 @@ class Action(StrEnum):
     CANCEL = "cancel"
     EXPIRE = "expire"
     CLAIM = "claim"
+    WITHDRAW = "withdraw"
+    REOPEN = "reopen"  # the bot's own: an approved request whose approvals no longer suffice
 
 
 class Refusal(StrEnum):
@@ -47,6 +58,8 @@ class Refusal(StrEnum):
     ALREADY_CLAIMED = "already_claimed"
     TOO_LATE = "too_late"  # its deadline passed; the expiry job has not caught up yet
     BREAK_GLASS_NOT_ALLOWED = "break_glass_not_allowed"
+    APPROVALS_LAPSED = "approvals_lapsed"  # approved once, but today's policy finds too few approvals
+    STILL_APPROVED = "still_approved"  # a reopen of a request whose approvals still suffice
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,29 @@ class ApprovalRequest:
     state: ApprovalState = ApprovalState.PENDING
     approved_by: frozenset[str] = frozenset()
     break_glass: bool = False
+
+    @property
+    def enough_approvals(self) -> bool:
+        return len(self.approved_by) >= self.approvals_needed
+
+
+@dataclass(frozen=True)
+class TodaysPolicy:
+    """What the policy says today about a stored request."""
+
+    still_approvers: frozenset[str] | None = None  # who of its approvers still are; None: all of them
+    approvals_needed: int = 1
+
+
+def as_seen_today(request: ApprovalRequest, today: TodaysPolicy | None) -> ApprovalRequest:
+    """Only yeses from today's approvers count, and the request needs max(stored, today's) approvals."""
+    if today is None:
+        return request
+    approved_by = request.approved_by
+    if today.still_approvers is not None:
+        approved_by = approved_by & today.still_approvers
+    needed = max(request.approvals_needed, today.approvals_needed)
+    return replace(request, approved_by=approved_by, approvals_needed=needed)
 
 
 @dataclass(frozen=True)
@@ -97,13 +133,26 @@ def step(
     actor_id: str | None,
     *,
     actor_is_approver: bool = False,
+    actor_is_admin: bool = False,
     deadline_passed: bool = False,
+    today: TodaysPolicy | None = None,
 ) -> Step:
     """May `actor_id` do `action` to `request` now, and what is the request afterwards?
 
-    `actor_id` is None for the bot's own timers (expiry). `deadline_passed`: the request's current deadline
-    (to be decided, or to be claimed) is behind us.
+    `actor_id` is None for the bot's own work (expiry, reopening). `actor_is_approver`/`actor_is_admin`:
+    under today's policy. `deadline_passed`: the request's current deadline (to be decided, or to be
+    claimed) is behind us. `today`: what today's policy says about the request's approvals (None: what
+    was stored still holds); the request afterwards carries only the approvals that still count.
     """
+    request = as_seen_today(request, today)
+    if action is Action.REOPEN:
+        if actor_id is not None:
+            return _refuse(Refusal.NOT_THE_REQUESTER)
+        if request.state is not ApprovalState.APPROVED:
+            return _refuse(Refusal.NOT_APPROVED)
+        if request.enough_approvals:
+            return _refuse(Refusal.STILL_APPROVED)
+        return Step(request=replace(request, state=ApprovalState.PENDING))
     if action is Action.EXPIRE:
         if actor_id is not None:
             return _refuse(Refusal.NOT_THE_REQUESTER)
@@ -125,9 +174,25 @@ def step(
             return Step(request=replace(request, state=ApprovalState.DENIED))
         if actor_id in request.approved_by:
             return _refuse(Refusal.ALREADY_APPROVED_BY_YOU)
-        approved_by = request.approved_by | {actor_id}
-        state = ApprovalState.APPROVED if len(approved_by) >= request.approvals_needed else request.state
-        return Step(request=replace(request, approved_by=approved_by, state=state))
+        approved = replace(request, approved_by=request.approved_by | {actor_id})
+        state = ApprovalState.APPROVED if approved.enough_approvals else request.state
+        return Step(request=replace(approved, state=state))
+    if action is Action.WITHDRAW:
+        # Taking an approval back only ever makes less happen, so any approver or admin may, but like a
+        # decision never on their own request (they cancel it instead).
+        if actor_id == request.requester_id:
+            return _refuse(Refusal.OWN_REQUEST)
+        if not (actor_is_approver or actor_is_admin):
+            return _refuse(Refusal.NOT_AN_APPROVER)
+        if request.state is ApprovalState.CLAIMED:
+            return _refuse(Refusal.ALREADY_CLAIMED)
+        if request.state is ApprovalState.PENDING:
+            return _refuse(Refusal.NOT_APPROVED)
+        if request.state is not ApprovalState.APPROVED:
+            return _refuse(Refusal.NOT_PENDING)
+        if deadline_passed:
+            return _refuse(Refusal.TOO_LATE)
+        return Step(request=replace(request, state=ApprovalState.WITHDRAWN))
     # Cancel and claim belong to the requester alone.
     if actor_id != request.requester_id:
         return _refuse(Refusal.NOT_THE_REQUESTER)
@@ -143,4 +208,6 @@ def step(
         )
     if deadline_passed:
         return _refuse(Refusal.TOO_LATE)
+    if not request.enough_approvals:
+        return _refuse(Refusal.APPROVALS_LAPSED)
     return Step(request=replace(request, state=ApprovalState.CLAIMED))

@@ -32,6 +32,7 @@ from bot.approve.tables import (
     DENIED,
     FOR_APPROVERS,
     FOR_REQUESTER,
+    LAPSED,
     MESSAGES,
     ApprovalRecord,
 )
@@ -158,24 +159,65 @@ class ApprovalStore:
             .first()
         )
 
-    def approve(
-        self, request_id: str, approver_id: str, *, now: datetime, claim_ttl: timedelta
+    @classmethod
+    def _recount(
+        cls, connection: Connection, request_id: str, lapsed: frozenset[str], needed: int
     ) -> ApprovalRecord | None:
-        """Record one approver's yes; the last one needed approves the request. None: the click lost
-        (decided, cancelled or expired meanwhile, past its deadline, or this approver already said yes)."""
+        """Apply today's policy to the stored request (its row lock held): the yeses of `lapsed` people (no
+        longer approvers) stop counting, and it needs at least `needed` approvals from now on."""
+        if lapsed:
+            connection.execute(
+                update(DECISIONS)
+                .where(
+                    DECISIONS.c.request_id == request_id,
+                    DECISIONS.c.decision == APPROVED,
+                    DECISIONS.c.approver_id.in_(sorted(lapsed)),
+                )
+                .values(decision=LAPSED)
+            )
+        connection.execute(
+            update(APPROVALS)
+            .where(APPROVALS.c.request_id == request_id, APPROVALS.c.approvals_needed < needed)
+            .values(approvals_needed=needed)
+        )
+        return cls._record(connection, request_id)
+
+    def approve(
+        self,
+        request_id: str,
+        approver_id: str,
+        *,
+        now: datetime,
+        claim_ttl: timedelta,
+        lapsed: frozenset[str] = frozenset(),
+        needed: int = 1,
+    ) -> ApprovalRecord | None:
+        """Record one approver's yes; the last one needed approves the request. `lapsed` and `needed`: what
+        today's policy says (see `_recount`). None: the click lost (decided, cancelled or expired
+        meanwhile, past its deadline, or this approver already said yes)."""
         try:
             with self._store._write() as connection:
                 row = self._take(connection, request_id, RequestState.PENDING_APPROVAL, now)
                 if row is None:
                     return None
-                record = self._record(connection, request_id)
+                record = self._recount(connection, request_id, lapsed - {approver_id}, needed)
                 if record is None or record.decide_by <= now or approver_id in record.approved_by:
                     return None
-                connection.execute(
-                    insert(DECISIONS).values(
-                        request_id=request_id, approver_id=approver_id, decision=APPROVED, at=now
+                renewed = connection.execute(  # a yes that had lapsed counts again, from this click on
+                    update(DECISIONS)
+                    .where(
+                        DECISIONS.c.request_id == request_id,
+                        DECISIONS.c.approver_id == approver_id,
+                        DECISIONS.c.decision == LAPSED,
                     )
+                    .values(decision=APPROVED, at=now)
                 )
+                if renewed.rowcount == 0:
+                    connection.execute(
+                        insert(DECISIONS).values(
+                            request_id=request_id, approver_id=approver_id, decision=APPROVED, at=now
+                        )
+                    )
                 count = len(record.approved_by) + 1
                 if count >= record.approvals_needed:
                     row = self._take(
@@ -221,6 +263,44 @@ class ApprovalStore:
             audit_row(connection, AuditEvent.DENIED, row, at=now, actor_id=approver_id, detail=reason)
             return self._record(connection, request_id)
 
+    def reopen(
+        self, request_id: str, *, lapsed: frozenset[str], needed: int, now: datetime, decide_by: datetime
+    ) -> ApprovalRecord | None:
+        """Approved → pending, when today's policy finds its approvals too few: the claim window closes and
+        a new decision window opens (with a new reminder). None: it moved meanwhile, or still suffices."""
+        with self._store._write() as connection:
+            if self._take(connection, request_id, RequestState.APPROVED, now) is None:
+                return None
+            record = self._recount(connection, request_id, lapsed, needed)
+            if record is None or len(record.approved_by) >= record.approvals_needed:
+                return None
+            row = self._take(
+                connection, request_id, RequestState.APPROVED, now, to=RequestState.PENDING_APPROVAL
+            )
+            connection.execute(
+                update(APPROVALS)
+                .where(APPROVALS.c.request_id == request_id)
+                .values(
+                    claim_by=None, decided_by=None, decided_at=None, reminded_at=None, decide_by=decide_by
+                )
+            )
+            detail = (
+                f"{len(record.approved_by)} of {record.approvals_needed} approvals count under today's policy"
+            )
+            audit_row(connection, AuditEvent.APPROVAL_REOPENED, row, at=now, detail=detail)
+            return self._record(connection, request_id)
+
+    def withdraw(self, request_id: str, actor_id: str, *, now: datetime) -> ApprovalRecord | None:
+        """Approved (and not claimed) → withdrawn, by an approver or an admin."""
+        return self._end(
+            request_id,
+            RequestState.WITHDRAWN,
+            AuditEvent.APPROVAL_WITHDRAWN,
+            actor_id,
+            now=now,
+            from_states=(RequestState.APPROVED,),
+        )
+
     def cancel(self, request_id: str, requester_id: str, *, now: datetime) -> ApprovalRecord | None:
         return self._end(request_id, RequestState.CANCELLED, AuditEvent.CANCELLED, requester_id, now=now)
 
@@ -244,9 +324,10 @@ class ApprovalStore:
         *,
         now: datetime,
         overdue_only: bool = False,
+        from_states: tuple[RequestState, ...] = (RequestState.PENDING_APPROVAL, RequestState.APPROVED),
     ) -> ApprovalRecord | None:
         with self._store._write() as connection:
-            for expected in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
+            for expected in from_states:
                 before = self._record(connection, request_id)
                 if before is None or before.request.state is not expected:
                     continue
@@ -265,11 +346,23 @@ class ApprovalStore:
                 return self._record(connection, request_id)
             return None
 
-    def claim(self, request_id: str, requester_id: str, *, now: datetime) -> ApprovalRecord | None:
-        """Approved → submitted, once, before `claim_by`: creation then runs as for any request."""
+    def claim(
+        self,
+        request_id: str,
+        requester_id: str,
+        *,
+        now: datetime,
+        lapsed: frozenset[str] = frozenset(),
+        needed: int = 1,
+    ) -> ApprovalRecord | None:
+        """Approved → submitted, once, before `claim_by`, while the approvals that count today (`lapsed`,
+        `needed`: see `_recount`) still suffice: creation then runs as for any request."""
         with self._store._write() as connection:
+            # Decisions change only while pending, so what is read here holds if the compare-and-set wins.
             before = self._record(connection, request_id)
             if before is None or before.claim_by is None or before.claim_by <= now:
+                return None
+            if len(set(before.approved_by) - lapsed) < max(before.approvals_needed, needed):
                 return None
             row = self._take(connection, request_id, RequestState.APPROVED, now, to=RequestState.SUBMITTED)
             if row is None:

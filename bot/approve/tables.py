@@ -48,6 +48,7 @@ MESSAGES = Table(
 
 APPROVED = "approved"
 DENIED = "denied"
+LAPSED = "lapsed"  # a yes from someone who is no longer an approver: kept for the record, never counted
 FOR_APPROVERS = "approvers"
 FOR_REQUESTER = "requester"
 
@@ -58,6 +59,7 @@ _APPROVAL_STATE_OF = {
     RequestState.DENIED: ApprovalState.DENIED,
     RequestState.CANCELLED: ApprovalState.CANCELLED,
     RequestState.EXPIRED: ApprovalState.EXPIRED,
+    RequestState.WITHDRAWN: ApprovalState.WITHDRAWN,
 }
 
 

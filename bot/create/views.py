@@ -319,7 +319,7 @@ def creation_view(
                 "optional": True,
                 "label": _plain("Emergency"),
                 "hint": _plain(
-                    "Create it now without approval, expiring within a day; every approver is told."
+                    "Create it now without approval, expiring 24 hours from now; every approver is told."
                 ),
                 "element": {
                     "type": "checkboxes",

@@ -63,6 +63,7 @@ class RequestState(StrEnum):
     DENIED = "denied"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"  # approved, then an approver or an admin took the approval back
 
 
 # Attempts that count against the rate limit: anything that may have produced an account, and every
@@ -80,6 +81,7 @@ QUOTA_STATES = (
     RequestState.DENIED,
     RequestState.CANCELLED,
     RequestState.EXPIRED,
+    RequestState.WITHDRAWN,
 )
 
 
@@ -106,6 +108,9 @@ class AuditEvent(StrEnum):
     EXPIRED = "expired"
     CLAIMED = "claimed"
     BREAK_GLASS = "break_glass"
+    BREAK_GLASS_REFUSED = "break_glass_refused"  # no other approver could be told: nothing was created
+    APPROVAL_WITHDRAWN = "approval_withdrawn"
+    APPROVAL_REOPENED = "approval_reopened"  # today's policy found too few approvals: back to pending
 
 
 class Base(DeclarativeBase):
