@@ -6,10 +6,12 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import inspect, select
 
 from app import create_app
@@ -35,6 +37,37 @@ GUEST = "UGUEST"
 BOT_USER = "UROBOT"
 GONE = "UGONE"
 GENERAL = "C0GENERAL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shift-clock",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="run each test with the wall clock (time.time, datetime.now, date.today) moved this many days "
+        "from the real now, ticking; time.monotonic is left alone. A test that mixes a fixed date with the "
+        "wall clock then fails today instead of on the day the calendar passes it. Tests marked "
+        "`subprocess` run unshifted (their child processes would see the real clock); deselect them "
+        'with -m "not subprocess".',
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = config.getoption("shift_clock")
+    return f"clock shifted by {days:+d} days (--shift-clock)" if days else None
+
+
+@pytest.fixture(autouse=True)
+def _shifted_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """--shift-clock=DAYS: the whole test, its function-scoped fixtures and its threads see one wall clock,
+    DAYS away from today. Autouse, so it starts before the test's other function-scoped fixtures."""
+    days = request.config.getoption("shift_clock")
+    if not days or request.node.get_closest_marker("subprocess"):
+        yield
+        return
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+        yield
 
 
 @pytest.fixture

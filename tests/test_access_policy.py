@@ -309,6 +309,7 @@ def test_audit_rows_and_channel_message_after_a_creation(bots):
     assert token not in dump_database(bot.store)
 
 
+@pytest.mark.subprocess  # `python -m bot audit`
 def test_the_audit_export_prints_the_trail(bots, tmp_path):
     bot = bots.start()
     _, view, _ = bot.open_form()

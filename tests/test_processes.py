@@ -29,6 +29,8 @@ from tests.slack_requests import SlackSender, build_payload_slash_command, build
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_TOKEN = "xapp-1-A1-test-app-token"
+# Every test runs app.py (Socket Mode, gunicorn) or the Socket Mode supervisor's children as processes.
+pytestmark = pytest.mark.subprocess
 
 
 def free_port() -> int:

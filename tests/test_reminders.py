@@ -199,6 +199,7 @@ def test_two_instances_sharing_postgres_send_one_dm(bots, slack, fresh_postgres_
     assert leased.count(None) == 1
 
 
+@pytest.mark.subprocess
 def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
     bot = bots.start()
     request = mint(bot)

@@ -99,6 +99,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.subprocess
 def test_150_stalled_connections_of_each_shape_do_not_delay_a_real_slack_request(gunicorn_bot, slack):
     bot, port = gunicorn_bot
     sender = SlackSender(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, timeout=30)
@@ -125,6 +126,7 @@ def test_150_stalled_connections_of_each_shape_do_not_delay_a_real_slack_request
     assert "Traceback" not in bot.logs()
 
 
+@pytest.mark.subprocess
 def test_a_flood_of_silent_connections_past_gunicorns_default_limit_does_not_stop_accepting(
     gunicorn_bot, slack
 ):
@@ -142,6 +144,7 @@ def test_a_flood_of_silent_connections_past_gunicorns_default_limit_does_not_sto
             conn.close()
 
 
+@pytest.mark.subprocess
 def test_arriving_bodies_are_held_within_the_worker_budget(gunicorn_bot, slack):
     bot, port = gunicorn_bot
     connections = ARRIVING_BUDGET // MAX_BODY_BYTES + 200  # 82 MiB offered, well past the budget
@@ -169,6 +172,7 @@ def test_arriving_bodies_are_held_within_the_worker_budget(gunicorn_bot, slack):
             conn.close()
 
 
+@pytest.mark.subprocess
 def test_keep_alive_and_pipelined_requests_are_all_answered(gunicorn_bot):
     _, port = gunicorn_bot
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
@@ -180,6 +184,7 @@ def test_keep_alive_and_pipelined_requests_are_all_answered(gunicorn_bot):
     assert rest.count(b"HTTP/1.1 200") == 2 and rest.count(b"HTTP/1.1") == 2
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "raw, status",
     [
@@ -215,6 +220,7 @@ def test_requests_refused_from_their_head_are_answered_at_once_and_closed(gunico
     assert "Traceback" not in logs and "xxxxxxxx" not in logs
 
 
+@pytest.mark.subprocess
 def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(gunicorn_bot):
     _, port = gunicorn_bot
     request = signed_command(close=True)
