@@ -20,6 +20,7 @@ from bot.policy_file import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.storage import Store
+from tests.clock import ALICE_TZ
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import fresh_postgres_url, postgres_url  # noqa: F401
@@ -73,7 +74,7 @@ def _shifted_clock(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack(bot_token=BOT_TOKEN) as fake:
-        fake.add_user(ALICE, tz="Europe/Berlin", name="alice")
+        fake.add_user(ALICE, tz=ALICE_TZ, name="alice")
         fake.add_user(GUEST, is_restricted=True, name="guest")
         fake.add_user(BOT_USER, is_bot=True, name="robot")
         fake.add_user(GONE, deleted=True, name="gone")

@@ -18,6 +18,7 @@ from bot.manage_views import ACTION_DELETE
 from bot.policy_file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
 from bot.reminders import due_threshold
 from bot.schema import AuditEvent
+from tests import clock
 from tests.conftest import ALICE, SIGNING_SECRET
 from tests.fakes import bot_environment
 from tests.lifecycle import ADMIN, AUDIT, BOB, audit_events, managed, mint, text_of
@@ -208,7 +209,7 @@ def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
         **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),
         "DATABASE_URL": bot.runtime.settings.database_url,
     }
-    when = (request.expires_at - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = clock.iso_z(request.expires_at - timedelta(days=3))
 
     def remind(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
