@@ -47,7 +47,7 @@ from bench.fakes import TimedMixpanel, TimedSocketMode
 from bench.results import Flow, ServerResult
 from bench.transport import HttpTransport, SocketTransport
 from bench.watcher import SlackWatcher
-from bot import views
+from bot.create import views
 from bot.settings import default_process_count, default_socket_mode_processes
 from tests import clock
 from tests.fakes.slack_api import FakeSlack, SlackCall

@@ -15,11 +15,11 @@ import time_machine
 from sqlalchemy import inspect, select
 
 from app import create_app
-from bot.http import SLACK_EVENTS_PATH
-from bot.policy_file import Policy
+from bot.db.store import Store
+from bot.policy.file import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.storage import Store
+from bot.web.server import SLACK_EVENTS_PATH
 from tests.clock import ALICE_TZ
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack
@@ -231,7 +231,7 @@ def form_values(
     never: bool = False,
 ) -> dict[str, Any]:
     """What a person would choose in the modal, keyed by block id."""
-    from bot import views
+    from bot.create import views
 
     values: dict[str, Any] = {
         views.BLOCK_USERNAME: username,

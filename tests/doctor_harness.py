@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from bot.database import build_engine, migrate
+from bot.db.engine import build_engine, migrate
 from tests.conftest import ALICE, BOT_TOKEN, MP_SECRET, SIGNING_SECRET
 from tests.fakes import bot_environment
 from tests.fakes.mixpanel import FakeMixpanel

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bot.manage_views import ACTION_DELETE
-from bot.policy_file import PersonSelector, Policy
-from bot.schema import AuditEvent, RequestState, StoredRequest
+from bot.db.schema import AuditEvent, RequestState, StoredRequest
+from bot.manage.views import ACTION_DELETE
+from bot.policy.file import PersonSelector, Policy
 from tests import clock
 from tests.conftest import ALICE, GENERAL, RunningBot, form_values
 

@@ -1,13 +1,13 @@
 """An in-process HTTP server for the tests: waitress in a thread, so a test can hold the runtime.
 
-Production HTTP mode runs gunicorn (bot/http.py), which forks; the subprocess tests cover that.
+Production HTTP mode runs gunicorn (bot/web/server.py), which forks; the subprocess tests cover that.
 """
 
 from __future__ import annotations
 
 from waitress import create_server, wasyncore
 
-from bot.http import wsgi_app
+from bot.web.server import wsgi_app
 
 
 def create_http_server(app, *, signing_secret: str, host: str, port: int, threads: int):

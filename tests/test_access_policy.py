@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import views
+from bot.create import views
 from bot.models import Role
-from bot.policy_file import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
+from bot.policy.file import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
 from tests import clock
 from tests.conftest import ALICE, BOT_USER, GONE, GUEST, ORG_ID, dump_database, form_values
 from tests.slack_requests import build_payload_view_submission

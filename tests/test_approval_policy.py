@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.models import AccountSpec, Requester, Role, Standing, Workspace
-from bot.policy import ApprovalTrigger, decide, entitlement_for
-from bot.policy_file import (
+from bot.policy.access import ApprovalTrigger, decide, entitlement_for
+from bot.policy.file import (
     ApprovalPolicy,
     ApprovalTriggers,
     ExpiryPolicy,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from bot.approval_states import (
+from bot.approve.states import (
     Action,
     ApprovalRequest,
     ApprovalState,

@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot.approval_states import ApprovalState
-from bot.approval_store import ApprovalStore
+from bot.approve.states import ApprovalState
+from bot.approve.store import ApprovalStore
+from bot.db.schema import RequestState
+from bot.db.store import Claimed, OverQuota, Store
 from bot.models import AccountSpec, Role
-from bot.schema import RequestState
-from bot.storage import Claimed, OverQuota, Store
 
 # One injected clock: every call below is given `now` (ApprovalStore requires it) and nothing here reads
 # the wall clock, so a fixed date is safe on any day.

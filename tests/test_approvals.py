@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot import approval_messages as text
-from bot import messages, views
+from bot.approve import messages as text
+from bot.create import messages, views
 from bot.models import Role
-from bot.policy_file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
+from bot.policy.file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
 from tests import clock
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import respond

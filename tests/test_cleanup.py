@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from bot.orphans import OrphanRecords
-from bot.schema import RequestState
+from bot.create.orphans import OrphanRecords
+from bot.db.schema import RequestState
 from tests import clock
 from tests.conftest import ALICE, ORG_ID, form_values
 from tests.fakes.mixpanel import create_then, hang, respond

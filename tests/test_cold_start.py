@@ -7,8 +7,8 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from bot import views
-from bot.mixpanel import ErrorKind, MixpanelError
+from bot.create import views
+from bot.mixpanel.client import ErrorKind, MixpanelError
 from tests.conftest import GENERAL
 from tests.fakes.mixpanel import respond
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from slack_sdk.models.views import View
 
-from bot import views
-from bot.messages import HELP_TEXT
+from bot.create import views
+from bot.create.messages import HELP_TEXT
 from tests import clock
 from tests.conftest import ALICE, GENERAL, MP_SECRET, MP_USERNAME, ORG_ID, dump_database, form_values
 
@@ -211,8 +211,8 @@ def test_more_than_100_projects_use_an_external_select_with_search(slack, tmp_pa
 
 
 def test_mixpanel_text_cannot_inject_slack_markup():
-    from bot.messages import audit_message, mixpanel_failure_text
-    from bot.mixpanel import ErrorKind, MixpanelError
+    from bot.create.messages import audit_message, mixpanel_failure_text
+    from bot.mixpanel.client import ErrorKind, MixpanelError
     from bot.models import Project
 
     sentence = mixpanel_failure_text(

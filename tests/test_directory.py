@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot import views
 from bot.cache import SingleFlight, TTLCache
-from bot.directory import MEMBERS_STALE_SECONDS, SlackDirectory
-from bot.policy_file import PersonSelector, Policy
+from bot.create import views
+from bot.policy.file import PersonSelector, Policy
+from bot.slack.directory import MEMBERS_STALE_SECONDS, SlackDirectory
 
 GROUPS = ["SDATA", "SOPS", "SFIN"]
 PEOPLE = [f"UPERSON{n:02d}" for n in range(30)]

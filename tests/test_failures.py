@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot.schema import RequestState
+from bot.db.schema import RequestState
 from tests import clock
 from tests.conftest import ALICE, GENERAL, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, error_200, hang, rate_limited, respond, respond_html

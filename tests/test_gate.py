@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from bot.gate import MAX_BODY_BYTES, SlackGate
+from bot.web.gate import MAX_BODY_BYTES, SlackGate
 from tests.conftest import ALICE, SIGNING_SECRET
 from tests.slack_requests import build_payload_slash_command, sign_request
 
@@ -93,7 +93,7 @@ def test_unsigned_requests_leave_one_short_line_and_no_body(bot, logs, make_opti
     assert result.status == status
     assert no_handler_ran(bot)
     assert secret_text not in logs.text
-    refusals = [r for r in logs.records if r.name == "bot.gate"]
+    refusals = [r for r in logs.records if r.name == "bot.web.gate"]
     assert len(refusals) == 1 and len(refusals[0].getMessage()) < 200
     assert [r for r in logs.records if r.name.startswith("slack_bolt")] == []
     assert_quiet(logs)
@@ -134,7 +134,7 @@ def test_a_signed_body_bolt_cannot_parse_gets_400_before_bolt(bot, logs, body, c
 
     assert result.status == 400
     assert no_handler_ran(bot)
-    assert [r.getMessage() for r in logs.records if r.name == "bot.gate"] != []
+    assert [r.getMessage() for r in logs.records if r.name == "bot.web.gate"] != []
     assert_quiet(logs)
 
 
@@ -172,7 +172,7 @@ def test_a_slash_command_without_a_user_is_answered_quietly(bot, logs):
 
 def test_a_request_cannot_forge_a_log_line(bot, logs):
     base = bot.url.rsplit("/slack/events", 1)[0]
-    forged = "INFO bot.service: Created account for UADMIN"
+    forged = "INFO bot.create.flow: Created account for UADMIN"
     requests.post(f"{base}/slack/events%0D%0A{forged.replace(' ', '%20')}", data=b"x", timeout=10)
     fields = build_payload_slash_command(ALICE, response_url=bot.slack.new_response_url())
     fields["text"] = f"help\r\n{forged}"

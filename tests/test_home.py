@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from bot.manage_views import ACTION_DELETE, ACTION_HOME_CREATE
-from bot.views import CREATE_CALLBACK_ID
+from bot.create.views import CREATE_CALLBACK_ID
+from bot.manage.views import ACTION_DELETE, ACTION_HOME_CREATE
 from tests import clock
 from tests.conftest import ALICE, GUEST, ORG_ID, form_values
 from tests.lifecycle import (

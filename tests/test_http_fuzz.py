@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import views
+from bot.create import views
 from tests.conftest import ALICE
 
 CONTENT_TYPES = [

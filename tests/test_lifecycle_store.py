@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.accounts import Presence, join_accounts
-from bot.lifecycle_store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
-from bot.mixpanel_models import ServiceAccountRead
+from bot.db.schema import AuditEvent, RequestState, StoredRequest
+from bot.db.store import Store
+from bot.manage.accounts import Presence, join_accounts
+from bot.manage.store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
+from bot.mixpanel.models import ServiceAccountRead
 from bot.models import AccountSpec, Role
-from bot.schema import AuditEvent, RequestState, StoredRequest
-from bot.storage import Store
 from tests import clock
 
 # For the pure join below only: it never reads a clock. The store tests write through Store.claim and

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot import messages
-from bot.schema import AuditEvent, RequestState
+from bot.create import messages
+from bot.db.schema import AuditEvent, RequestState
 from tests.test_cleanup import NAME
 from tests.test_failures import only_request_state, run_flow, said_to_requester
 

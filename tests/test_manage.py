@@ -9,9 +9,9 @@ from datetime import UTC, datetime, time
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.accounts import Presence
-from bot.manage_views import MAX_LISTED
-from bot.schema import AuditEvent, RequestState
+from bot.db.schema import AuditEvent, RequestState
+from bot.manage.accounts import Presence
+from bot.manage.views import MAX_LISTED
 from tests import clock
 from tests.conftest import ALICE, GUEST, ORG_ID
 from tests.fakes.mixpanel import respond

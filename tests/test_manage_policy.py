@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.manage_policy import (
+from bot.manage.permissions import (
     AccountOwnership,
     Basis,
     ManageAction,
@@ -18,7 +18,7 @@ from bot.manage_policy import (
     may_manage,
 )
 from bot.models import Requester, Standing, Workspace
-from bot.policy_file import PersonSelector, Policy, PolicyError, load_policy
+from bot.policy.file import PersonSelector, Policy, PolicyError, load_policy
 
 ADMINS = Policy(admins=PersonSelector(users=["UADMIN"], usergroups=["SADMINS"]))
 MINE = AccountOwnership(creator_id="U1")

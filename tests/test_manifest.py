@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.slack_scopes import REQUIRED_BOT_SCOPES
+from bot.slack.scopes import REQUIRED_BOT_SCOPES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_PATH = REPO_ROOT / "manifest.yml"
@@ -87,7 +87,7 @@ def test_bot_scopes_are_exactly_the_ones_the_code_uses(manifest: dict[str, Any])
     assert len(bot_scopes) == len(set(bot_scopes)), f"duplicate scopes in manifest.yml: {bot_scopes}"
     assert set(bot_scopes) == REQUIRED_BOT_SCOPES, (
         f"missing from manifest.yml: {sorted(REQUIRED_BOT_SCOPES - set(bot_scopes))}; "
-        f"not in bot.slack_scopes.REQUIRED_BOT_SCOPES: {sorted(set(bot_scopes) - REQUIRED_BOT_SCOPES)}"
+        f"not in bot.slack.scopes.REQUIRED_BOT_SCOPES: {sorted(set(bot_scopes) - REQUIRED_BOT_SCOPES)}"
     )
     assert set(scopes) == {"bot"}, "the app asks for no user or optional scopes"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.mixpanel import ErrorKind, MixpanelClient, MixpanelError, retry_after_seconds, same_origin
-from bot.mixpanel_models import NewServiceAccount, ProjectGrant
+from bot.mixpanel.client import ErrorKind, MixpanelClient, MixpanelError, retry_after_seconds, same_origin
+from bot.mixpanel.models import NewServiceAccount, ProjectGrant
 from bot.models import Role
 from tests import clock
 from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID

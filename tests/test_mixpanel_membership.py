@@ -9,8 +9,8 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from bot.mixpanel import MixpanelClient
-from bot.mixpanel_models import ProjectGrant
+from bot.mixpanel.client import MixpanelClient
+from bot.mixpanel.models import ProjectGrant
 from bot.models import Role
 from tests import clock
 from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.models import AccountSpec, Requester, Role, Standing, Workspace
-from bot.policy import FormField, RefusalReason, decide
-from bot.policy_file import (
+from bot.policy.access import FormField, RefusalReason, decide
+from bot.policy.file import (
     ElevatedGrant,
     ExpiryPolicy,
     PersonSelector,

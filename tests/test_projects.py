@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from bot import manage_messages as say
-from bot.manage_views import ACTION_RESCOPE
+from bot.db.schema import AuditEvent
+from bot.manage import messages as say
+from bot.manage.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
+from bot.manage.views import ACTION_RESCOPE
 from bot.models import Role
-from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
-from bot.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
-from bot.schema import AuditEvent
+from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
 from tests.conftest import ALICE, GENERAL
 from tests.fakes.mixpanel import hang
 from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.mixpanel_models import ServiceAccountRead
+from bot.create.reconcile import attribute, create_window, is_ours, name_matches
+from bot.db.schema import RequestState, StoredRequest
+from bot.mixpanel.models import ServiceAccountRead
 from bot.models import Role
-from bot.reconcile import attribute, create_window, is_ours, name_matches
-from bot.schema import RequestState, StoredRequest
 
 BOT = 4242
 HUMAN = 1001

@@ -78,12 +78,12 @@ def test_an_exception_message_from_outside_cannot_forge_a_log_line(caplog):
         try:
             raise ValueError("body said\nCRITICAL forged cause")
         except ValueError as cause:
-            raise RuntimeError("bad answer\r\nINFO bot.service: Request done\x1b[2K") from cause
+            raise RuntimeError("bad answer\r\nINFO bot.create.flow: Request done\x1b[2K") from cause
     except RuntimeError:
         logging.getLogger("bot.test").exception("it broke")
     [record] = [r for r in caplog.records if r.name == "bot.test"]
     lines = record.exc_text.splitlines()
-    assert "RuntimeError: bad answer\\r\\nINFO bot.service: Request done\\x1b[2K" in lines
+    assert "RuntimeError: bad answer\\r\\nINFO bot.create.flow: Request done\\x1b[2K" in lines
     assert "ValueError: body said\\nCRITICAL forged cause" in lines
     assert not any(line.startswith(("INFO", "CRITICAL")) for line in lines)
     # The traceback's own structure stays readable: one line per frame, as Python prints it.

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.manage_views import ACTION_DELETE
-from bot.policy_file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
-from bot.reminders import due_threshold
-from bot.schema import AuditEvent
+from bot.db.schema import AuditEvent
+from bot.manage.views import ACTION_DELETE
+from bot.policy.file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
+from bot.remind.flow import due_threshold
 from tests import clock
 from tests.conftest import ALICE, SIGNING_SECRET
 from tests.fakes import bot_environment

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from bot import views
-from bot.manage_views import ACTION_DELETE, ACTION_REPLACE
+from bot.create import views
+from bot.db.schema import AuditEvent, RequestState
+from bot.manage.views import ACTION_DELETE, ACTION_REPLACE
 from bot.models import Role
-from bot.policy_file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy
-from bot.schema import AuditEvent, RequestState
+from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy
 from tests import clock
 from tests.conftest import ALICE, GENERAL, form_values
 from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
@@ -109,7 +109,7 @@ def test_a_forged_link_in_the_form_is_refused_and_creates_nothing(managed):
 
 
 def test_a_replacement_that_needs_approval_keeps_its_link_through_the_claim(bots, slack):
-    from bot import approval_messages as approval_text
+    from bot.approve import messages as approval_text
     from tests.test_approvals import APPROVER, CHANNEL, approve_and_get_claim, button_ids, button_value, claim
 
     slack.add_user(APPROVER, name="approver")

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.policy_file import Policy, RateLimit
+from bot.policy.file import Policy, RateLimit
 from tests import clock
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, hang, respond

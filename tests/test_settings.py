@@ -81,7 +81,7 @@ def test_every_problem_is_reported_at_once(monkeypatch):
     ],
 )
 def test_tokens_are_posted_only_to_trusted_response_urls(slack_api_url, response_url, trusted):
-    from bot.delivery import SlackDelivery, response_url_hosts
+    from bot.slack.delivery import SlackDelivery, response_url_hosts
 
     delivery = SlackDelivery(None, timeout=1, response_url_hosts=response_url_hosts(slack_api_url))
     assert delivery._trusted_response_url(response_url) is trusted

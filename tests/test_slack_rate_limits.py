@@ -8,10 +8,10 @@ import json
 import pytest
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 
-from bot import messages, views
-from bot.policy import RefusalReason
-from bot.policy_file import PersonSelector, Policy
-from bot.slack_retry import TRIGGER_WINDOW_RETRY_BUDGET, BudgetedRateLimitRetryHandler, retry_budget
+from bot.create import messages, views
+from bot.policy.access import RefusalReason
+from bot.policy.file import PersonSelector, Policy
+from bot.slack.retry import TRIGGER_WINDOW_RETRY_BUDGET, BudgetedRateLimitRetryHandler, retry_budget
 from tests import clock
 from tests.conftest import ALICE, GENERAL, GUEST, form_values
 

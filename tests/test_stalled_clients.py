@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 import pytest
 from gunicorn.config import Config
 
-from bot.gate import MAX_BODY_BYTES
-from bot.worker import (
+from bot.web.gate import MAX_BODY_BYTES
+from bot.web.worker import (
     ARRIVING_BUDGET,
     GUNICORN_VERSION,
     MAX_HEAD_BYTES,

@@ -10,10 +10,10 @@ from functools import partial
 import pytest
 from sqlalchemy import inspect, text
 
+from bot.create.orphans import OrphanOutcome, OrphanRecords
+from bot.db.schema import AuditEvent, RequestState
+from bot.db.store import AlreadyClaimed, Claimed, OverQuota, StateMoved, Store
 from bot.models import AccountSpec, Role
-from bot.orphans import OrphanOutcome, OrphanRecords
-from bot.schema import AuditEvent, RequestState
-from bot.storage import AlreadyClaimed, Claimed, OverQuota, StateMoved, Store
 from tests import clock
 
 
@@ -84,7 +84,7 @@ def test_the_cleanup_migration_carries_requests_stored_before_it(database_url):
     from alembic import command
     from alembic.config import Config
 
-    from bot.database import MIGRATIONS_DIR, build_engine
+    from bot.db.engine import MIGRATIONS_DIR, build_engine
 
     engine = build_engine(database_url)
     config = Config()

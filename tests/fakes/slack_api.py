@@ -10,7 +10,7 @@ Public API::
         .base_url            "http://127.0.0.1:PORT/api/"    (WebClient appends e.g. "views.open")
         .url                 "http://127.0.0.1:PORT/"
         .bot_token, .app_token (None: any "xapp-..." bearer is accepted by apps.connections.open)
-        .granted_scopes      the bot token's scopes (default: bot.slack_scopes.REQUIRED_BOT_SCOPES); sent in
+        .granted_scopes      the bot token's scopes (default: bot.slack.scopes.REQUIRED_BOT_SCOPES); sent in
                              the ``x-oauth-scopes`` header of every answer to the bot token, as Slack does,
                              and enforced: a method needing a scope not granted answers ``missing_scope``
         .socket_mode_url     returned by apps.connections.open
@@ -81,7 +81,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from bot.slack_scopes import REQUIRED_BOT_SCOPES
+from bot.slack.scopes import REQUIRED_BOT_SCOPES
 from tests.fakes._server import LoopbackHTTPFake, Reply
 
 __all__ = ["FakeSlack", "SlackCall"]
