@@ -23,10 +23,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bench.app_process import AppProcess, app_environment, free_port
 from bench.config import (
@@ -51,6 +49,7 @@ from bench.transport import HttpTransport, SocketTransport
 from bench.watcher import SlackWatcher
 from bot.create import views
 from bot.settings import default_process_count, default_socket_mode_processes
+from tests import clock
 from tests.fakes.slack_api import FakeSlack, SlackCall
 
 Transport = HttpTransport | SocketTransport
@@ -58,12 +57,11 @@ Transport = HttpTransport | SocketTransport
 
 def form_values(username: str) -> dict[str, Any]:
     """A valid form: keyed by block id, as tests/slack_requests.build_view_state expects."""
-    expires = datetime.now(ZoneInfo(USER_TZ)).date() + timedelta(days=30)
     return {
         views.BLOCK_USERNAME: username,
         views.BLOCK_ROLE: "analyst",
         views.BLOCK_PROJECTS: [str(PROJECT_ID)],
-        views.BLOCK_EXPIRY: expires.isoformat(),
+        views.BLOCK_EXPIRY: clock.form_expiry(30, USER_TZ),
     }
 
 

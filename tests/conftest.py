@@ -6,10 +6,12 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import inspect, select
 
 from app import create_app
@@ -18,6 +20,7 @@ from bot.policy.file import Policy
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.web.server import SLACK_EVENTS_PATH
+from tests.clock import ALICE_TZ
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import fresh_postgres_url, postgres_url  # noqa: F401
@@ -37,10 +40,41 @@ GONE = "UGONE"
 GENERAL = "C0GENERAL"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shift-clock",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="run each test with the wall clock (time.time, datetime.now, date.today) moved this many days "
+        "from the real now, ticking; time.monotonic is left alone. A test that mixes a fixed date with the "
+        "wall clock then fails today instead of on the day the calendar passes it. Tests marked "
+        "`subprocess` run unshifted (their child processes would see the real clock); deselect them "
+        'with -m "not subprocess".',
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = config.getoption("shift_clock")
+    return f"clock shifted by {days:+d} days (--shift-clock)" if days else None
+
+
+@pytest.fixture(autouse=True)
+def _shifted_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """--shift-clock=DAYS: the whole test, its function-scoped fixtures and its threads see one wall clock,
+    DAYS away from today. Autouse, so it starts before the test's other function-scoped fixtures."""
+    days = request.config.getoption("shift_clock")
+    if not days or request.node.get_closest_marker("subprocess"):
+        yield
+        return
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+        yield
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack(bot_token=BOT_TOKEN) as fake:
-        fake.add_user(ALICE, tz="Europe/Berlin", name="alice")
+        fake.add_user(ALICE, tz=ALICE_TZ, name="alice")
         fake.add_user(GUEST, is_restricted=True, name="guest")
         fake.add_user(BOT_USER, is_bot=True, name="robot")
         fake.add_user(GONE, deleted=True, name="gone")

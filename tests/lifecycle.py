@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.manage.views import ACTION_DELETE
 from bot.policy.file import PersonSelector, Policy
+from tests import clock
 from tests.conftest import ALICE, GENERAL, RunningBot, form_values
 
 BOB = "UBOB"
@@ -26,14 +25,10 @@ def managed(bots, slack) -> RunningBot:
     return bots.start(policy=POLICY)
 
 
-def berlin_today() -> date:
-    return datetime.now(ZoneInfo("Europe/Berlin")).date()
-
-
 def mint(bot: RunningBot, user: str = ALICE, username: str = "etl-nightly", days: int = 30) -> StoredRequest:
     """Create an account the way a person does, and return its stored request once delivered."""
     _, view, _ = bot.open_form(user)
-    expiry = (berlin_today() + timedelta(days=days)).isoformat()
+    expiry = clock.form_expiry(days)
     ack = bot.submit(view, form_values(username=username, projects=[3001, 3002], expires_on=expiry), user)
     assert ack.status == 200
     bot.wait_idle()

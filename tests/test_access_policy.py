@@ -6,15 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.create import views
 from bot.models import Role
 from bot.policy.file import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
+from tests import clock
 from tests.conftest import ALICE, BOT_USER, GONE, GUEST, ORG_ID, dump_database, form_values
 from tests.slack_requests import build_payload_view_submission
 
@@ -23,14 +23,6 @@ ADMIN_GROUP = "SADMINS"
 DATA_GROUP = "SDATA"
 AUDIT = "C0AUDIT"
 CONTACT = "#data-platform"
-
-
-def today() -> date:
-    return datetime.now(ZoneInfo("Europe/Berlin")).date()
-
-
-def in_days(days: int) -> str:
-    return (today() + timedelta(days=days)).isoformat()
 
 
 def block_ids(view: dict) -> list[str]:
@@ -197,16 +189,16 @@ def test_the_role_ceiling_shapes_the_form_and_is_enforced_on_forged_submissions(
     assert options_of(alice_view, views.BLOCK_ROLE) == ["consumer", "analyst"]
     assert options_of(bob_view, views.BLOCK_ROLE) == ["consumer", "analyst", "admin"]
 
-    forged = bot.submit(alice_view, form_values(role="admin", expires_on=in_days(5)))
+    forged = bot.submit(alice_view, form_values(role="admin", expires_on=clock.form_expiry(5)))
     assert forged.json()["response_action"] == "errors"
     assert set(forged.json()["errors"]) == {views.BLOCK_ROLE}
-    owner = bot.submit(bob_view, form_values(role="owner", expires_on=in_days(5)), user_id=BOB)
+    owner = bot.submit(bob_view, form_values(role="owner", expires_on=clock.form_expiry(5)), user_id=BOB)
     assert set(owner.json()["errors"]) == {views.BLOCK_ROLE}
     assert bot.mixpanel.create_calls() == []
     refusals = [r for r in audit_events(bot) if r["event"] == "refused"]
     assert [(r["requester_id"], r["role"]) for r in refusals] == [(ALICE, "admin"), (BOB, "owner")]
 
-    allowed = bot.submit(bob_view, form_values(role="admin", expires_on=in_days(5)), user_id=BOB)
+    allowed = bot.submit(bob_view, form_values(role="admin", expires_on=clock.form_expiry(5)), user_id=BOB)
     assert allowed.json()["response_action"] == "update"
     bot.wait_idle()
     assert bot.mixpanel.create_calls()[0].json["role"] == "admin"
@@ -221,10 +213,11 @@ def test_projects_and_expiry_limits_shape_the_form_and_are_rechecked(bots):
     assert options_of(view, views.BLOCK_PROJECTS) == ["3001", "3003"]  # 999999 is not in the organization
     assert "30 days" in json.dumps(view)
     assert views.BLOCK_NEVER not in block_ids(view)
+    soon = clock.form_expiry(5)
     for values, block_id in [
-        (form_values(projects=[3002], expires_on=in_days(5)), views.BLOCK_PROJECTS),
-        (form_values(projects=[4001], expires_on=in_days(5)), views.BLOCK_PROJECTS),  # another organization
-        (form_values(projects=[3001], expires_on=in_days(31)), views.BLOCK_EXPIRY),
+        (form_values(projects=[3002], expires_on=soon), views.BLOCK_PROJECTS),
+        (form_values(projects=[4001], expires_on=soon), views.BLOCK_PROJECTS),  # another organization
+        (form_values(projects=[3001], expires_on=clock.form_expiry(31)), views.BLOCK_EXPIRY),
     ]:
         answer = bot.submit(view, values)
         assert answer.json()["response_action"] == "errors", values
@@ -258,10 +251,11 @@ def test_the_rate_limit_refuses_the_command_and_the_submission(bots):
     _, second, _ = bot.open_form()
     _, third, _ = bot.open_form()  # opened while still under the limit
 
+    values = form_values(expires_on=clock.form_expiry(5))
     for view in (first, second):
-        assert bot.submit(view, form_values(expires_on=in_days(5))).json()["response_action"] == "update"
+        assert bot.submit(view, values).json()["response_action"] == "update"
     bot.wait_idle()
-    late = bot.submit(third, form_values(expires_on=in_days(5)))
+    late = bot.submit(third, values)
     assert late.json()["response_action"] == "update"
     assert "limit of 2" in json.dumps(late.json()["view"])
     assert len(bot.mixpanel.create_calls()) == 2
@@ -274,7 +268,7 @@ def test_the_rate_limit_refuses_the_command_and_the_submission(bots):
 def test_audit_rows_and_channel_message_after_a_creation(bots):
     bot = bots.start(policy=Policy(audit_channel=AUDIT))
     _, view, _ = bot.open_form()
-    expiry = in_days(20)
+    expiry = clock.form_expiry(20)
 
     bot.submit(view, form_values(projects=[3001, 3002], expires_on=expiry))
     bot.wait_idle()
@@ -286,7 +280,7 @@ def test_audit_rows_and_channel_message_after_a_creation(bots):
     for row in rows:
         assert row["requester_id"] == ALICE and row["role"] == "analyst"
         assert row["project_ids"] == [3001, 3002] and row["expires_at"].startswith(expiry)
-        assert datetime.fromisoformat(row["at"]) <= datetime.now(ZoneInfo("UTC"))
+        assert datetime.fromisoformat(row["at"]) <= clock.now()
     created = rows[1]
     assert (
         created["mixpanel_account_id"] == account["id"]
@@ -309,10 +303,11 @@ def test_audit_rows_and_channel_message_after_a_creation(bots):
     assert token not in dump_database(bot.store)
 
 
+@pytest.mark.subprocess  # `python -m bot audit`
 def test_the_audit_export_prints_the_trail(bots, tmp_path):
     bot = bots.start()
     _, view, _ = bot.open_form()
-    bot.submit(view, form_values(expires_on=in_days(3)))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(3)))
     bot.wait_idle()
     token = bot.mixpanel.created_tokens()[0]
     env = {**os.environ, "DATABASE_URL": str(bot.store.engine.url)}
@@ -330,12 +325,13 @@ def test_the_audit_export_prints_the_trail(bots, tmp_path):
         )
         return result.stdout
 
-    rows = json.loads(export("json", (date.today() - timedelta(days=1)).isoformat()))
+    # --since is a UTC day.
+    rows = json.loads(export("json", clock.days_from_now(-1).isoformat()))
     assert [r["event"] for r in rows] == ["submitted", "created", "token_delivered"]
-    csv_text = export("csv", (date.today() - timedelta(days=1)).isoformat())
+    csv_text = export("csv", clock.days_from_now(-1).isoformat())
     assert csv_text.splitlines()[0].startswith("at,event,request_id,requester_id")
     assert len(csv_text.splitlines()) == 4 and token not in csv_text
-    assert json.loads(export("json", (date.today() + timedelta(days=1)).isoformat())) == []
+    assert json.loads(export("json", clock.days_from_now(1).isoformat())) == []
 
 
 def test_owner_is_offered_only_where_a_ceiling_allows_it(bots):
@@ -385,7 +381,7 @@ def test_the_next_notice_after_the_interval_counts_the_untold_refusals(bots, sla
     slack.add_user(BOB, tz="UTC")
     slack.set_usergroup(DATA_GROUP, [])
     bot = bots.start(policy=listed_policy)
-    moment = [datetime.now(ZoneInfo("UTC"))]
+    moment = [clock.now()]
     bot.runtime.flow.d.clock = lambda: moment[0]
 
     assert len(refuse_repeatedly(bot, BOB, 4)) == 1  # the first is told, three are not

@@ -14,6 +14,8 @@ from bot.db.schema import RequestState
 from bot.db.store import Claimed, OverQuota, Store
 from bot.models import AccountSpec, Role
 
+# One injected clock: every call below is given `now` (ApprovalStore requires it) and nothing here reads
+# the wall clock, so a fixed date is safe on any day.
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CLAIM_TTL = timedelta(hours=72)
 SPEC = AccountSpec(username="etl", role=Role.ADMIN, project_ids=(3001,), expires_on=date(2027, 1, 31))

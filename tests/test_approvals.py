@@ -14,6 +14,7 @@ from bot.approve import messages as text
 from bot.create import messages, views
 from bot.models import Role
 from bot.policy.file import ApprovalPolicy, ApprovalTriggers, ExpiryPolicy, PersonSelector, Policy
+from tests import clock
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import respond
 from tests.lifecycle import assert_within_block_kit
@@ -50,8 +51,7 @@ def start(bots, people, **policy_options: Any):
 
 
 def choices(role: str = "admin", **extra: Any) -> dict[str, Any]:
-    in_a_month = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
-    return form_values(role=role, expires_on=None if extra.get("never") else in_a_month, **extra)
+    return form_values(role=role, expires_on=None if extra.get("never") else clock.form_expiry(30), **extra)
 
 
 def request_admin(bot, requester: str = ALICE, reason: str = "The nightly export needs admin") -> str:
@@ -570,7 +570,7 @@ def test_every_transition_reaches_the_audit_channel_and_the_export_names_the_app
     from bot.__main__ import main as audit_main
 
     monkeypatch.setenv("DATABASE_URL", bot.runtime.settings.database_url)
-    assert audit_main(["audit", "--since", "2000-01-01", "--format", "json"]) == 0
+    assert audit_main(["audit", "--since", clock.days_from_now(-1).isoformat(), "--format", "json"]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert [(r["event"], r["actor_id"]) for r in exported][:3] == [
         ("approval_requested", ALICE),

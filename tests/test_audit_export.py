@@ -14,6 +14,7 @@ import pytest
 
 from bot.approve import messages as text
 from bot.audit.export import FORMULA_STARTS, spreadsheet_cell
+from tests import clock
 from tests.test_approvals import APPROVER, approval_policy, click, people, request_admin
 
 __all__ = ["people"]  # a fixture
@@ -54,8 +55,9 @@ def test_every_formula_start_is_neutralised():
 
 
 def _export(bot, output_format: str) -> str:
+    since = clock.days_from_now(-1).isoformat()
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "audit", "--since", "2000-01-01", "--format", output_format],
+        [sys.executable, "-m", "bot", "audit", "--since", since, "--format", output_format],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": bot.runtime.settings.database_url},
         capture_output=True,
@@ -66,6 +68,7 @@ def _export(bot, output_format: str) -> str:
     return result.stdout
 
 
+@pytest.mark.subprocess
 def test_reasons_typed_in_slack_reach_the_csv_as_text_and_the_json_unchanged(bots, people):
     bot = bots.start(policy=approval_policy(), slack_cache_seconds=0)
     request_id = request_admin(bot, reason=LEAKING_REASON)

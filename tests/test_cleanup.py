@@ -12,16 +12,13 @@ from sqlalchemy.exc import OperationalError
 
 from bot.create.orphans import OrphanRecords
 from bot.db.schema import RequestState
+from tests import clock
 from tests.conftest import ALICE, ORG_ID, form_values
 from tests.fakes.mixpanel import create_then, hang, respond
-from tests.test_failures import expiry, only_request_state, run_flow, said_to_requester
+from tests.test_failures import only_request_state, run_flow, said_to_requester
 
 BOB = "UBOB"
 NAME = "etl-nightly"
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -46,7 +43,8 @@ def events(bot) -> list[tuple[str, int | None]]:
 def submit(bot, user: str, username: str = NAME) -> str:
     """Type the command and submit the form; returns the command's response_url."""
     _, view, response_url = bot.open_form(user)
-    assert bot.submit(view, form_values(username=username, expires_on=expiry()), user_id=user).status == 200
+    values = form_values(username=username, expires_on=clock.form_expiry(10))
+    assert bot.submit(view, values, user_id=user).status == 200
     return response_url
 
 
@@ -58,7 +56,7 @@ def seed_hand_made(mixpanel, now):
 
 
 def seed_bot_made_an_hour_ago(mixpanel, now):
-    made = iso(now - timedelta(hours=1))
+    made = clock.iso_z(now - timedelta(hours=1))
     return mixpanel.add_account(ORG_ID, NAME, creator=mixpanel.user_id, created=made)
 
 
@@ -76,7 +74,7 @@ def seed_another_name(mixpanel, now):
     ids=["made-by-hand-just-now", "bot-made-before-the-window", "no-created-time", "another-name"],
 )
 def test_accounts_this_request_did_not_make_survive_an_ambiguous_create(bot, seed):
-    bystander = seed(bot.mixpanel, datetime.now(UTC))
+    bystander = seed(bot.mixpanel, clock.now())
     bot.mixpanel.script("create", create_then(500))  # the request's own account exists despite the error
 
     run_flow(bot, username=NAME)

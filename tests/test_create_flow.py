@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,11 +11,8 @@ from slack_sdk.models.views import View
 
 from bot.create import views
 from bot.create.messages import HELP_TEXT
+from tests import clock
 from tests.conftest import ALICE, GENERAL, MP_SECRET, MP_USERNAME, ORG_ID, dump_database, form_values
-
-
-def berlin_today() -> date:
-    return datetime.now(ZoneInfo("Europe/Berlin")).date()
 
 
 def block(view: dict, block_id: str) -> dict:
@@ -56,7 +53,7 @@ def test_help_answers_with_usage_and_opens_nothing(bot):
 
 def test_happy_path_creates_one_account_and_hands_the_token_to_the_requester_alone(bot, debug_logs):
     _, view, response_url = bot.open_form()
-    expiry = berlin_today() + timedelta(days=30)
+    expiry = clock.days_from_now(30, clock.ALICE_TZ)
 
     ack = bot.submit(view, form_values(projects=[3002, 3001], expires_on=expiry.isoformat()))
 
@@ -69,11 +66,11 @@ def test_happy_path_creates_one_account_and_hands_the_token_to_the_requester_alo
     creates = bot.mixpanel.create_calls()
     assert len(creates) == 1
     assert creates[0].path == f"/api/app/organizations/{ORG_ID}/service-accounts"
-    end_of_day = datetime.combine(expiry, time(23, 59, 59), tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC)
+    end_of_day = datetime.combine(expiry, time(23, 59, 59), tzinfo=ZoneInfo(clock.ALICE_TZ)).astimezone(UTC)
     assert creates[0].json == {
         "username": "etl-nightly",
         "role": "analyst",
-        "expires": end_of_day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expires": clock.iso_z(end_of_day),
         "projects": [{"id": 3001, "role": "analyst"}, {"id": 3002, "role": "analyst"}],
     }
     assert bot.mixpanel.schema_violations == []
@@ -104,7 +101,7 @@ def test_happy_path_creates_one_account_and_hands_the_token_to_the_requester_alo
 
 def test_mixpanel_sees_the_bots_basic_auth(bot):
     _, view, _ = bot.open_form()
-    bot.submit(view, form_values(expires_on=(berlin_today() + timedelta(days=3)).isoformat()))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(3)))
     bot.wait_idle()
     [create] = bot.mixpanel.create_calls()
     assert create.status == 201
@@ -132,7 +129,7 @@ def test_mixpanel_sees_the_bots_basic_auth(bot):
 def test_invalid_input_is_answered_inline_and_never_reaches_mixpanel(bot, values, block_id):
     _, view, _ = bot.open_form()
     if block_id != views.BLOCK_EXPIRY:
-        values.setdefault(views.BLOCK_EXPIRY, (berlin_today() + timedelta(days=5)).isoformat())
+        values.setdefault(views.BLOCK_EXPIRY, clock.form_expiry(5))
 
     ack = bot.submit(view, values)
 
@@ -150,7 +147,7 @@ def test_invalid_input_is_answered_inline_and_never_reaches_mixpanel(bot, values
 )
 def test_expiry_outside_the_allowed_window_is_refused_inline(bot, days, message_part):
     _, view, _ = bot.open_form()
-    ack = bot.submit(view, form_values(expires_on=(berlin_today() + timedelta(days=days)).isoformat()))
+    ack = bot.submit(view, form_values(expires_on=clock.form_expiry(days)))
     assert ack.json()["response_action"] == "errors"
     assert message_part in ack.json()["errors"][views.BLOCK_EXPIRY]
     assert bot.mixpanel.create_calls() == []

@@ -16,6 +16,8 @@ from tests.conftest import ORG_ID
 from tests.doctor_harness import ROOT, Deployment, healthy_deployment, not_passing, statuses
 
 BASH = shutil.which("bash") or "/bin/bash"
+# Every test runs `python -m bot doctor` (or scripts/run) in a child process.
+pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture

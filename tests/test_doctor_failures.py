@@ -33,6 +33,8 @@ def deployment(slack, mixpanel, tmp_path) -> Deployment:
 
 
 Breakage = Callable[[Deployment], None]
+# Every test runs `python -m bot doctor` in a child process.
+pytestmark = pytest.mark.subprocess
 
 
 def env(**values: str | None) -> Breakage:

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.db.schema import RequestState
+from tests import clock
 from tests.conftest import ALICE, GENERAL, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, error_200, hang, rate_limited, respond, respond_html
 
 
-def expiry() -> str:
-    return (datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=10)).isoformat()
-
-
 def run_flow(bot, **values):
     _, view, response_url = bot.open_form()
-    ack = bot.submit(view, form_values(expires_on=expiry(), **values))
+    ack = bot.submit(view, form_values(expires_on=clock.form_expiry(10), **values))
     assert ack.status == 200 and ack.elapsed < 3
     bot.wait_idle()
     return response_url
@@ -295,7 +291,7 @@ def test_shutdown_does_not_wait_for_a_pending_reconciliation(bots):
     bot = bots.start(mixpanel_reconcile_delays=[0.0, 300.0])
     bot.mixpanel.script("create", respond(500, {"status": "error", "error": "internal"}))
     _, view, _ = bot.open_form()
-    bot.submit(view, form_values(expires_on=expiry()))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
     bot.slack.wait_for(lambda c: c.method == "response_url" and "safe to try again" in c.args.get("text", ""))
 
     finished = bot.runtime.close(grace=10)

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -18,6 +19,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError
 
+from tests import clock
 from tests.fakes import mixpanel as mp
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.socket_mode import FakeSocketModeServer
@@ -128,7 +130,7 @@ def test_mixpanel_create_list_delete(mixpanel: mp.FakeMixpanel) -> None:
     body = {
         "username": "etl",
         "role": "analyst",
-        "expires": "2030-01-31T23:59:59Z",
+        "expires": clock.iso_z(clock.now() + timedelta(days=30)),
         "projects": [{"id": 3001}],
     }
     created = _mp(mixpanel, "POST", "/organizations/1234/service-accounts/", json=body)

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 from bot.create.views import CREATE_CALLBACK_ID
 from bot.manage.views import ACTION_DELETE, ACTION_HOME_CREATE
+from tests import clock
 from tests.conftest import ALICE, GUEST, ORG_ID, form_values
 from tests.lifecycle import (
     ADMIN,
     BOB,
     POLICY,
     assert_within_block_kit,
-    berlin_today,
     delete_buttons,
     managed,
     mint,
@@ -121,7 +121,7 @@ def test_an_account_created_from_home_is_delivered_privately_and_the_home_refres
         container={"type": "view", "view_id": "VHOME"},
     )
     form = managed.slack.wait_for(lambda c: c.method == "views.open" and c.response)[-1].response["view"]
-    expiry = (berlin_today() + timedelta(days=20)).isoformat()
+    expiry = clock.form_expiry(20)
 
     managed.submit(form, form_values(username="from-home", expires_on=expiry))
     managed.wait_idle()
@@ -143,7 +143,7 @@ def test_an_account_in_many_long_named_projects_stays_within_block_kit_everywher
         mixpanel.projects[pid] = {"id": pid, "name": name, "organization_id": ORG_ID}
     managed = bots.start(policy=POLICY)  # knows the projects from its start
     _, form, _ = managed.open_form(ALICE)
-    expiry = (berlin_today() + timedelta(days=30)).isoformat()
+    expiry = clock.form_expiry(30)
     assert managed.submit(form, form_values(projects=ids, expires_on=expiry), ALICE).status == 200
     managed.wait_idle()
     delivered = managed.slack.wait_for(lambda c: c.method == "response_url" and "Token" in json.dumps(c.args))

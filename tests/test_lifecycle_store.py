@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,8 +13,11 @@ from bot.manage.accounts import Presence, join_accounts
 from bot.manage.store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
 from bot.mixpanel.models import ServiceAccountRead
 from bot.models import AccountSpec, Role
+from tests import clock
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+# For the pure join below only: it never reads a clock. The store tests write through Store.claim and
+# Store.transition, which stamp their rows with the wall clock, so their times are taken from the real now.
+CREATED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -25,7 +28,7 @@ def database_url(request, tmp_path) -> str:
 
 
 def delivered(store: Store, key: str, user: str = "U1", account_id: int = 7001) -> StoredRequest:
-    spec = AccountSpec("etl", Role.ANALYST, (3001,), date(2027, 1, 31))
+    spec = AccountSpec("etl", Role.ANALYST, (3001,), clock.days_from_now(60))
     claimed = store.claim(
         submission_key=key,
         requester_id=user,
@@ -46,6 +49,7 @@ def delivered(store: Store, key: str, user: str = "U1", account_id: int = 7001) 
 def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(database_url):
     stores = [Store.connect(database_url) for _ in range(2)]
     request = delivered(stores[0], "k1")
+    now = clock.now()
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
     lifecycles = [LifecycleStore(store) for store in stores]
     results = []
@@ -53,7 +57,7 @@ def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(data
 
     def claim(lifecycle: LifecycleStore) -> None:
         barrier.wait()
-        results.append(lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=NOW))
+        results.append(lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=now))
 
     threads = [threading.Thread(target=claim, args=(lifecycles[i % 2],)) for i in range(8)]
     for thread in threads:
@@ -70,12 +74,13 @@ def test_a_failed_or_abandoned_deletion_may_be_taken_over_once(database_url):
     store = Store.connect(database_url)
     lifecycle = LifecycleStore(store)
     request = delivered(store, "k1")
+    now = clock.now()  # after the delivery, which the store stamped with the wall clock
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
-    assert lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=NOW).won
+    assert lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=now).won
     assert not lifecycle.claim_deletion(
-        ref, actor_id="U1", basis="creator", now=NOW + timedelta(seconds=5)
+        ref, actor_id="U1", basis="creator", now=now + timedelta(seconds=5)
     ).won
-    later = NOW + DELETION_LEASE + timedelta(seconds=1)
+    later = now + DELETION_LEASE + timedelta(seconds=1)
     assert lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=later).won
     lifecycle.fail_deletion(ref, actor_id="U1", detail="creator; forbidden", now=later)
     assert lifecycle.claim_deletion(ref, actor_id="U2", basis="admin", now=later).won
@@ -93,8 +98,9 @@ def test_a_gone_account_is_closed_once(database_url):
     store = Store.connect(database_url)
     lifecycle = LifecycleStore(store)
     request = delivered(store, "k1")
-    assert lifecycle.close_gone(request, now=NOW) is True
-    assert lifecycle.close_gone(request, now=NOW) is False
+    now = clock.now()
+    assert lifecycle.close_gone(request, now=now) is True
+    assert lifecycle.close_gone(request, now=now) is False
     assert [r["event"] for r in store.audit_trail()].count(AuditEvent.FOUND_GONE) == 1
     assert lifecycle.delivered("U1") == []
     store.close()
@@ -117,7 +123,7 @@ def _request(request_id: str, user: str, account_id: int, state=RequestState.DEL
         state=state,
         mixpanel_account_id=account_id,
         mixpanel_username=f"etl.{account_id}",
-        created_at=NOW,
+        created_at=CREATED,
         replaces_request_id=replaces,
     )
 

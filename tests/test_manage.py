@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, time
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import Block
 from bot.db.schema import AuditEvent, RequestState
 from bot.manage.accounts import Presence
 from bot.manage.views import MAX_LISTED
+from tests import clock
 from tests.conftest import ALICE, GUEST, ORG_ID
 from tests.fakes.mixpanel import respond
 from tests.lifecycle import (
@@ -19,7 +20,6 @@ from tests.lifecycle import (
     AUDIT,
     BOB,
     audit_events,
-    berlin_today,
     click_delete,
     delete_buttons,
     managed,
@@ -35,7 +35,10 @@ def test_list_shows_my_accounts_with_live_details_and_a_confirmed_delete(managed
     mine = mint(managed)
     mint(managed, BOB, username="bobs")
     managed.mixpanel.add_account(ORG_ID, "made-in-the-ui")
-    managed.mixpanel.use_account(mine.mixpanel_account_id, "2026-11-20T10:00:00Z")
+    used_on = clock.days_from_now(-3)  # at 10:00 UTC: the same day in Alice's Berlin
+    managed.mixpanel.use_account(
+        mine.mixpanel_account_id, clock.iso_z(datetime.combine(used_on, time(10), UTC))
+    )
 
     message = run_list(managed)
 
@@ -43,9 +46,8 @@ def test_list_shows_my_accounts_with_live_details_and_a_confirmed_delete(managed
     assert mine.mixpanel_username in text
     assert "bobs" not in text and "made-in-the-ui" not in text
     assert "analyst" in text and "android App" in text and "Backend Events" in text
-    expiry = (berlin_today() + timedelta(days=30)).isoformat()
-    assert f"expires {expiry} (in 30 days)" in text
-    assert "last used 2026-11-20" in text
+    assert f"expires {clock.form_expiry(30)} (in 30 days)" in text
+    assert f"last used {used_on.isoformat()}" in text
     assert f"created by <@{ALICE}> on " in text
     buttons = delete_buttons(message)
     assert list(buttons) == [f"mine:{mine.mixpanel_account_id}"]
@@ -57,8 +59,9 @@ def test_list_shows_my_accounts_with_live_details_and_a_confirmed_delete(managed
 
 def test_list_all_is_for_admins_and_marks_accounts_made_outside_the_bot(managed):
     mint(managed)
+    expired_on = clock.days_from_now(-30)  # at midnight UTC: the admin's day (the admin is in UTC)
     outside = managed.mixpanel.add_account(
-        ORG_ID, "made-in-the-ui", expires="2020-01-01T00:00:00Z", projects=[{"id": 3003, "role": "consumer"}]
+        ORG_ID, "made-in-the-ui", expires=clock.iso_z(expired_on), projects=[{"id": 3003, "role": "consumer"}]
     )
 
     refused = run_list(managed, ALICE, "list all")
@@ -69,7 +72,7 @@ def test_list_all_is_for_admins_and_marks_accounts_made_outside_the_bot(managed)
     message = run_list(managed, ADMIN, "list all")
     text = text_of(message)
     assert "etl-nightly" in text and outside["username"] in text
-    assert "not made by the bot" in text and "expired 2020-01-01" in text
+    assert "not made by the bot" in text and f"expired {expired_on.isoformat()}" in text
     assert "consumer · Web Analytics" in text  # from Mixpanel's per-project listing
     assert delete_buttons(message)[f"all:{outside['id']}"]["value"] == f"a:{outside['id']}"
 

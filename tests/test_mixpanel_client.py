@@ -19,15 +19,19 @@ from pydantic import SecretStr
 from bot.mixpanel.client import ErrorKind, MixpanelClient, MixpanelError, retry_after_seconds, same_origin
 from bot.mixpanel.models import NewServiceAccount, ProjectGrant
 from bot.models import Role
+from tests import clock
 from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID
 from tests.fakes.mixpanel import drop, hang, rate_limited, respond, respond_html
 
-ACCOUNT = NewServiceAccount(
-    username="svc",
-    role=Role.ANALYST,
-    expires="2030-01-01T00:00:00Z",
-    projects=(ProjectGrant(3001, Role.ANALYST),),
-)
+
+def new_account() -> NewServiceAccount:
+    """What the bot asks Mixpanel for; built while the test runs, so it expires a month from the clock."""
+    return NewServiceAccount(
+        username="svc",
+        role=Role.ANALYST,
+        expires=clock.iso_z(clock.now() + timedelta(days=30)),
+        projects=(ProjectGrant(3001, Role.ANALYST),),
+    )
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_me_lists_organizations_and_projects(client, mixpanel):
 
 
 def test_created_accounts_name_the_authenticated_user_as_creator(client, mixpanel):
-    created = client.create_service_account(ORG_ID, ACCOUNT)
+    created = client.create_service_account(ORG_ID, new_account())
     by_hand = mixpanel.add_account(ORG_ID, "svc")
     creators = {a.id: a.creator for a in client.list_service_accounts(ORG_ID)}
     assert creators == {created.id: client.me().user_id, by_hand["id"]: by_hand["creator"]}
@@ -68,7 +72,7 @@ def test_created_accounts_name_the_authenticated_user_as_creator(client, mixpane
 
 
 def test_create_returns_the_full_username_and_a_secret_token(client, mixpanel):
-    created = client.create_service_account(ORG_ID, ACCOUNT)
+    created = client.create_service_account(ORG_ID, new_account())
     assert created.username.startswith("svc.") and created.username.endswith(".mp-service-account")
     assert created.token.get_secret_value() == mixpanel.tokens[created.id]
     assert created.token.get_secret_value() not in repr(created)
@@ -78,17 +82,18 @@ def test_create_returns_the_full_username_and_a_secret_token(client, mixpanel):
 @pytest.mark.parametrize("status", [307, 308])
 def test_redirects_keep_the_method_and_body(client, mixpanel, status):
     mixpanel.redirect_slash = status
-    created = client.create_service_account(ORG_ID, ACCOUNT)
+    account = new_account()
+    created = client.create_service_account(ORG_ID, account)
     posts = mixpanel.calls("POST")
     assert [c.path.endswith("/") for c in posts] == [False, True]
-    assert posts[1].json == ACCOUNT.to_json()
+    assert posts[1].json == account.to_json()
     assert created.id in mixpanel.accounts
 
 
 def test_a_redirect_to_another_host_is_not_followed(client, mixpanel):
     mixpanel.script("create", respond(307, {}, headers={"Location": "https://evil.example/steal"}))
     with pytest.raises(MixpanelError) as raised:
-        client.create_service_account(ORG_ID, ACCOUNT)
+        client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is ErrorKind.INVALID_RESPONSE
 
 
@@ -205,7 +210,7 @@ def test_a_redirect_to_another_port_is_refused(client, mixpanel):
         moved = {"Location": f"http://127.0.0.1:{elsewhere.server_address[1]}/api/app/me"}
         mixpanel.script("create", respond(308, {}, headers=moved))
         with pytest.raises(MixpanelError) as raised:
-            client.create_service_account(ORG_ID, ACCOUNT)
+            client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is ErrorKind.INVALID_RESPONSE
     assert elsewhere.seen == []
     assert len(mixpanel.create_calls()) == 1
@@ -213,7 +218,7 @@ def test_a_redirect_to_another_port_is_refused(client, mixpanel):
 
 def test_429_on_create_is_retried_after_retry_after(client, mixpanel):
     mixpanel.script("create", rate_limited("3"))
-    client.create_service_account(ORG_ID, ACCOUNT)
+    client.create_service_account(ORG_ID, new_account())
     assert client.slept == [3.0]
     assert len(mixpanel.create_calls()) == 2
 
@@ -221,7 +226,7 @@ def test_429_on_create_is_retried_after_retry_after(client, mixpanel):
 def test_429_waits_are_bounded(client, mixpanel):
     mixpanel.script("create", rate_limited("60"))
     with pytest.raises(MixpanelError) as raised:
-        client.create_service_account(ORG_ID, ACCOUNT)
+        client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is ErrorKind.RATE_LIMITED and not raised.value.ambiguous
     assert client.slept == []
 
@@ -238,7 +243,7 @@ def test_429_waits_are_bounded(client, mixpanel):
 def test_ambiguous_create_outcomes_are_never_retried(client, mixpanel, fault, kind):
     mixpanel.script("create", fault)
     with pytest.raises(MixpanelError) as raised:
-        client.create_service_account(ORG_ID, ACCOUNT)
+        client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is kind and raised.value.ambiguous
     assert len(mixpanel.create_calls()) == 1
 
@@ -249,7 +254,7 @@ def test_connection_refused_is_retried_then_reported_as_certain(mixpanel):
         "http://127.0.0.1:9/api/app", "u", SecretStr("p"), sleep=slept.append, jitter=lambda: 0.5
     )
     with pytest.raises(MixpanelError) as raised:
-        client.create_service_account(ORG_ID, ACCOUNT)
+        client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is ErrorKind.CONNECTION and not raised.value.ambiguous
     assert len(slept) == 3 and slept == sorted(slept)  # exponential backoff
 
@@ -271,7 +276,7 @@ def test_errors_with_http_200_are_errors(client, mixpanel):
 
     mixpanel.script("create", error_200({"code": 3, "message": "Invalid   project\nid"}))
     with pytest.raises(MixpanelError) as raised:
-        client.create_service_account(ORG_ID, ACCOUNT)
+        client.create_service_account(ORG_ID, new_account())
     assert raised.value.kind is ErrorKind.API_ERROR and raised.value.reason == "Invalid project id"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 from bot.mixpanel.client import MixpanelClient
 from bot.mixpanel.models import ProjectGrant
 from bot.models import Role
+from tests import clock
 from tests.conftest import MP_SECRET, MP_USERNAME, ORG_ID
 
 
@@ -53,17 +55,17 @@ def test_the_fake_refuses_a_body_of_the_other_shape(mixpanel):
 def test_project_listing_carries_the_role_and_last_use(client, mixpanel):
     first = mixpanel.add_account(ORG_ID, "a", role="analyst", projects=[{"id": 3001, "role": "analyst"}])
     mixpanel.add_account(ORG_ID, "b", role="consumer", projects=[{"id": 3002, "role": "consumer"}])
-    mixpanel.use_account(first["id"], "2026-11-20T10:00:00Z")
+    used = clock.iso_z(clock.now() - timedelta(days=3))
+    mixpanel.use_account(first["id"], used)
     members = client.list_project_service_accounts(3001)
-    assert [(m.id, m.role, m.last_used) for m in members] == [
-        (first["id"], "analyst", "2026-11-20T10:00:00Z")
-    ]
+    assert [(m.id, m.role, m.last_used) for m in members] == [(first["id"], "analyst", used)]
     assert "token" not in json.dumps(mixpanel.wait_for("project_list")[0].json or {})
 
 
 def test_get_and_delete_say_when_an_account_is_already_gone(client, mixpanel):
-    account = mixpanel.add_account(ORG_ID, "etl", expires="2027-01-01T00:00:00Z")
-    assert client.get_service_account(ORG_ID, account["id"]).expires == "2027-01-01T00:00:00Z"
+    expires = clock.iso_z(clock.days_from_now(30))
+    account = mixpanel.add_account(ORG_ID, "etl", expires=expires)
+    assert client.get_service_account(ORG_ID, account["id"]).expires == expires
     mixpanel.delete_outside(account["id"])
     assert client.get_service_account(ORG_ID, account["id"]) is None
     assert client.delete_if_present(ORG_ID, account["id"]) is False

@@ -13,15 +13,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
 from bot.serve import CANNOT_START, _Supervisor
 from bot.settings import SettingsError
+from tests import clock
 from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, form_values
 from tests.fakes import bot_environment
 from tests.fakes.socket_mode import FakeSocketModeServer
@@ -29,16 +29,14 @@ from tests.slack_requests import SlackSender, build_payload_slash_command, build
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_TOKEN = "xapp-1-A1-test-app-token"
+# Every test runs app.py (Socket Mode, gunicorn) or the Socket Mode supervisor's children as processes.
+pytestmark = pytest.mark.subprocess
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def expiry() -> str:
-    return (datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=10)).isoformat()
 
 
 class BotProcess:
@@ -120,7 +118,7 @@ def test_socket_mode_runs_the_whole_flow(process_env, socket_mode, slack, mixpan
         assert not ack.get("payload")
         [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
         submission = build_payload_view_submission(
-            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=clock.form_expiry(10))
         )
         ack = socket_mode.send_envelope("interactive", submission)
         assert ack["payload"]["response_action"] == "update"
@@ -149,7 +147,7 @@ def test_http_mode_serves_the_flow_and_finishes_in_flight_work_on_sigterm(
         [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
         mixpanel.latency = {"create": 2.0}
         ack = sender.view_submission(
-            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=clock.form_expiry(10))
         )
         assert ack.json()["response_action"] == "update"
         mixpanel.wait_for("create")
@@ -181,7 +179,7 @@ def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(
         [opened] = slack.wait_for(lambda c: c.method == "views.open" and c.response is not None)
         mixpanel.latency = {"create": 1.0}
         sender.view_submission(
-            opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+            opened.response["view"], user_id=ALICE, values=form_values(expires_on=clock.form_expiry(10))
         )
         mixpanel.wait_for("create")
         first.kill()  # dies mid-create: Mixpanel still makes the account, the token is lost
@@ -190,9 +188,10 @@ def test_an_account_made_while_the_bot_was_killed_is_deleted_at_the_next_start(
     mixpanel.wait_for(lambda call: call.route == "create" and call.status is not None, timeout=10)
     assert len(mixpanel.accounts) == 1
     mixpanel.latency = {}
-    # As if STALE_REQUEST_SECONDS had passed since the dead run last touched its request.
+    # As if STALE_REQUEST_SECONDS (600 by default) had passed since the dead run last touched its request.
+    touched = (clock.now() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with sqlite3.connect(tmp_path / "bot.db") as database:
-        database.execute("UPDATE account_requests SET updated_at = '2000-01-01 00:00:00.000000'")
+        database.execute("UPDATE account_requests SET updated_at = ?", (touched,))
 
     second = BotProcess({**env, "PORT": str(free_port())}, tmp_path, "--mode", "http")
     try:
@@ -239,7 +238,7 @@ def test_socket_mode_in_two_processes_serves_on_both_connections_and_stops_clean
         submission = socket_mode.send_envelope_nowait(
             "interactive",
             build_payload_view_submission(
-                opened.response["view"], user_id=ALICE, values=form_values(expires_on=expiry())
+                opened.response["view"], user_id=ALICE, values=form_values(expires_on=clock.form_expiry(10))
             ),
         )
         assert socket_mode.wait_ack(submission)["payload"]["response_action"] == "update"

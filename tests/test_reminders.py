@@ -18,6 +18,7 @@ from bot.db.schema import AuditEvent
 from bot.manage.views import ACTION_DELETE
 from bot.policy.file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
 from bot.remind.flow import due_threshold
+from tests import clock
 from tests.conftest import ALICE, ORG_ID, SIGNING_SECRET, dump_database
 from tests.fakes import bot_environment
 from tests.lifecycle import ADMIN, AUDIT, BOB, POLICY, audit_events, managed, mint, text_of
@@ -260,6 +261,7 @@ def test_two_instances_sharing_postgres_send_one_dm(bots, slack, fresh_postgres_
     assert leased.count(None) == 1
 
 
+@pytest.mark.subprocess
 def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
     bot = bots.start()
     request = mint(bot)
@@ -268,7 +270,7 @@ def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
         **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),
         "DATABASE_URL": bot.runtime.settings.database_url,
     }
-    when = (request.expires_at - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = clock.iso_z(request.expires_at - timedelta(days=3))
 
     def remind(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -298,6 +300,7 @@ def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
 READ_ONLY_SLACK_METHODS = {"auth.test", "users.info", "usergroups.users.list"}
 
 
+@pytest.mark.subprocess
 def test_python_m_bot_remind_dry_run_changes_nothing_with_an_account_gone(managed, tmp_path):
     due = mint(managed)
     gone = mint(managed, BOB, username="bobs-gone")

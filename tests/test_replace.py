@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 from bot.create import views
 from bot.db.schema import AuditEvent, RequestState
 from bot.manage.views import ACTION_DELETE, ACTION_REPLACE
 from bot.models import Role
 from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy
+from tests import clock
 from tests.conftest import ALICE, GENERAL, form_values
-from tests.lifecycle import AUDIT, BOB, audit_events, berlin_today, managed, mint, run_list, text_of
+from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
 
 __all__ = ["managed"]  # a fixture
 
@@ -46,7 +46,7 @@ def test_replace_makes_a_new_account_the_usual_way_links_it_and_offers_to_delete
     assert sorted(o["value"] for o in initial) == ["3001", "3002"]
     assert json.loads(form["private_metadata"])["p"] == old.id
 
-    expiry = (berlin_today() + timedelta(days=60)).isoformat()
+    expiry = clock.form_expiry(60)
     managed.submit(form, form_values(projects=[3001, 3002], expires_on=expiry))
     managed.wait_idle()
 
@@ -100,9 +100,7 @@ def test_a_forged_link_in_the_form_is_refused_and_creates_nothing(managed):
     metadata = json.loads(form["private_metadata"])
     forged = {**form, "private_metadata": json.dumps({**metadata, "p": old.id})}
 
-    ack = managed.submit(
-        forged, form_values(expires_on=(berlin_today() + timedelta(days=5)).isoformat()), BOB
-    )
+    ack = managed.submit(forged, form_values(expires_on=clock.form_expiry(5)), BOB)
 
     managed.wait_idle()
     assert "no longer valid" in json.dumps(ack.json())
@@ -132,9 +130,7 @@ def test_a_replacement_that_needs_approval_keeps_its_link_through_the_claim(bots
     form = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[
         -1
     ].response["view"]
-    values = form_values(
-        role="admin", projects=[3001, 3002], expires_on=(berlin_today() + timedelta(days=30)).isoformat()
-    )
+    values = form_values(role="admin", projects=[3001, 3002], expires_on=clock.form_expiry(30))
     values[views.BLOCK_REASON] = "The export now needs admin"
 
     ack = bot.submit(form, values)

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.policy.file import Policy, RateLimit
+from tests import clock
 from tests.conftest import ALICE, dump_database, form_values
 from tests.fakes.mixpanel import create_then, drop, hang, respond
 
 SLACK_DEADLINE = 3.0
-
-
-def expiry() -> str:
-    return (datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=10)).isoformat()
 
 
 def concurrently(calls: list) -> list:
@@ -28,7 +23,7 @@ def concurrently(calls: list) -> list:
 
 def test_the_same_submission_five_times_at_once_creates_one_account(bot):
     _, view, _ = bot.open_form()
-    values = form_values(expires_on=expiry())
+    values = form_values(expires_on=clock.form_expiry(10))
 
     acks = concurrently([lambda: bot.submit(view, values)] * 5)
     bot.wait_idle()
@@ -40,7 +35,7 @@ def test_the_same_submission_five_times_at_once_creates_one_account(bot):
 
 def test_a_retried_delivery_after_completion_does_not_create_again(bot):
     _, view, _ = bot.open_form()
-    values = form_values(expires_on=expiry())
+    values = form_values(expires_on=clock.form_expiry(10))
     bot.submit(view, values)
     bot.wait_idle()
 
@@ -57,7 +52,7 @@ def test_the_same_submission_at_two_instances_sharing_postgres_creates_one_accou
     first = bots.start(database_url=fresh_postgres_url)
     second = bots.start(database_url=fresh_postgres_url)
     _, view, _ = first.open_form()
-    values = form_values(expires_on=expiry())
+    values = form_values(expires_on=clock.form_expiry(10))
 
     acks = concurrently([lambda: first.submit(view, values), lambda: second.submit(view, values)] * 3)
     first.wait_idle()
@@ -73,7 +68,7 @@ def test_the_rate_limit_holds_across_two_instances_sharing_postgres(bots, fresh_
     first = bots.start(database_url=fresh_postgres_url, policy=policy)
     second = bots.start(database_url=fresh_postgres_url, policy=policy)
     forms = [first.open_form()[1] for _ in range(6)]
-    values = form_values(expires_on=expiry())
+    values = form_values(expires_on=clock.form_expiry(10))
 
     instances = [first, second] * 3
     acks = concurrently([lambda v=v, b=b: b.submit(v, values) for v, b in zip(forms, instances, strict=True)])
@@ -111,7 +106,7 @@ def test_fifty_people_at_once_with_a_slow_mixpanel(bots, slack):
         )
         ack = bot.submit(
             opened.response["view"],
-            form_values(username=f"load-{person.lower()}", expires_on=expiry()),
+            form_values(username=f"load-{person.lower()}", expires_on=clock.form_expiry(10)),
             user_id=person,
         )
         assert command.status == 200 and ack.status == 200
@@ -139,7 +134,7 @@ def test_acks_stay_fast_while_mixpanel_hangs(bots, slack, mixpanel):
     mixpanel.script("create", hang(60))
     _, view, _ = bot.open_form()
 
-    submit = bot.submit(view, form_values(expires_on=expiry()))
+    submit = bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
     mixpanel.wait_for("create")
     command = bot.sender.slash_command("UBOB", response_url=slack.new_response_url())
     help_answer = bot.sender.slash_command(ALICE, text="help", response_url=slack.new_response_url())
@@ -168,14 +163,14 @@ def test_no_token_in_any_log_record_table_or_other_slack_call_at_debug(bot, debu
         if faults:
             bot.mixpanel.script("create", *faults)
         _, view, _ = bot.open_form()
-        bot.submit(view, form_values(expires_on=expiry()))
+        bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
         bot.wait_idle()
     # And a delivery that fails everywhere, so the token rides only on failed attempts, then is deleted.
     bot.mixpanel.clear_faults()
     bot.slack.fail_response_urls(status=404)
     bot.slack.fail("chat.postEphemeral", error="user_not_in_channel")
     _, view, _ = bot.open_form()
-    bot.submit(view, form_values(expires_on=expiry()))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
     bot.wait_idle()
 
     tokens = bot.mixpanel.created_tokens()

@@ -9,15 +9,17 @@ import pytest
 from tests.conftest import ALICE
 
 
+# Built while the test runs: a timestamp taken at collection would be judged against a later clock.
 @pytest.mark.parametrize(
-    "options",
+    "make_options",
     [
-        pytest.param({"sign": False}, id="unsigned"),
-        pytest.param({"secret": "not-the-signing-secret"}, id="wrong-secret"),
-        pytest.param({"timestamp": int(time.time()) - 10 * 60}, id="stale-timestamp"),
+        pytest.param(lambda: {"sign": False}, id="unsigned"),
+        pytest.param(lambda: {"secret": "not-the-signing-secret"}, id="wrong-secret"),
+        pytest.param(lambda: {"timestamp": int(time.time()) - 10 * 60}, id="stale-timestamp"),
     ],
 )
-def test_forged_requests_get_401_and_run_no_handler(bot, options):
+def test_forged_requests_get_401_and_run_no_handler(bot, make_options):
+    options = make_options()
     response_url = bot.slack.new_response_url()
 
     command = bot.sender.slash_command(ALICE, response_url=response_url, **options)

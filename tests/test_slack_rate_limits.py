@@ -4,8 +4,6 @@ refuses a person, fails a delivery path or deletes an account for it (within the
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
@@ -14,11 +12,8 @@ from bot.create import messages, views
 from bot.policy.access import RefusalReason
 from bot.policy.file import PersonSelector, Policy
 from bot.slack.retry import TRIGGER_WINDOW_RETRY_BUDGET, BudgetedRateLimitRetryHandler, retry_budget
+from tests import clock
 from tests.conftest import ALICE, GENERAL, GUEST, form_values
-
-
-def expiry() -> str:
-    return (datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=10)).isoformat()
 
 
 def statuses(calls) -> list[int | None]:
@@ -48,7 +43,7 @@ def the_token_reached_alice_privately(bot) -> str:
 
 def create_and_deliver(bot) -> None:
     _, view, _ = bot.open_form()
-    ack = bot.submit(view, form_values(expires_on=expiry()))
+    ack = bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
     assert ack.status == 200
     bot.wait_idle(60)
 
@@ -163,7 +158,7 @@ def test_a_rate_limited_response_url_still_delivers_the_token(bot):
     _, view, response_url = bot.open_form()
     bot.slack.fail_response_urls(status=429, body="rate_limited", times=1, retry_after="1")
 
-    bot.submit(view, form_values(expires_on=expiry()))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(10)))
     bot.wait_idle(60)
 
     assert the_token_reached_alice_privately(bot) == "response_url"
@@ -232,7 +227,7 @@ def test_the_lookups_before_a_submissions_ack_share_one_trigger_window_budget(bo
     slack.set_http_status("users.info", 429, times=1, retry_after="1")
     slack.set_http_status("usergroups.users.list", 429, times=2, retry_after="1")
 
-    ack = bot.submit(view, form_values(expires_on=expiry(), username="etl-x"))
+    ack = bot.submit(view, form_values(expires_on=clock.form_expiry(10), username="etl-x"))
 
     assert ack.status == 200
     assert statuses(slack.calls("users.info")) == [429, 200]

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = [
     "SLACK_BOT_TOKEN",
@@ -14,6 +16,8 @@ REQUIRED = [
     "MIXPANEL_SERVICE_ACCOUNT_USERNAME",
     "MIXPANEL_SERVICE_ACCOUNT_SECRET",
 ]
+# Every test starts app.py in a child process.
+pytestmark = pytest.mark.subprocess
 
 
 def run_app(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

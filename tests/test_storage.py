@@ -14,6 +14,7 @@ from bot.create.orphans import OrphanOutcome, OrphanRecords
 from bot.db.schema import AuditEvent, RequestState
 from bot.db.store import AlreadyClaimed, Claimed, OverQuota, StateMoved, Store
 from bot.models import AccountSpec, Role
+from tests import clock
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -30,22 +31,35 @@ def store(database_url) -> Iterator[Store]:
     store.close()
 
 
-SPEC = AccountSpec(
-    username="etl",
-    role=Role.ANALYST,
-    project_ids=(3001, 3002),
-    expires_on=date(2027, 1, 31),
-    timezone="America/New_York",
-)
+NEW_YORK = "America/New_York"
 
 
-def claim(store: Store, key: str, user: str = "U1", quota: int = 10, now: datetime | None = None):
+def spec(expires_on: date | None = None) -> AccountSpec:
+    """The account asked for: by default expiring 60 days after today in New York (the store stamps its
+    rows with the wall clock unless given `now`)."""
+    return AccountSpec(
+        username="etl",
+        role=Role.ANALYST,
+        project_ids=(3001, 3002),
+        expires_on=expires_on or clock.days_from_now(60, NEW_YORK),
+        timezone=NEW_YORK,
+    )
+
+
+def claim(
+    store: Store,
+    key: str,
+    user: str = "U1",
+    quota: int = 10,
+    now: datetime | None = None,
+    expires_on: date | None = None,
+):
     return store.claim(
         submission_key=key,
         requester_id=user,
         team_id="T1",
         channel_id="C1",
-        spec=SPEC,
+        spec=spec(expires_on),
         within_quota=lambda recent: recent < quota,
         now=now,
     )
@@ -106,13 +120,16 @@ def test_the_cleanup_migration_carries_requests_stored_before_it(database_url):
 
 
 def test_a_claim_round_trips_with_time_zones_intact(store):
-    result = claim(store, "V1")
+    # One injected clock: the claim is stamped `now` (nothing here reads the wall clock), and the expiry is
+    # a winter date two months after it, so the offset is New York's standard time.
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    result = claim(store, "V1", now=now, expires_on=date(2027, 1, 31))
     assert isinstance(result, Claimed)
     stored = store.get(result.request.id)
     assert stored.state is RequestState.SUBMITTED
     assert stored.expires_at == datetime(2027, 2, 1, 4, 59, 59, tzinfo=UTC)  # end of Jan 31 in New York
     assert stored.project_ids == (3001, 3002) and stored.role is Role.ANALYST
-    assert stored.created_at.tzinfo is not None
+    assert stored.created_at == now and stored.created_at.tzinfo is not None
 
 
 def test_the_same_submission_key_is_claimed_once(store):
@@ -323,7 +340,7 @@ def test_creates_in_flight_are_other_submitted_requests_that_made_their_call(sto
     called, waiting, mine = (claim(store, f"V{i}").request for i in range(3))
     store.record_create_attempt(called.id)
     store.record_create_attempt(mine.id)
-    assert [r.id for r in orphans.creates_in_flight(SPEC.username, besides=mine.id)] == [called.id]
+    assert [r.id for r in orphans.creates_in_flight("etl", besides=mine.id)] == [called.id]
     assert orphans.creates_in_flight("another-name", besides=mine.id) == []
     assert waiting.last_create_attempt_at is None
 
@@ -334,7 +351,7 @@ def test_the_whole_flow_on_postgres(bots, fresh_postgres_url):
 
     bot = bots.start(database_url=fresh_postgres_url)
     _, view, _ = bot.open_form()
-    bot.submit(view, form_values(expires_on=(date.today() + timedelta(days=9)).isoformat()))
+    bot.submit(view, form_values(expires_on=clock.form_expiry(9)))
     bot.wait_idle()
     [token] = bot.mixpanel.created_tokens()
     assert [r["event"] for r in bot.store.audit_trail()] == ["submitted", "created", "token_delivered"]

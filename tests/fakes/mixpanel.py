@@ -85,10 +85,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tests import clock
 from tests.fakes._server import LoopbackHandler, LoopbackHTTPFake, Reply
 
 __all__ = [
@@ -210,7 +211,7 @@ def _error(status: int, message: str) -> Reply:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.iso_z(clock.now())
 
 
 class _Handler(LoopbackHandler):
