@@ -13,10 +13,10 @@ from bot.create import views
 from bot.db.schema import AuditEvent, RequestState
 from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, DestinationRequirement, Policy
+from tests import clock
 from tests.conftest import ALICE, GENERAL, MP_SECRET, dump_database, form_values
 from tests.fakes.github import FakeGitHub
 from tests.fakes.vault import FakeVault
-from tests.lifecycle import berlin_today
 
 VAULT_POLICY = {
     "secret/data/mixpanel/*": ["create", "read", "update"],
@@ -66,7 +66,7 @@ def github_bot(bots, github):
 
 
 def to_store(destination: str, secret_name: str = "etl-nightly", **choices) -> dict:  # noqa: S107
-    values = form_values(expires_on=(berlin_today() + timedelta(days=30)).isoformat(), **choices)
+    values = form_values(expires_on=clock.form_expiry(30), **choices)
     values[views.BLOCK_DESTINATION] = destination
     values[views.BLOCK_SECRET_NAME] = secret_name
     return values
@@ -246,7 +246,7 @@ def test_replace_writes_a_new_version_of_the_same_secret_and_keeps_the_old_accou
     form = form.response["view"]
     assert "new version of the same secret" in json.dumps(form)
 
-    values = form_values(projects=[3001], expires_on=(berlin_today() + timedelta(days=60)).isoformat())
+    values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
     bot.submit(form, values)
     bot.wait_idle()
 
