@@ -97,7 +97,7 @@ def test_a_click_on_a_cold_catalog_opens_a_loading_modal_without_waiting_for_mix
 
 def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refused(bots, slack):
     slack.add_user(BOB, tz="UTC")
-    bot = bots.start(policy=Policy(projects=ProjectPolicy(allowed=[3001, 3002])))
+    bot = bots.start(policy=Policy(projects=ProjectPolicy(allowed=[3001, 3002]), audit_channel=AUDIT))
     request = mint(bot)
     view = open_projects(bot, request)
     assert sorted(options(view)[0]) == ["3001", "3002"]
@@ -108,6 +108,13 @@ def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refu
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert bot.store.get(request.id).project_ids == (3001, 3002)
+    [refusal] = audit_events(bot, AuditEvent.MANAGE_REFUSED)  # a forged action is audited, like any refusal
+    assert (refusal["requester_id"], refusal["request_id"]) == (ALICE, request.id)
+    assert "3003" in refusal["detail"]
+    told = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "was refused" in json.dumps(c.args)
+    )
+    assert told[-1].args["channel"] == AUDIT and "3003" in json.dumps(told[-1].args)
 
 
 def test_an_account_above_the_persons_ceiling_cannot_be_rescoped(bots, slack, tmp_path):
@@ -181,6 +188,13 @@ def test_projects_that_need_approval_are_neither_offered_nor_accepted(bots, slac
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert 3003 not in bot.mixpanel.membership(request.mixpanel_account_id)
+    [refusal] = audit_events(bot, AuditEvent.MANAGE_REFUSED)
+    assert (refusal["requester_id"], refusal["request_id"]) == (ALICE, request.id)
+    assert "needs approval" in refusal["detail"] and "3003" in refusal["detail"]
+    told = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "was refused" in json.dumps(c.args)
+    )
+    assert told[-1].args["channel"] == AUDIT and "3003" in json.dumps(told[-1].args)
 
 
 def test_an_account_whose_role_needs_approval_cannot_be_rescoped(bots, slack):
@@ -201,7 +215,9 @@ def test_an_account_whose_role_needs_approval_cannot_be_rescoped(bots, slack):
     assert "needs someone else's approval" in json.dumps(ack.json())
     stricter.wait_idle()
     assert stricter.mixpanel.calls("POST", "project") == []
-    assert audit_events(stricter, AuditEvent.MANAGE_REFUSED)[-1]["detail"].endswith("needs approval")
+    refusals = audit_events(stricter, AuditEvent.MANAGE_REFUSED)
+    assert len(refusals) == 2 and all(r["detail"].endswith("needs approval") for r in refusals)
+    assert all(r["request_id"] == request.id for r in refusals)
 
 
 def test_a_save_changes_only_the_projects_the_modal_could_show(bots, slack, mixpanel):

@@ -174,7 +174,11 @@ class RescopeFlow:
         request = judged.request
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
-                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+                user_id,
+                "change projects of",
+                f"account {request.mixpanel_account_id}",
+                "needs approval",
+                self.m.ref_of(request),
             )
             return say.rescope_needs_approval_text(request.mixpanel_username or request.username)
         catalog = self._catalog()
@@ -216,7 +220,11 @@ class RescopeFlow:
         name = request.mixpanel_username or request.username
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
-                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+                user_id,
+                "change projects of",
+                f"account {request.mixpanel_account_id}",
+                "needs approval",
+                self.m.ref_of(request),
             )
             return ProjectsSubmitOutcome(ack=update_ack(say.rescope_needs_approval_text(name)))
         # Never wait for Mixpanel before the ack: without a cached catalog, ask for the save again.
@@ -227,13 +235,20 @@ class RescopeFlow:
         catalog = snapshot.projects
         chosen = selected_project_ids(values)
         current = set(request.project_ids)
+        target, ref = f"account {request.mixpanel_account_id}", self.m.ref_of(request)
         sensitive = sorted((chosen or set()) & (approval_projects(self.d.policy) - current))
         if sensitive:
+            # Never offered (projects_offer holds them back): a forged or stale modal. Audited like any.
+            self.m.record_refusal(user_id, "change projects of", target, f"needs approval: {sensitive}", ref)
             names = [_name(p, {p.id: p for p in catalog}) for p in sensitive]
             return ProjectsSubmitOutcome(ack=_errors(say.approval_project_chosen_text(names)))
         offer = projects_offer(self.d.policy, catalog, entitlement, request.project_ids)
         offered = {p.id for p in offer.shown}
         if chosen is None or not chosen <= offered:
+            forged = (
+                "garbled choice" if chosen is None else f"projects not offered: {sorted(chosen - offered)}"
+            )
+            self.m.record_refusal(user_id, "change projects of", target, forged, ref)
             return ProjectsSubmitOutcome(ack=_errors("Choose projects from the list."))
         kept = current - offered  # projects the modal did not show, or this person may not touch, stay
         if not (kept | chosen):
