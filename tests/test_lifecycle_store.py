@@ -10,11 +10,13 @@ import pytest
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import Store
 from bot.manage.accounts import Presence, join_accounts
-from bot.manage.store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
+from bot.manage.store import AccountRef, DeletionState, LifecycleStore
 from bot.mixpanel.models import ServiceAccountRead
 from bot.models import AccountSpec, Role
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+# From the wall clock, which the store's own writes (the request's transitions) also read.
+NOW = datetime.now(UTC)
+DELETION_LEASE = timedelta(minutes=10)  # a store's lease is given (bot/runtime.py derives it from settings)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,6 +35,7 @@ def delivered(store: Store, key: str, user: str = "U1", account_id: int = 7001) 
         channel_id="C1",
         spec=spec,
         within_quota=lambda _: True,
+        now=NOW,
     )
     return store.transition(
         claimed.request.id,
@@ -47,7 +50,7 @@ def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(data
     stores = [Store.connect(database_url) for _ in range(2)]
     request = delivered(stores[0], "k1")
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
-    lifecycles = [LifecycleStore(store) for store in stores]
+    lifecycles = [LifecycleStore(store, deletion_lease=DELETION_LEASE) for store in stores]
     results = []
     barrier = threading.Barrier(8)
 
@@ -68,7 +71,7 @@ def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(data
 
 def test_a_failed_or_abandoned_deletion_may_be_taken_over_once(database_url):
     store = Store.connect(database_url)
-    lifecycle = LifecycleStore(store)
+    lifecycle = LifecycleStore(store, deletion_lease=DELETION_LEASE)
     request = delivered(store, "k1")
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
     assert lifecycle.claim_deletion(ref, actor_id="U1", basis="creator", now=NOW).won
@@ -91,7 +94,7 @@ def test_a_failed_or_abandoned_deletion_may_be_taken_over_once(database_url):
 
 def test_a_gone_account_is_closed_once(database_url):
     store = Store.connect(database_url)
-    lifecycle = LifecycleStore(store)
+    lifecycle = LifecycleStore(store, deletion_lease=DELETION_LEASE)
     request = delivered(store, "k1")
     assert lifecycle.close_gone(request, now=NOW) is True
     assert lifecycle.close_gone(request, now=NOW) is False
