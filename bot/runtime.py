@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -122,6 +123,23 @@ class Runtime:
         return finished
 
 
+def mixpanel_client(settings: Settings, **overrides: Any) -> MixpanelClient:
+    """The Mixpanel client with the settings' timeouts and retry policy (the deletion lease and the stale
+    request bound are derived from the same settings). `overrides` go to MixpanelClient (tests: sleep)."""
+    options: dict[str, Any] = {
+        "connect_timeout": settings.mixpanel_connect_timeout,
+        "read_timeout": settings.mixpanel_read_timeout,
+        "max_rate_limit_wait": settings.mixpanel_max_rate_limit_wait,
+        "pool_size": max(settings.creation_workers, 10),
+    }
+    return MixpanelClient(
+        settings.mixpanel_app_api_base,
+        settings.mixpanel_service_account_username,
+        settings.mixpanel_service_account_secret,
+        **{**options, **overrides},
+    )
+
+
 def slack_client(settings: Settings, *, retry_budget: float) -> WebClient:
     """A Slack Web API client that waits out HTTP 429s for at most `retry_budget` seconds per call."""
     kwargs = {"base_url": settings.slack_web_api_base} if settings.slack_web_api_base else {}
@@ -177,15 +195,7 @@ def build_runtime(
         background_client = web_client
     destinations = _destinations(policy, settings)
     installation = _installation(web_client, settings)
-    mixpanel = MixpanelClient(
-        settings.mixpanel_app_api_base,
-        settings.mixpanel_service_account_username,
-        settings.mixpanel_service_account_secret,
-        connect_timeout=settings.mixpanel_connect_timeout,
-        read_timeout=settings.mixpanel_read_timeout,
-        max_rate_limit_wait=settings.mixpanel_max_rate_limit_wait,
-        pool_size=max(settings.creation_workers, 10),
-    )
+    mixpanel = mixpanel_client(settings)
     store = store or Store.connect(settings.database_url)
     catalog = ProjectCatalog(
         mixpanel, organization_id=settings.mixpanel_organization_id, ttl=settings.project_cache_seconds
@@ -220,9 +230,10 @@ def build_runtime(
     )
     if clock is not None:
         deps.clock = clock
+    lifecycle = LifecycleStore(store, deletion_lease=timedelta(seconds=settings.deletion_lease_seconds()))
     manage = ManageFlow(
         deps,
-        LifecycleStore(store),
+        lifecycle,
         own_username=settings.mixpanel_service_account_username,
         listing=AccountListing(mixpanel, ttl=settings.mixpanel_list_cache_seconds),
     )

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.destinations.registry import CREDENTIAL_SETTINGS
+from bot.mixpanel.client import longest_idempotent_call_seconds
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
 
 
@@ -206,6 +207,18 @@ class Settings(DatabaseSettings):
         # back, metadata) between the record of the account and the record of its delivery.
         storing = 6 * self.destination_timeout
         return max(one_call, reconciling, delivering, notifying, storing) + STALE_MARGIN_SECONDS
+
+    def deletion_lease_seconds(self) -> float:
+        """How long a claimed deletion stays its claimant's before another click may take it over: the
+        longest one `delete_if_present` may take with these timeouts and this retry policy, plus the margin
+        (the claim's own write, clocks of instances a little apart). Shorter, a click could take over a
+        deletion still waiting on Mixpanel and send a second DELETE."""
+        longest = longest_idempotent_call_seconds(
+            connect_timeout=self.mixpanel_connect_timeout,
+            read_timeout=self.mixpanel_read_timeout,
+            max_rate_limit_wait=self.mixpanel_max_rate_limit_wait,
+        )
+        return longest + STALE_MARGIN_SECONDS
 
     @property
     def mixpanel_app_api_base(self) -> str:

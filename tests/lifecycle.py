@@ -25,11 +25,15 @@ def managed(bots, slack) -> RunningBot:
     return bots.start(policy=POLICY)
 
 
-def mint(bot: RunningBot, user: str = ALICE, username: str = "etl-nightly", days: int = 30) -> StoredRequest:
-    """Create an account the way a person does, and return its stored request once delivered."""
+def mint(
+    bot: RunningBot, user: str = ALICE, username: str = "etl-nightly", days: int | None = 30
+) -> StoredRequest:
+    """Create an account the way a person does (`days` None: one that never expires, where the policy
+    allows it), and return its stored request once delivered."""
     _, view, _ = bot.open_form(user)
-    expiry = clock.form_expiry(days)
-    ack = bot.submit(view, form_values(username=username, projects=[3001, 3002], expires_on=expiry), user)
+    expiry = None if days is None else clock.form_expiry(days)
+    values = form_values(username=username, projects=[3001, 3002], expires_on=expiry, never=days is None)
+    ack = bot.submit(view, values, user)
     assert ack.status == 200
     bot.wait_idle()
     delivered = [

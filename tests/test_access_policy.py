@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.create import views
+from bot.create import messages, views
+from bot.mixpanel.client import MixpanelError
 from bot.models import Role
 from bot.policy.file import ElevatedGrant, ExpiryPolicy, PersonSelector, Policy, ProjectPolicy, RateLimit
 from tests import clock
 from tests.conftest import ALICE, BOT_USER, GONE, GUEST, ORG_ID, dump_database, form_values
+from tests.fakes.mixpanel import respond
 from tests.slack_requests import build_payload_view_submission
 
 BOB = "UBOB"
@@ -230,6 +232,43 @@ def test_projects_and_expiry_limits_shape_the_form_and_are_rechecked(bots):
     answer = bot.sender.send_form({"payload": json.dumps(payload)})
     assert set(answer.json()["errors"]) == {views.BLOCK_EXPIRY}
     assert bot.mixpanel.create_calls() == []
+
+
+def test_a_submission_to_a_process_without_the_project_list_is_asked_again_and_creates_nothing(
+    bots, mixpanel
+):
+    warm = bots.start()
+    _, view, _ = warm.open_form()  # rendered by a worker whose project list is loaded
+    mixpanel.script("me", *[respond(500, {"status": "error", "error": "down"})] * 40)  # /me fails from now on
+    cold = bots.start(
+        warm_cache=False, background_tasks=False
+    )  # another worker, same database, list unloaded
+
+    asked = len(mixpanel.me_calls())
+    for projects in ([4001], [3001]):  # another organization's project, then one of ours: neither is checked
+        ack = cold.submit(view, form_values(projects=projects, expires_on=clock.form_expiry(5)))
+        assert ack.status == 200 and ack.elapsed < 3
+        assert ack.json() == {
+            "response_action": "errors",
+            "errors": {views.BLOCK_PROJECTS: messages.PROJECTS_NOT_CHECKED},
+        }
+    mixpanel.wait_for("me", count=asked + 1)  # the submission started a fetch of the list, without waiting
+    cold.wait_idle()
+    assert mixpanel.create_calls() == []
+    assert cold.store.submission_status(view["id"], ALICE)[0] is None  # nothing was stored either
+
+    mixpanel.clear_faults()  # Mixpanel answers again: once the list is loaded, the same form goes through
+    try:
+        cold.runtime.catalog.load()
+    except MixpanelError:  # joined the failing fetch the submissions started: the next one is new
+        cold.runtime.catalog.load()
+    refused = cold.submit(view, form_values(projects=[4001], expires_on=clock.form_expiry(5)))
+    assert set(refused.json()["errors"]) == {views.BLOCK_PROJECTS}
+    assert cold.submit(view, form_values(projects=[3001], expires_on=clock.form_expiry(5))).json()[
+        "response_action"
+    ] == ("update")
+    cold.wait_idle()
+    assert [call.json["projects"] for call in mixpanel.create_calls()] == [[{"id": 3001, "role": "analyst"}]]
 
 
 def test_never_expiring_accounts_when_the_policy_allows_them(bots):

@@ -10,7 +10,7 @@ import pytest
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import Store
 from bot.manage.accounts import Presence, join_accounts
-from bot.manage.store import DELETION_LEASE, AccountRef, DeletionState, LifecycleStore
+from bot.manage.store import AccountRef, DeletionState, LifecycleStore
 from bot.mixpanel.models import ServiceAccountRead
 from bot.models import AccountSpec, Role
 from tests import clock
@@ -18,6 +18,7 @@ from tests import clock
 # For the pure join below only: it never reads a clock. The store tests write through Store.claim and
 # Store.transition, which stamp their rows with the wall clock, so their times are taken from the real now.
 CREATED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+DELETION_LEASE = timedelta(minutes=10)  # a store's lease is given (bot/runtime.py derives it from settings)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -36,6 +37,7 @@ def delivered(store: Store, key: str, user: str = "U1", account_id: int = 7001) 
         channel_id="C1",
         spec=spec,
         within_quota=lambda _: True,
+        now=clock.now(),
     )
     return store.transition(
         claimed.request.id,
@@ -51,7 +53,7 @@ def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(data
     request = delivered(stores[0], "k1")
     now = clock.now()
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
-    lifecycles = [LifecycleStore(store) for store in stores]
+    lifecycles = [LifecycleStore(store, deletion_lease=DELETION_LEASE) for store in stores]
     results = []
     barrier = threading.Barrier(8)
 
@@ -72,7 +74,7 @@ def test_concurrent_claims_of_one_deletion_have_one_winner_across_instances(data
 
 def test_a_failed_or_abandoned_deletion_may_be_taken_over_once(database_url):
     store = Store.connect(database_url)
-    lifecycle = LifecycleStore(store)
+    lifecycle = LifecycleStore(store, deletion_lease=DELETION_LEASE)
     request = delivered(store, "k1")
     now = clock.now()  # after the delivery, which the store stamped with the wall clock
     ref = AccountRef(request.mixpanel_account_id, request.mixpanel_username, request)
@@ -96,7 +98,7 @@ def test_a_failed_or_abandoned_deletion_may_be_taken_over_once(database_url):
 
 def test_a_gone_account_is_closed_once(database_url):
     store = Store.connect(database_url)
-    lifecycle = LifecycleStore(store)
+    lifecycle = LifecycleStore(store, deletion_lease=DELETION_LEASE)
     request = delivered(store, "k1")
     now = clock.now()
     assert lifecycle.close_gone(request, now=now) is True

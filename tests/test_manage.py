@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -12,9 +12,10 @@ from slack_sdk.models.blocks import Block
 from bot.db.schema import AuditEvent, RequestState
 from bot.manage.accounts import Presence
 from bot.manage.views import MAX_LISTED
+from bot.mixpanel.client import longest_idempotent_call_seconds
 from tests import clock
 from tests.conftest import ALICE, GUEST, ORG_ID
-from tests.fakes.mixpanel import respond
+from tests.fakes.mixpanel import hang, respond
 from tests.lifecycle import (
     ADMIN,
     AUDIT,
@@ -272,3 +273,32 @@ def test_an_account_delivered_while_the_list_is_read_is_not_closed_as_gone(manag
     managed.mixpanel.delete_outside(fresh.mixpanel_account_id)
     managed.runtime.manage.entries(None)
     assert managed.store.get(fresh.id).state is RequestState.CLOSED
+
+
+def test_a_click_while_the_first_deletion_may_still_be_running_sends_no_second_delete(managed):
+    request = mint(managed)
+    settings = managed.runtime.settings
+    slowest = longest_idempotent_call_seconds(
+        connect_timeout=settings.mixpanel_connect_timeout,
+        read_timeout=settings.mixpanel_read_timeout,
+        max_rate_limit_wait=settings.mixpanel_max_rate_limit_wait,
+    )
+    assert slowest > 120  # these settings allow a DELETE slower than the old fixed 2-minute lease
+    moment = [datetime.now(UTC)]
+    managed.runtime.manage.d.clock = lambda: moment[0]  # the one clock of this test, moved by hand
+    managed.mixpanel.script("delete", hang(4.0))  # Mixpanel is slow to answer the first DELETE (within 5 s)
+    button = {"value": f"r:{request.id}"}
+    first, second = managed.slack.new_response_url(), managed.slack.new_response_url()
+
+    click_delete(managed, ALICE, button, "mine:1", first)
+    managed.mixpanel.wait_for("delete")  # the first DELETE is with Mixpanel, unanswered
+    moment[0] += timedelta(seconds=slowest - 1)  # still inside the slowest the first one may take
+    click_delete(managed, ALICE, button, "mine:1", second)
+
+    answer = managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == second)[-1]
+    assert "already being deleted" in text_of(answer.args)
+    managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == first)
+    managed.wait_idle()
+    assert len(managed.mixpanel.delete_calls()) == 1
+    assert len(audit_events(managed, AuditEvent.ACCOUNT_DELETED)) == 1
+    assert managed.store.get(request.id).state is RequestState.CLOSED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,17 @@ from hypothesis import strategies as st
 
 from bot.manage.permissions import (
     AccountOwnership,
+    AccountRefusal,
     Basis,
     ManageAction,
     ManageRefusal,
+    account_refusal,
     may_list_all,
     may_list_own,
     may_manage,
 )
-from bot.models import Requester, Standing, Workspace
+from bot.models import Requester, Role, Standing, Workspace
+from bot.policy.access import Entitlement
 from bot.policy.file import PersonSelector, Policy, PolicyError, load_policy
 
 ADMINS = Policy(admins=PersonSelector(users=["UADMIN"], usergroups=["SADMINS"]))
@@ -75,6 +79,38 @@ def test_who_may_manage_what(policy, who, action, account, basis, refusal):
     decision = may_manage(policy, who, action, account, installation=HOME)
     assert (decision.basis, decision.refusal) == (basis, refusal)
     assert decision.allowed == (refusal is None)
+
+
+TODAY = date(2026, 11, 29)  # a pure decision: the date is an argument, no clock is read
+
+
+def entitled(max_days: int = 30, allow_never: bool = False, max_role: Role = Role.ANALYST) -> Entitlement:
+    return Entitlement(max_role=max_role, project_ids=None, max_expiry_days=max_days, allow_never=allow_never)
+
+
+@pytest.mark.parametrize(
+    ("entitlement", "action", "role", "expires_on", "refusal"),
+    [
+        (entitled(), ManageAction.RESCOPE, Role.ANALYST, TODAY + timedelta(days=30), None),
+        (entitled(), ManageAction.RESCOPE, Role.ANALYST, TODAY + timedelta(days=31),
+         AccountRefusal.EXPIRY_BEYOND_LIMIT),
+        (entitled(), ManageAction.RESCOPE, Role.CONSUMER, TODAY + timedelta(days=1), None),
+        (entitled(), ManageAction.RESCOPE, Role.ANALYST, None, AccountRefusal.NEVER_EXPIRES),
+        (entitled(allow_never=True), ManageAction.RESCOPE, Role.ANALYST, None, None),
+        (entitled(max_days=365), ManageAction.RESCOPE, Role.ANALYST, TODAY + timedelta(days=365), None),
+        # The role comes first: the more basic reason.
+        (entitled(), ManageAction.RESCOPE, Role.ADMIN, None, AccountRefusal.ROLE_ABOVE_CEILING),
+        (entitled(max_role=Role.ADMIN), ManageAction.RESCOPE, Role.ADMIN, TODAY, None),
+        # Replace… makes a new account whose expiry the form judges: only the role counts.
+        (entitled(), ManageAction.REPLACE, Role.ANALYST, None, None),
+        (entitled(), ManageAction.REPLACE, Role.ANALYST, TODAY + timedelta(days=400), None),
+        (entitled(), ManageAction.REPLACE, Role.ADMIN, TODAY, AccountRefusal.ROLE_ABOVE_CEILING),
+    ],
+)  # fmt: skip
+def test_which_accounts_may_be_grown_or_renewed_under_todays_policy(
+    entitlement, action, role, expires_on, refusal
+):
+    assert account_refusal(entitlement, action, role=role, expires_on=expires_on, today=TODAY) == refusal
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bot.db.schema import AuditEvent
 from bot.manage import messages as say
+from bot.manage.permissions import AccountRefusal
 from bot.manage.projects_view import BLOCK_PROJECT_CHOICE, PROJECTS_CALLBACK_ID
 from bot.manage.views import ACTION_RESCOPE
 from bot.models import Role
-from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy, ProjectPolicy
+from bot.policy.file import (
+    ApprovalPolicy,
+    ApprovalTriggers,
+    ExpiryPolicy,
+    PersonSelector,
+    Policy,
+    ProjectPolicy,
+)
 from tests.conftest import ALICE, GENERAL
 from tests.fakes.mixpanel import hang
 from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
@@ -87,7 +97,7 @@ def test_a_click_on_a_cold_catalog_opens_a_loading_modal_without_waiting_for_mix
 
 def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refused(bots, slack):
     slack.add_user(BOB, tz="UTC")
-    bot = bots.start(policy=Policy(projects=ProjectPolicy(allowed=[3001, 3002])))
+    bot = bots.start(policy=Policy(projects=ProjectPolicy(allowed=[3001, 3002]), audit_channel=AUDIT))
     request = mint(bot)
     view = open_projects(bot, request)
     assert sorted(options(view)[0]) == ["3001", "3002"]
@@ -98,6 +108,13 @@ def test_only_projects_the_person_may_grant_are_offered_and_a_forged_one_is_refu
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert bot.store.get(request.id).project_ids == (3001, 3002)
+    [refusal] = audit_events(bot, AuditEvent.MANAGE_REFUSED)  # a forged action is audited, like any refusal
+    assert (refusal["requester_id"], refusal["request_id"]) == (ALICE, request.id)
+    assert "3003" in refusal["detail"]
+    told = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "was refused" in json.dumps(c.args)
+    )
+    assert told[-1].args["channel"] == AUDIT and "3003" in json.dumps(told[-1].args)
 
 
 def test_an_account_above_the_persons_ceiling_cannot_be_rescoped(bots, slack, tmp_path):
@@ -171,6 +188,13 @@ def test_projects_that_need_approval_are_neither_offered_nor_accepted(bots, slac
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert 3003 not in bot.mixpanel.membership(request.mixpanel_account_id)
+    [refusal] = audit_events(bot, AuditEvent.MANAGE_REFUSED)
+    assert (refusal["requester_id"], refusal["request_id"]) == (ALICE, request.id)
+    assert "needs approval" in refusal["detail"] and "3003" in refusal["detail"]
+    told = bot.slack.wait_for(
+        lambda c: c.method == "chat.postMessage" and "was refused" in json.dumps(c.args)
+    )
+    assert told[-1].args["channel"] == AUDIT and "3003" in json.dumps(told[-1].args)
 
 
 def test_an_account_whose_role_needs_approval_cannot_be_rescoped(bots, slack):
@@ -191,7 +215,9 @@ def test_an_account_whose_role_needs_approval_cannot_be_rescoped(bots, slack):
     assert "needs someone else's approval" in json.dumps(ack.json())
     stricter.wait_idle()
     assert stricter.mixpanel.calls("POST", "project") == []
-    assert audit_events(stricter, AuditEvent.MANAGE_REFUSED)[-1]["detail"].endswith("needs approval")
+    refusals = audit_events(stricter, AuditEvent.MANAGE_REFUSED)
+    assert len(refusals) == 2 and all(r["detail"].endswith("needs approval") for r in refusals)
+    assert all(r["request_id"] == request.id for r in refusals)
 
 
 def test_a_save_changes_only_the_projects_the_modal_could_show(bots, slack, mixpanel):
@@ -269,3 +295,52 @@ def test_a_person_from_a_workspace_no_longer_admitted_cannot_grow_their_account(
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert 3003 not in bot.mixpanel.membership(request.mixpanel_account_id)
+
+
+@pytest.mark.parametrize(
+    ("minted_under", "days", "expected", "reason"),
+    [
+        # Made when "never expires" was allowed; the policy now wants an expiry within 30 days.
+        (
+            Policy(expiry=ExpiryPolicy(allow_never=True)),
+            None,
+            "never expires, which the policy no longer allows",
+            AccountRefusal.NEVER_EXPIRES,
+        ),
+        # Made for 60 days under the default 365; the policy now allows 30.
+        (
+            Policy(),
+            60,
+            "later than the 30 days from today the policy now allows",
+            AccountRefusal.EXPIRY_BEYOND_LIMIT,
+        ),
+    ],
+)
+def test_an_account_whose_expiry_todays_policy_forbids_cannot_grow(
+    bots, slack, minted_under, days, expected, reason
+):
+    first = bots.start(policy=minted_under)
+    request = mint(first, days=days)
+    stale = open_projects(first, request)  # opened while the old policy held
+    stricter = bots.start(  # a restart with a stricter policy, on the same database
+        policy=Policy(audit_channel=AUDIT, expiry=ExpiryPolicy(max_days=30, allow_never=False))
+    )
+    url = stricter.slack.new_response_url()
+
+    click_projects(stricter, ALICE, f"r:{request.id}", url)
+
+    answer = stricter.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    assert expected in text_of(answer.args) and "Replace…" in text_of(answer.args)
+    opened = [c.args.get("view", {}).get("callback_id") for c in stricter.slack.calls("views.open")]
+    assert opened.count(PROJECTS_CALLBACK_ID) == 1  # only the old bot's modal, none by the stricter one
+    ack = stricter.sender.view_submission(
+        stale, user_id=ALICE, values={BLOCK_PROJECT_CHOICE: ["3001", "3002", "3003"]}
+    )
+    assert ack.json()["response_action"] == "update" and expected in json.dumps(ack.json())
+    stricter.wait_idle()
+    assert stricter.mixpanel.calls("POST", "project") == []
+    assert stricter.mixpanel.membership(request.mixpanel_account_id) == {3001: "analyst", 3002: "analyst"}
+    refusals = audit_events(stricter, AuditEvent.MANAGE_REFUSED)
+    assert len(refusals) == 2 and all(r["request_id"] == request.id for r in refusals)
+    assert all(r["detail"].startswith("change projects of") for r in refusals)
+    assert all(r["detail"].endswith(str(reason)) for r in refusals)

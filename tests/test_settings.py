@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
+from bot.mixpanel.client import MAX_REDIRECTS, READ_ATTEMPTS
+from bot.runtime import mixpanel_client
 from bot.settings import Region, Settings, SettingsError, load_settings
 
 REQUIRED = {
@@ -186,3 +189,57 @@ def test_socket_mode_processes_default_to_web_concurrency(monkeypatch, web_concu
     settings = Settings(_env_file=None, **REQUIRED)
     assert settings.socket_mode_processes == (expected or settings.web_concurrency)
     assert 1 <= settings.socket_mode_processes <= 10
+
+
+class _SlowestMixpanel:
+    """A transport at Mixpanel's slowest within the timeouts, on a virtual clock: every request takes the
+    connect and read timeouts in full; each try follows every redirect the client allows, then answers 429
+    asking for an equal share of the rate-limit wait, and the last try succeeds."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.elapsed = 0.0
+        self.hops = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+    def request(self, method, url, *, timeout, **_kwargs) -> requests.Response:
+        assert timeout == (self.settings.mixpanel_connect_timeout, self.settings.mixpanel_read_timeout)
+        self.elapsed += sum(timeout)
+        self.hops += 1
+        response = requests.Response()
+        response.url = url
+        hop = (self.hops - 1) % (MAX_REDIRECTS + 1)
+        if hop < MAX_REDIRECTS:
+            response.status_code, response._content = 307, b""
+            response.headers["Location"] = url + "/"
+        elif self.hops < READ_ATTEMPTS * (MAX_REDIRECTS + 1):
+            share = self.settings.mixpanel_max_rate_limit_wait / (READ_ATTEMPTS - 1)
+            response.status_code, response._content = 429, b'{"status": "error", "error": "slow down"}'
+            response.headers["Retry-After"] = str(int(share))
+        else:
+            response.status_code, response._content = 200, b'{"status": "ok"}'
+        return response
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # the defaults: 4 tries x 4 hops x 33.05 s + 30 s of waits, far beyond the old 2 minutes
+        {"mixpanel_connect_timeout": 1, "mixpanel_read_timeout": 5, "mixpanel_max_rate_limit_wait": 6},
+        {"mixpanel_read_timeout": 120, "mixpanel_max_rate_limit_wait": 60, "stale_request_seconds": 1200},
+    ],
+)
+def test_the_deletion_lease_outlasts_the_slowest_delete_these_settings_allow(overrides):
+    settings = load_settings(_env_file=None, **REQUIRED, **overrides)
+    slowest = _SlowestMixpanel(settings)
+    client = mixpanel_client(
+        settings, sleep=slowest.sleep, jitter=lambda: 0.999
+    )  # as bot/runtime.py wires it
+    client._session.request = slowest.request
+
+    assert client.delete_if_present(1234, 7001) is True
+
+    assert slowest.hops == READ_ATTEMPTS * (MAX_REDIRECTS + 1)  # it did take every try and every hop
+    assert settings.deletion_lease_seconds() >= slowest.elapsed

@@ -43,7 +43,15 @@ from bot.jobs import ShuttingDown
 from bot.mixpanel.catalog import OrganizationUnknown, Snapshot
 from bot.mixpanel.client import MixpanelError
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in
-from bot.policy.access import Decision, Entitlement, RefusalReason, break_glass_offered, decide, within_quota
+from bot.policy.access import (
+    Decision,
+    Entitlement,
+    FormField,
+    RefusalReason,
+    break_glass_offered,
+    decide,
+    within_quota,
+)
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, retry_budget
 
 log = logging.getLogger(__name__)
@@ -109,13 +117,15 @@ class CreationFlow:
         requester: Requester | None = None,
         recent_creations: int | None = None,
         patient: bool = False,
+        catalog: Snapshot | None = None,
     ) -> tuple[Requester | None, Decision]:
-        """Look the person up (unless already known) and apply the one policy decision."""
+        """Look the person up (unless already known) and apply the one policy decision. `catalog`: the
+        organization's projects the spec is checked against (default: the cached ones, if any)."""
         if requester is None:
             requester = self.d.directory.try_requester(user_id, patient=patient)
         if recent_creations is None:
             recent_creations = self.d.store.recent_count(user_id, now=self.d.clock())
-        snapshot = self.d.catalog.cached() if spec is not None else None
+        snapshot = catalog or (self.d.catalog.cached() if spec is not None else None)
         decision = decide(
             self.d.policy,
             requester,
@@ -275,7 +285,15 @@ class CreationFlow:
         if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
         spec = self._same_destination_as_replaced(parsed.spec, context)
-        _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent)
+        catalog = self.d.catalog.cached()
+        if catalog is None:
+            # Fail closed: without the organization's project list (a cold process, Mixpanel's /me failing),
+            # a project of another organization could pass. Never wait for Mixpanel before the ack: fetch in
+            # the background and ask for the submission again, as Projects… does.
+            self.d.catalog.refresh_in_background()
+            errors = errors_by_block({FormField.PROJECTS: messages.PROJECTS_NOT_CHECKED})
+            return SubmitOutcome(ack={"response_action": "errors", "errors": errors})
+        _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent, catalog=catalog)
         if decision.refusal is not None:
             self._refuse(user_id, str(decision.refusal), spec)
             return SubmitOutcome(ack=update_ack(self._refusal_reply(decision.refusal)))

@@ -104,6 +104,10 @@ def mixpanel_failure_text(
 RESTARTING = "The bot is restarting, so nothing was created; please try again in a minute."
 FORM_INVALID = "This form is no longer valid; please run the command again."
 FORM_NOT_OPENED = "Slack could not open the form in time; please try again."
+# Beside the projects field when the submission reaches a process whose project list is not loaded yet.
+PROJECTS_NOT_CHECKED = (
+    "The bot could not yet check these projects against Mixpanel's list; press Create again in a moment."
+)
 
 CONFIGURATION_PROBLEM = (
     "The bot is not set up correctly (it cannot tell which Mixpanel organization to use), so nothing was "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from bot.create.messages import COMMAND, escape
@@ -117,6 +118,22 @@ def role_above_ceiling_text(role: str, ceiling: str, verb: str = "change project
     return (
         f":no_entry: This account has the {role} role, above the {ceiling} role you may grant, so you may "
         f"not {verb} it."
+    )
+
+
+def expiry_beyond_policy_text(username: str, *, expires_on: date | None, max_days: int) -> str:
+    """Projects… refused because the account outlives what the policy grants today (`expires_on` None: it
+    never expires)."""
+    if expires_on is None:
+        why = "never expires, which the policy no longer allows"
+    else:
+        why = (
+            f"expires on {expires_on.isoformat()}, later than the {max_days} days from today the policy "
+            "now allows"
+        )
+    return (
+        f":no_entry: `{escape(username)}` {why}, so its projects cannot be changed here. Use *Replace…* to "
+        "request a new account with an allowed expiry and the projects you need."
     )
 
 

@@ -8,9 +8,11 @@ manage nothing. Every click is judged again with this, on the server, at the mom
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
-from bot.models import Requester, Standing, Workspace
+from bot.models import Requester, Role, Standing, Workspace
+from bot.policy.access import Entitlement, latest_expiry
 from bot.policy.file import Policy
 
 
@@ -36,6 +38,15 @@ class ManageRefusal(StrEnum):
     NOT_YOURS = "not_yours"
     NOT_LISTED = "not_listed"  # a creator who may no longer create accounts may not grow or renew one
     NOT_MADE_BY_BOT = "not_made_by_bot"  # the bot knows neither role nor projects of such an account
+
+
+class AccountRefusal(StrEnum):
+    """Why this person may not grow (Projects…) or renew (Replace…) an account the bot made, under today's
+    policy; the values are the audit trail's words."""
+
+    ROLE_ABOVE_CEILING = "role above ceiling"
+    EXPIRY_BEYOND_LIMIT = "expiry beyond the policy's limit"
+    NEVER_EXPIRES = "never expires"
 
 
 @dataclass(frozen=True)
@@ -122,3 +133,22 @@ def may_manage(
     if admin:
         return ManageDecision(basis=Basis.ADMIN)
     return ManageDecision(refusal=ManageRefusal.NOT_YOURS)
+
+
+def account_refusal(
+    entitlement: Entitlement, action: ManageAction, *, role: Role, expires_on: date | None, today: date
+) -> AccountRefusal | None:
+    """Is this account one the person could be granted today? Its role must be within their ceiling. For
+    Projects…, which keeps the account and so its expiry, the expiry must also be one today's policy would
+    grant (by `latest_expiry`, the rule of the form): growing an account the policy would no longer allow
+    is refused, and Replace… is the way on. Replace… makes a new account whose expiry the form judges, so
+    only the role counts there. `expires_on` and `today` are dates in the person's time zone."""
+    if role.rank > entitlement.max_role.rank:
+        return AccountRefusal.ROLE_ABOVE_CEILING
+    if action is not ManageAction.RESCOPE:
+        return None
+    if expires_on is None:
+        return None if entitlement.allow_never else AccountRefusal.NEVER_EXPIRES
+    if expires_on > latest_expiry(entitlement, today):
+        return AccountRefusal.EXPIRY_BEYOND_LIMIT
+    return None

@@ -20,14 +20,21 @@ from bot.create.views import offered_projects, status_view, update_ack
 from bot.db.schema import RequestState, StoredRequest
 from bot.manage import messages as say
 from bot.manage.flow import ManageFlow
-from bot.manage.permissions import AccountOwnership, ManageAction, ManageRefusal, may_manage
+from bot.manage.permissions import (
+    AccountOwnership,
+    AccountRefusal,
+    ManageAction,
+    ManageRefusal,
+    account_refusal,
+    may_manage,
+)
 from bot.manage.projects_view import BLOCK_PROJECT_CHOICE as BLOCK
 from bot.manage.projects_view import projects_modal, selected_project_ids, shown_projects
 from bot.manage.views import SCOPE_HOME, parse_target
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
 from bot.mixpanel.models import ProjectGrant
-from bot.models import AccountSpec, Project
+from bot.models import AccountSpec, Project, today_in, zone
 from bot.policy.access import Entitlement, approval_triggers, entitlement_for
 from bot.policy.file import Policy
 
@@ -55,8 +62,9 @@ def _errors(text: str) -> dict[str, Any]:
 def judge_account(
     manage: ManageFlow, user_id: str, request_id: str | None, action: ManageAction, verb: str
 ) -> Judged:
-    """Re-scope or replace: the account must be a live one the bot made, this person's to manage, and its
-    role within the person's ceiling. Refusals are audited."""
+    """Re-scope or replace: the account must be a live one the bot made, this person's to manage, and one
+    today's policy would grant them (`account_refusal`: its role, and for Projects… its expiry). Refusals
+    are audited."""
     request = manage.records.get(request_id) if request_id else None
     if request is None or request.mixpanel_account_id is None:
         manage.record_refusal(user_id, verb, f"request `{str(request_id)[:64]}`", "no such account")
@@ -77,9 +85,22 @@ def judge_account(
     if request.state is not RequestState.DELIVERED:
         return Judged(refusal=say.already_deleted_text(ref.username or request.username))
     entitlement = entitlement_for(manage.d.policy, requester)
-    if request.role.rank > entitlement.max_role.rank:
-        manage.record_refusal(user_id, verb, f"account {ref.account_id}", "role above ceiling", ref)
-        return Judged(refusal=say.role_above_ceiling_text(str(request.role), str(entitlement.max_role), verb))
+    now = manage.d.clock()
+    expires_on = (
+        request.expires_at.astimezone(zone(requester.timezone)).date() if request.expires_at else None
+    )
+    refusal = account_refusal(
+        entitlement, action, role=request.role, expires_on=expires_on, today=today_in(requester.timezone, now)
+    )
+    if refusal is not None:
+        manage.record_refusal(user_id, verb, f"account {ref.account_id}", str(refusal), ref)
+        if refusal is AccountRefusal.ROLE_ABOVE_CEILING:
+            text = say.role_above_ceiling_text(str(request.role), str(entitlement.max_role), verb)
+        else:
+            text = say.expiry_beyond_policy_text(
+                ref.username or request.username, expires_on=expires_on, max_days=entitlement.max_expiry_days
+            )
+        return Judged(refusal=text)
     return Judged(request=request, entitlement=entitlement, basis=str(decision.basis))
 
 
@@ -153,7 +174,11 @@ class RescopeFlow:
         request = judged.request
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
-                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+                user_id,
+                "change projects of",
+                f"account {request.mixpanel_account_id}",
+                "needs approval",
+                self.m.ref_of(request),
             )
             return say.rescope_needs_approval_text(request.mixpanel_username or request.username)
         catalog = self._catalog()
@@ -195,7 +220,11 @@ class RescopeFlow:
         name = request.mixpanel_username or request.username
         if account_needs_approval(self.d.policy, request, self.d.clock()):
             self.m.record_refusal(
-                user_id, "change projects of", f"account {request.mixpanel_account_id}", "needs approval"
+                user_id,
+                "change projects of",
+                f"account {request.mixpanel_account_id}",
+                "needs approval",
+                self.m.ref_of(request),
             )
             return ProjectsSubmitOutcome(ack=update_ack(say.rescope_needs_approval_text(name)))
         # Never wait for Mixpanel before the ack: without a cached catalog, ask for the save again.
@@ -206,13 +235,20 @@ class RescopeFlow:
         catalog = snapshot.projects
         chosen = selected_project_ids(values)
         current = set(request.project_ids)
+        target, ref = f"account {request.mixpanel_account_id}", self.m.ref_of(request)
         sensitive = sorted((chosen or set()) & (approval_projects(self.d.policy) - current))
         if sensitive:
+            # Never offered (projects_offer holds them back): a forged or stale modal. Audited like any.
+            self.m.record_refusal(user_id, "change projects of", target, f"needs approval: {sensitive}", ref)
             names = [_name(p, {p.id: p for p in catalog}) for p in sensitive]
             return ProjectsSubmitOutcome(ack=_errors(say.approval_project_chosen_text(names)))
         offer = projects_offer(self.d.policy, catalog, entitlement, request.project_ids)
         offered = {p.id for p in offer.shown}
         if chosen is None or not chosen <= offered:
+            forged = (
+                "garbled choice" if chosen is None else f"projects not offered: {sorted(chosen - offered)}"
+            )
+            self.m.record_refusal(user_id, "change projects of", target, forged, ref)
             return ProjectsSubmitOutcome(ack=_errors("Choose projects from the list."))
         kept = current - offered  # projects the modal did not show, or this person may not touch, stay
         if not (kept | chosen):

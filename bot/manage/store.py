@@ -19,9 +19,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.db.schema import AUDIT, REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
 from bot.db.store import Store
 
-# A deletion whose process died mid-call may be taken over after this long.
-DELETION_LEASE = timedelta(minutes=2)
-
 
 class DeletionState(StrEnum):
     DELETING = "deleting"
@@ -75,8 +72,12 @@ def _now() -> datetime:
 
 
 class LifecycleStore:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, deletion_lease: timedelta):
+        """`deletion_lease`: a deletion whose process died mid-call may be taken over after this long. It
+        must outlast the slowest DELETE (Settings.deletion_lease_seconds), or a second click could take
+        over one still running and send a second DELETE."""
         self._store = store
+        self._deletion_lease = deletion_lease
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class LifecycleStore:
                 raise RuntimeError(f"deletion of {account.account_id} vanished")
             state = DeletionState(existing["state"])
             retake = state is DeletionState.FAILED or (
-                state is DeletionState.DELETING and existing["updated_at"] <= now - DELETION_LEASE
+                state is DeletionState.DELETING and existing["updated_at"] <= now - self._deletion_lease
             )
             if not retake:
                 return DeletionClaim(won=False, state=state)

@@ -40,6 +40,7 @@ from bot.models import Project
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
+READ_ATTEMPTS = 4  # tries of an idempotent call (reads, membership changes, DELETE)
 MAX_REASON_LENGTH = 300
 
 
@@ -143,6 +144,17 @@ def _sent_nothing(error: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
+def longest_idempotent_call_seconds(
+    *, connect_timeout: float, read_timeout: float, max_rate_limit_wait: float, attempts: int = READ_ATTEMPTS
+) -> float:
+    """The longest one idempotent call (`MixpanelClient._read`, e.g. `delete_if_present`) may take while
+    Mixpanel answers within the timeouts: each of `attempts` tries may follow MAX_REDIRECTS redirects, each
+    hop one request that may use the connect and read timeouts in full; the waits between tries (backoff or
+    Retry-After) add up to at most `max_rate_limit_wait`. (The read timeout bounds each wait for a byte, so
+    a server that trickles its answer could take longer still; nothing here can bound that.)"""
+    return attempts * (MAX_REDIRECTS + 1) * (connect_timeout + read_timeout) + max_rate_limit_wait
+
+
 class MixpanelClient:
     def __init__(
         self,
@@ -153,7 +165,7 @@ class MixpanelClient:
         connect_timeout: float = 3.05,
         read_timeout: float = 30.0,
         max_rate_limit_wait: float = 30.0,
-        read_attempts: int = 4,
+        read_attempts: int = READ_ATTEMPTS,
         pool_size: int = 64,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,

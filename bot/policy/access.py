@@ -118,6 +118,11 @@ def destination_required(policy: Policy, spec: AccountSpec) -> bool:
     return rule.everyone or spec.role in rule.roles or not set(spec.project_ids).isdisjoint(rule.projects)
 
 
+def latest_expiry(entitlement: Entitlement, today: date) -> date:
+    """The latest expiry date the policy grants an account asked for on `today` (the person's local date)."""
+    return today + timedelta(days=entitlement.max_expiry_days)
+
+
 def is_approver(policy: Policy, person: Requester | None, *, installation: Workspace) -> bool:
     """May this person decide other people's requests? Full members from here or an admitted workspace
     only, like requesters."""
@@ -223,7 +228,7 @@ def _spec_violations(
             )
     elif spec.expires_on <= today:
         yield Violation(FormField.EXPIRY, "The expiry date must be in the future.")
-    elif spec.expires_on > today + timedelta(days=entitlement.max_expiry_days):
+    elif spec.expires_on > latest_expiry(entitlement, today):
         yield Violation(
             FormField.EXPIRY,
             f"The expiry may be at most {entitlement.max_expiry_days} days from today.",
