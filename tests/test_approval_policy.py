@@ -186,6 +186,7 @@ def test_approver_groups_are_looked_up():
     assert "SAPPROVERS" in policy.usergroups_in_use()
 
 
+@pytest.mark.subprocess
 def test_the_app_refuses_to_start_when_approval_could_never_succeed(tmp_path):
     from tests.test_startup import run_app
 
