@@ -251,11 +251,10 @@ class FakeVault(RecordingHTTPFake):
 
     @staticmethod
     def _envelope(data: Any) -> dict[str, Any]:
+        lease = {"lease_id": "", "renewable": False, "lease_duration": 0}
         return {
             "request_id": str(uuid.uuid4()),
-            "lease_id": "",
-            "renewable": False,
-            "lease_duration": 0,
+            **lease,
             "data": data,
             "wrap_info": None,
             "warnings": None,
