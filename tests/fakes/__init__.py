@@ -1,4 +1,5 @@
-"""Loopback fakes of Slack and Mixpanel; `bot_environment` points a `python app.py` at them."""
+"""Loopback fakes of Slack, Mixpanel, Vault, GitHub and AWS (moto); `bot_environment` points a `python app.py`
+at the Slack and Mixpanel ones."""
 
 from __future__ import annotations
 
