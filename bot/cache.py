@@ -1,7 +1,8 @@
 """Thread-safe caching for lookups that must answer inside Slack's 3 s trigger window.
 
 `SingleFlight` makes concurrent misses for one key share one call; `TTLCache` uses it, and can serve a
-value past its time to live (for a bounded while) when refreshing it fails.
+value past its time to live (for a bounded while) when refreshing it fails, or forget everything at once
+(`clear`) when the caller knows the values have changed.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class TTLCache(Generic[V]):
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
         self._flights: SingleFlight[V] = SingleFlight()
+        # Bumped by clear(): a load begun before it neither stores its answer nor serves later callers.
+        self._generation = 0
 
     def _lookup(self, key: Hashable, max_age: float) -> V | None:
         with self._lock:
@@ -105,17 +108,34 @@ class TTLCache(Generic[V]):
         return self._lookup(key, self._ttl)
 
     def put(self, key: Hashable, value: V) -> None:
-        if self._ttl <= 0:
-            return
         with self._lock:
+            self._store(key, value)
+
+    def clear(self) -> None:
+        """Forget every value. A load already in flight finishes for those waiting on it, but is neither
+        stored nor joined by anyone asking after this: they load afresh."""
+        with self._lock:
+            self._entries.clear()
+            self._generation += 1
+
+    def _store(self, key: Hashable, value: V) -> None:
+        """Under the lock."""
+        if self._ttl > 0:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()  # crude, but bounded; entries are cheap to refetch
             self._entries[key] = (self._clock(), value)
+
+    def _store_unless_cleared(self, key: Hashable, value: V, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._store(key, value)
 
     def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
         value = self.get(key)
         if value is not None:
             return value
+        with self._lock:
+            generation = self._generation
 
         def load_once() -> V:
             fresh = self.get(key)  # a flight that ended just before this one began may have stored it
@@ -131,7 +151,7 @@ class TTLCache(Generic[V]):
                     "Serving a cached value for %s past its lifetime: refreshing failed (%s)", key, error
                 )
                 return stale
-            self.put(key, fresh)
+            self._store_unless_cleared(key, fresh, generation)
             return fresh
 
-        return self._flights.do(key, load_once)
+        return self._flights.do((generation, key), load_once)

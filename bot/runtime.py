@@ -25,6 +25,7 @@ from bot.manage.rescope import RescopeFlow
 from bot.manage.store import LifecycleStore
 from bot.mixpanel.catalog import ProjectCatalog
 from bot.mixpanel.client import MixpanelClient
+from bot.mixpanel.listing import AccountListing
 from bot.models import Workspace
 from bot.policy.file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
@@ -203,7 +204,12 @@ def build_runtime(
     )
     if clock is not None:
         deps.clock = clock
-    manage = ManageFlow(deps, LifecycleStore(store), own_username=settings.mixpanel_service_account_username)
+    manage = ManageFlow(
+        deps,
+        LifecycleStore(store),
+        own_username=settings.mixpanel_service_account_username,
+        listing=AccountListing(mixpanel, ttl=settings.mixpanel_list_cache_seconds),
+    )
     replace = ReplaceFlow(manage)
     deps.may_replace = replace.may_replace
     deps.after_delivery = replace.after_delivery

@@ -109,6 +109,8 @@ class Settings(DatabaseSettings):
     creation_workers: int = Field(default=64, ge=1, le=1024)
     project_cache_seconds: int = Field(default=300, ge=0)
     slack_cache_seconds: int = Field(default=60, ge=0)
+    # The organization's account list (bot/mixpanel/listing.py): short, since others change it too.
+    mixpanel_list_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # A request untouched this long belongs to a run that died; longer than any creation can take.
     stale_request_seconds: int = Field(default=600, ge=1)
     sweep_interval_seconds: int = Field(default=300, ge=1)

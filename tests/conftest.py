@@ -121,6 +121,9 @@ class BotFactory:
             "database_url": f"sqlite:///{self.tmp_path / 'bot.db'}",
             "mixpanel_read_timeout": 5,
             "mixpanel_reconcile_delays": [0.0, 0.3],
+            # Tests change Mixpanel behind the bot's back (delete_outside, add_account) and look at once;
+            # the account list's cache has its own tests (tests/test_account_listing.py).
+            "mixpanel_list_cache_seconds": 0,
             "mixpanel_max_rate_limit_wait": 5,
             "slack_timeout": 5,
             "policy_file": None,

@@ -18,14 +18,16 @@ from bot.db.schema import AuditEvent
 from bot.manage.views import ACTION_DELETE
 from bot.policy.file import PersonSelector, Policy, PolicyError, ReminderPolicy, load_policy
 from bot.remind.flow import due_threshold
-from tests.conftest import ALICE, SIGNING_SECRET
+from tests.conftest import ALICE, ORG_ID, SIGNING_SECRET, dump_database
 from tests.fakes import bot_environment
-from tests.lifecycle import ADMIN, AUDIT, BOB, audit_events, managed, mint, text_of
+from tests.lifecycle import ADMIN, AUDIT, BOB, POLICY, audit_events, managed, mint, text_of
 
 __all__ = ["managed"]  # a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPIRES = datetime(2026, 12, 31, 22, 59, 59, tzinfo=UTC)
+PARTNER_TEAM = "T0PARTNER"
+OUTSIDER = "UOUTSIDER"
 
 
 @pytest.mark.parametrize(
@@ -142,6 +144,65 @@ def test_a_departed_owners_account_is_announced_in_the_audit_channel(managed, ho
     assert dms_to(managed, BOB) == []
 
 
+def announced_in_audit_channel(bot, needle: str) -> list:
+    return [
+        c
+        for c in bot.slack.calls("chat.postMessage")
+        if c.args.get("channel") == AUDIT and needle in json.dumps(c.args)
+    ]
+
+
+def assert_told_the_audit_channel_and_the_admins_only(bot, request, creator: str, why: str) -> None:
+    """The creator hears nothing of the account; the audit channel and the admin hear it all."""
+    assert dms_to(bot, creator) == []
+    [posted] = announced_in_audit_channel(bot, "Someone should take it over")
+    assert request.mixpanel_username in json.dumps(posted.args) and why in json.dumps(posted.args)
+    [to_admin] = dms_to(bot, ADMIN)
+    assert request.mixpanel_username in json.dumps(to_admin.args) and why in json.dumps(to_admin.args)
+    [reminded] = audit_events(bot, AuditEvent.REMINDED)
+    assert AUDIT in reminded["detail"] and ADMIN in reminded["detail"]
+
+
+def test_a_creator_demoted_to_guest_is_not_reminded_the_audit_channel_and_admins_are(managed):
+    request = mint(managed, BOB, username="bobs-pipeline")
+    managed.slack.add_user(BOB, tz="UTC", name="bob", is_restricted=True)  # now a guest
+
+    sent = managed.runtime.reminders.run_once(request.expires_at - timedelta(days=3))
+
+    assert [r.owner_status for r in sent] == ["not_a_member"]
+    assert_told_the_audit_channel_and_the_admins_only(
+        managed, request, BOB, "is no longer a full member of the workspace"
+    )
+
+
+def test_a_creator_from_a_workspace_no_longer_admitted_is_not_reminded(bots, slack):
+    slack.add_user(OUTSIDER, tz="UTC", name="partner", team_id=PARTNER_TEAM)
+    slack.add_user(ADMIN, tz="UTC", name="admin")
+    admitting = bots.start(policy=POLICY.model_copy(update={"external_teams": [PARTNER_TEAM]}))
+    request = mint(admitting, OUTSIDER, username="partner-feed")
+    later = bots.start(policy=POLICY)  # the same database; the policy no longer admits the partner team
+
+    sent = later.runtime.reminders.run_once(request.expires_at - timedelta(days=3))
+
+    assert [r.owner_status for r in sent] == ["external"]
+    assert_told_the_audit_channel_and_the_admins_only(
+        later, request, OUTSIDER, "is from a workspace the policy does not admit"
+    )
+
+
+def test_the_reminder_job_makes_no_per_project_call(managed):
+    managed.mixpanel.add_account(ORG_ID, "made-by-hand", projects=[{"id": 3001}])  # not made by the bot
+    request = mint(managed)
+    managed.runtime.manage.entries(None)  # `list all` asks each project who is in it
+    project_calls = len(managed.mixpanel.calls(path_contains="/projects/"))
+    assert project_calls > 0
+
+    sent = managed.runtime.reminders.run_once(request.expires_at - timedelta(days=3))
+
+    assert [r.days_before for r in sent] == [7]
+    assert len(managed.mixpanel.calls(path_contains="/projects/")) == project_calls
+
+
 def test_an_account_deleted_outside_the_bot_gets_no_reminder(managed):
     request = mint(managed)
     managed.mixpanel.delete_outside(request.mixpanel_account_id)
@@ -232,6 +293,46 @@ def test_python_m_bot_remind_as_a_subprocess(bots, slack, mixpanel, tmp_path):
     again = remind()
     assert again.returncode == 0 and "0 reminder(s) sent" in again.stdout
     assert len(dms_to(bot, ALICE)) == 1
+
+
+READ_ONLY_SLACK_METHODS = {"auth.test", "users.info", "usergroups.users.list"}
+
+
+def test_python_m_bot_remind_dry_run_changes_nothing_with_an_account_gone(managed, tmp_path):
+    due = mint(managed)
+    gone = mint(managed, BOB, username="bobs-gone")
+    managed.mixpanel.delete_outside(gone.mixpanel_account_id)
+    policy_file = tmp_path / "policy.yml"
+    policy_file.write_text(f"audit_channel: {AUDIT}\nadmins:\n  users: [{ADMIN}]\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_"))},
+        **bot_environment(managed.slack, managed.mixpanel, signing_secret=SIGNING_SECRET),
+        "DATABASE_URL": managed.runtime.settings.database_url,
+        "POLICY_FILE": str(policy_file),
+    }
+    database = dump_database(managed.store)
+    slack_calls = len(managed.slack.calls())
+    mixpanel_calls = len(managed.mixpanel.calls())
+    when = (due.expires_at - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    dry = subprocess.run(
+        [sys.executable, "-m", "bot", "remind", "--dry-run", "--now", when],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert dry.returncode == 0, dry.stderr
+    assert f"would send: {due.mixpanel_username}: 7-day reminder" in dry.stdout
+    assert dump_database(managed.store) == database  # every table: the gone account's record stays open
+    made_in_slack = {c.method for c in managed.slack.calls()[slack_calls:]}
+    assert made_in_slack <= READ_ONLY_SLACK_METHODS, made_in_slack
+    assert {c.method for c in managed.mixpanel.calls()[mixpanel_calls:]} == {"GET"}
+    # A real run then closes the gone account's record, as `list` would.
+    assert len(managed.runtime.reminders.run_once(due.expires_at - timedelta(days=3))) == 1
+    assert [r["request_id"] for r in audit_events(managed, AuditEvent.FOUND_GONE)] == [gone.id]
 
 
 @pytest.mark.postgres

@@ -1,4 +1,10 @@
-"""`python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail, for compliance reviews."""
+"""`python -m bot audit --since YYYY-MM-DD [--format csv|json]`: the audit trail, for compliance reviews.
+
+The trail holds text people typed (a request's Reason, an approver's deny reason), and auditors open the
+CSV in a spreadsheet: there a cell starting with `=`, `+`, `-` or `@` is a live formula (one that can send
+the sheet's contents elsewhere). So every CSV cell starting like that is prefixed with a single quote, as
+OWASP advises against CSV injection; the JSON export stays exactly as stored.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import csv
 import json
 import sys
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import inspect
@@ -14,6 +21,21 @@ from bot.db.engine import build_engine
 from bot.db.schema import AUDIT_COLUMNS
 from bot.db.store import Store
 from bot.settings import DatabaseSettings, describe_validation_error
+
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): tab and CR included, since
+# some spreadsheets drop them and then see the character after.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> str:
+    """One CSV cell as a spreadsheet will read it: as text, never as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, str]:
+    flat = {**row, "project_ids": " ".join(str(p) for p in row["project_ids"] or [])}
+    return {column: spreadsheet_cell(flat[column]) for column in AUDIT_COLUMNS}
 
 
 def export(*, since: datetime, output_format: str) -> int:
@@ -40,5 +62,5 @@ def export(*, since: datetime, output_format: str) -> int:
         writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "project_ids": " ".join(str(p) for p in row["project_ids"] or [])})
+            writer.writerow(csv_row(row))
     return 0

@@ -34,6 +34,7 @@ from bot.manage.store import AccountRef, DeletionState, LifecycleStore
 from bot.manage.views import SCOPE_ALL, SCOPE_MINE, home_view, list_message, parse_target
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
+from bot.mixpanel.listing import AccountListing
 from bot.models import Project
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,12 @@ class DeleteOutcome:
 
 
 class ManageFlow:
-    def __init__(self, deps: FlowDependencies, records: LifecycleStore, *, own_username: str):
+    def __init__(
+        self, deps: FlowDependencies, records: LifecycleStore, *, own_username: str, listing: AccountListing
+    ):
         self.d = deps
         self.records = records
+        self.listing = listing
         self.audit = AuditTrail(deps.store, deps.policy, deps.delivery, deps.jobs, deps.catalog)
         self._own_username = own_username
 
@@ -96,8 +100,19 @@ class ManageFlow:
     def entries(self, requester_id: str | None) -> list[AccountEntry]:
         """Live accounts joined with stored requests; closes the records of accounts deleted elsewhere.
         Raises MixpanelError or OrganizationUnknown."""
+        entries, gone = self.read_entries(requester_id)
+        self.close_gone(gone)
+        return entries
+
+    def read_entries(
+        self, requester_id: str | None, *, outside_projects: bool = True
+    ) -> tuple[list[AccountEntry], list[StoredRequest]]:
+        """The entries, and the delivered records whose account Mixpanel confirmed gone (to be closed by
+        `close_gone`). Only reads. `outside_projects` False skips the per-project listings that give
+        accounts made outside the bot their projects and role (with `requester_id` None). Raises
+        MixpanelError or OrganizationUnknown."""
         organization_id = self.d.catalog.organization_id()
-        live = self.d.mixpanel.list_service_accounts(organization_id)
+        live = self.listing.accounts(organization_id)
         known = self.records.by_account_ids([account.id for account in live])
         listed = {account.id for account in live}
         unsure: set[int] = set()
@@ -107,8 +122,9 @@ class ManageFlow:
                 continue
             known[account_id] = request
             if account_id not in listed:
-                # Delivered records are read after the list: an account made meanwhile is missing from it
-                # without being gone. Only Mixpanel's own 404 for the account closes its record.
+                # Delivered records are read after the list (which may be a few seconds old): an account made
+                # meanwhile is missing from it without being gone. Only Mixpanel's own 404 for the account
+                # closes its record.
                 try:
                     confirmed = self.d.mixpanel.get_service_account(organization_id, account_id)
                 except MixpanelError as error:
@@ -123,13 +139,13 @@ class ManageFlow:
             known,
             requester_id=requester_id,
             own_username=self._own_username,
-            memberships=self._memberships() if outside else None,
+            memberships=self._memberships() if outside and outside_projects else None,
         )
+        return entries, [request for request in gone if request.mixpanel_account_id not in unsure]
+
+    def close_gone(self, gone: list[StoredRequest]) -> None:
         for request in gone:
-            if request.mixpanel_account_id in unsure:
-                continue
             self._close_gone(request)
-        return entries
 
     def _close_gone(self, request: StoredRequest) -> None:
         """Close the record of an account deleted outside the bot; announced by whoever closes it."""

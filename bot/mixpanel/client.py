@@ -171,6 +171,12 @@ class MixpanelClient:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.headers["User-Agent"] = "mp-service-account-bot"
+        self._change_listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every request that may have changed the organization's accounts (any but a
+        GET), answered or not: a failed or ambiguous change may have acted all the same."""
+        self._change_listeners.append(listener)
 
     def close(self) -> None:
         self._session.close()
@@ -352,6 +358,14 @@ class MixpanelClient:
         return min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + self._jitter())
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._exchange(method, path, **kwargs)
+        finally:
+            if method != "GET":
+                for listener in self._change_listeners:
+                    listener()
+
+    def _exchange(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self.base_url + path
         for _ in range(MAX_REDIRECTS + 1):
             response = self._transport(method, url, **kwargs)

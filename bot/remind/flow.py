@@ -2,9 +2,13 @@
 
 Which reminder is due is a pure function of the expiry, the clock and the policy's `reminders.days_before`.
 Each reminder is claimed in the database before it is sent (`reminders_sent`, keyed by request and
-threshold), so restarts, reruns and several instances never send one twice. If the creator is deactivated
-or has left the workspace, the reminder goes to the audit channel instead: no account outlives its owner
-unnoticed. In the app, one instance at a time runs the job, under a database lease.
+threshold), so restarts, reruns and several instances never send one twice. A reminder names the account,
+its projects and its last use, so it goes to the creator only while the policy would let them manage the
+account (`bot.manage.permissions.may_manage`, as for their clicks): a creator who is deactivated, has left,
+is now a guest, or belongs to a workspace the policy no longer admits counts as gone, and the reminder
+goes to the audit channel and to the admins instead. No account outlives its owner unnoticed. A dry run
+changes nothing: it neither sends nor closes the records of accounts found gone. In the app, one instance
+at a time runs the job, under a database lease.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackClientError
 
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
+from bot.manage.permissions import AccountOwnership, Basis, ManageAction, ManageRefusal, may_manage
 from bot.manage.views import reminder_message
-from bot.models import Standing
+from bot.models import Requester, Standing, Workspace
+from bot.policy.file import Policy
 from bot.remind.store import ReminderStore
-from bot.slack.directory import standing_of
+from bot.slack.directory import DirectoryUnavailable, UnknownUser
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +49,30 @@ class OwnerStatus(StrEnum):
     PRESENT = "present"
     DEACTIVATED = "deactivated"
     LEFT = "left"  # Slack no longer knows the user
+    NOT_A_MEMBER = "not_a_member"  # a guest or a bot now
+    EXTERNAL = "external"  # from a workspace the policy does not (or no longer) admit
 
 
-OWNER_PHRASES = {OwnerStatus.DEACTIVATED: "is deactivated", OwnerStatus.LEFT: "has left the workspace"}
+OWNER_PHRASES = {
+    OwnerStatus.DEACTIVATED: "is deactivated",
+    OwnerStatus.LEFT: "has left the workspace",
+    OwnerStatus.NOT_A_MEMBER: "is no longer a full member of the workspace",
+    OwnerStatus.EXTERNAL: "is from a workspace the policy does not admit",
+}
+
+# The reminder offers Delete now (and Replace…): whoever may delete the account may act on it.
+REMINDER_ACTION = ManageAction.DELETE
+
+
+def owner_status(policy: Policy, creator: Requester, *, installation: Workspace) -> OwnerStatus:
+    """May the creator still manage the account they made, by the decision their clicks get? If not, why."""
+    ownership = AccountOwnership(creator_id=creator.user_id)
+    decision = may_manage(policy, creator, REMINDER_ACTION, ownership, installation=installation)
+    if decision.allowed:
+        return OwnerStatus.PRESENT
+    if creator.standing is Standing.DEACTIVATED:
+        return OwnerStatus.DEACTIVATED
+    return OwnerStatus.EXTERNAL if decision.refusal is ManageRefusal.EXTERNAL else OwnerStatus.NOT_A_MEMBER
 
 
 @dataclass(frozen=True)
@@ -62,7 +89,8 @@ class Reminder:
         where = (
             f"DM to {self.creator_id}"
             if self.owner_status is OwnerStatus.PRESENT
-            else f"audit channel {audit_channel or '(none set)'}: {self.creator_id} is {self.owner_status}"
+            else f"audit channel {audit_channel or '(none set)'} and the admins: {self.creator_id} "
+            f"{OWNER_PHRASES[self.owner_status]}"
         )
         return f"{self.entry.username}: {self.days_before}-day reminder, {where}"
 
@@ -77,25 +105,38 @@ class ReminderJob:
     def _owner_status(self, user_id: str) -> OwnerStatus | None:
         """None when Slack could not say: the reminder waits for the next run."""
         try:
-            user = self.d.background_slack.users_info(user=user_id)["user"]
-        except SlackApiError as error:
-            if error.response.get("error") == "user_not_found":
-                return OwnerStatus.LEFT
-            log.warning("users.info for %s failed: %s", user_id, error.response.get("error"))
+            creator = self.d.directory.requester(user_id, patient=True, fresh=True)
+        except UnknownUser:
+            return OwnerStatus.LEFT
+        except DirectoryUnavailable as error:
+            log.warning("Cannot tell whether %s may still get reminders: %s", user_id, error)
             return None
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("users.info for %s failed: %s", user_id, type(error).__name__)
-            return None
-        return OwnerStatus.DEACTIVATED if standing_of(user) is Standing.DEACTIVATED else OwnerStatus.PRESENT
+        return owner_status(self.d.policy, creator, installation=self.d.installation)
 
-    def plan(self, now: datetime) -> list[Reminder]:
-        """The reminders due now and not yet sent. Raises MixpanelError/OrganizationUnknown."""
+    def _admins(self, reminder: Reminder) -> list[str]:
+        """The admins who may manage this account now (not the creator): they hear of an owner gone."""
+        selector = self.d.policy.admins
+        candidates = set(selector.users)
+        for group in selector.usergroups:
+            try:
+                candidates.update(self.d.directory.group_members(group))
+            except DirectoryUnavailable as error:
+                log.warning("Cannot list the admins in %s for a reminder: %s", group, error)
+        ownership = AccountOwnership(creator_id=reminder.creator_id)
+        admins = []
+        for user_id in sorted(candidates - {reminder.creator_id}):
+            admin = self.d.directory.try_requester(user_id, patient=True)
+            decision = may_manage(
+                self.d.policy, admin, REMINDER_ACTION, ownership, installation=self.d.installation
+            )
+            if decision.allowed and decision.basis is Basis.ADMIN:
+                admins.append(user_id)
+        return admins
+
+    def plan(self, entries: list[AccountEntry], now: datetime) -> list[Reminder]:
+        """The reminders due now and not yet sent, among the listed accounts."""
         thresholds = self.d.policy.reminders.days_before
-        if not thresholds:
-            return []
-        entries = [
-            e for e in self.m.entries(None) if e.made_by_bot and e.presence is Presence.LIVE and e.request
-        ]
+        entries = [e for e in entries if e.made_by_bot and e.presence is Presence.LIVE and e.request]
         due = [(e, due_threshold(e.expires_at, now, thresholds)) for e in entries]
         due = [(e, days) for e, days in due if days is not None]
         sent = self.store.sent([e.request.id for e, _ in due if e.request])
@@ -109,28 +150,44 @@ class ReminderJob:
         return reminders
 
     def run_once(self, now: datetime | None = None, *, dry_run: bool = False) -> list[Reminder]:
-        """Send what is due; returns what was sent (or, with dry_run, what would be)."""
+        """Send what is due; returns what was sent (or, with dry_run, what would be: then nothing changes,
+        not even the records of accounts found gone). Raises MixpanelError/OrganizationUnknown."""
         now = now or self.d.clock()
-        planned = self.plan(now)
+        if not self.d.policy.reminders.days_before:
+            return []
+        # Reminders concern accounts the bot made: the per-project listings `list all` makes for accounts
+        # made elsewhere would be calls against Mixpanel's rate limit for nothing.
+        entries, gone = self.m.read_entries(None, outside_projects=False)
+        planned = self.plan(entries, now)
         if dry_run:
             return planned
+        self.m.close_gone(gone)
         return [reminder for reminder in planned if self._send(reminder, now)]
+
+    def _targets(self, reminder: Reminder) -> list[tuple[str, bool]]:
+        """Where the reminder goes, as (channel or user id, whether it is a person's DM): the creator; with
+        the creator gone, the audit channel and the admins."""
+        if reminder.owner_status is OwnerStatus.PRESENT:
+            return [(reminder.creator_id, True)]
+        channel = self.d.policy.audit_channel
+        return ([(channel, False)] if channel else []) + [(admin, True) for admin in self._admins(reminder)]
 
     def _send(self, reminder: Reminder, now: datetime) -> bool:
         request = reminder.entry.request
         if request is None:
             return False
         owner_gone = reminder.owner_status is not OwnerStatus.PRESENT
-        channel = self.d.policy.audit_channel if owner_gone else None
-        if owner_gone and not channel:
+        targets = self._targets(reminder)
+        if not targets:
             log.error(
-                "Account %s belongs to %s, who is %s, and no audit channel is set to warn",
+                "Account %s belongs to %s, who %s, and neither an audit channel nor an admin can be warned",
                 reminder.entry.username,
                 request.requester_id,
-                reminder.owner_status,
+                OWNER_PHRASES[reminder.owner_status],
             )
             return False
-        recipient = channel or request.requester_id
+        first = targets[0][0]
+        recipient = first if len(targets) == 1 else f"{first} +{len(targets) - 1}"
         if not self.store.claim(request, reminder.days_before, recipient=recipient, now=now):
             return False  # another run or instance sent it
         message = reminder_message(
@@ -140,22 +197,33 @@ class ReminderJob:
             projects=self.m.project_names(),
             owner_status=OWNER_PHRASES.get(reminder.owner_status),
         )
+        reached = [target for target, dm in targets if self._post(target, message, reminder, dm=dm)]
+        if not reached:
+            self.store.release(request, reminder.days_before)
+            return False
+        detail = f"{reminder.days_before} days before expiry, to {', '.join(reached)}"
+        if owner_gone:
+            detail += f"; the creator {OWNER_PHRASES[reminder.owner_status]}"
+        self.store.record_sent(self.m.records, request, detail[:500], now)
+        return True
+
+    def _post(self, target: str, message: dict, reminder: Reminder, *, dm: bool) -> bool:
+        """Post to a channel, or to a person's DM; False when Slack would not take it."""
         try:
-            if channel is None:
-                channel = self.d.background_slack.conversations_open(users=request.requester_id)["channel"][
-                    "id"
-                ]
+            channel = target
+            if dm:
+                channel = self.d.background_slack.conversations_open(users=target)["channel"]["id"]
             self.d.background_slack.chat_postMessage(
                 channel=channel, unfurl_links=False, unfurl_media=False, **message
             )
         except (SlackClientError, OSError, KeyError, TypeError) as error:
             log.warning(
-                "Could not send the reminder for %s: %s", reminder.entry.username, type(error).__name__
+                "Could not send the reminder for %s to %s: %s",
+                reminder.entry.username,
+                target,
+                type(error).__name__,
             )
-            self.store.release(request, reminder.days_before)
             return False
-        detail = f"{reminder.days_before} days before expiry, to {recipient}"
-        self.store.record_sent(self.m.records, request, detail, now)
         return True
 
     def run_under_lease(self, interval: float, now: datetime | None = None) -> list[Reminder] | None:

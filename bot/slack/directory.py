@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.cache import TTLCache
 from bot.models import Requester, Standing, Workspace
@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 class DirectoryUnavailable(Exception):
     """Slack could not confirm who someone is; callers must fail closed."""
+
+
+class UnknownUser(DirectoryUnavailable):
+    """Slack does not know the user (any more): they left the workspace, or the id is wrong."""
 
 
 def standing_of(user: dict[str, Any]) -> Standing:
@@ -63,15 +67,25 @@ class SlackDirectory:
             ttl, clock=clock, stale_for=MEMBERS_STALE_SECONDS, stale_on=(DirectoryUnavailable,)
         )
 
-    def _user(self, user_id: str, client: WebClient) -> dict[str, Any]:
+    def _user(self, user_id: str, client: WebClient, *, fresh: bool = False) -> dict[str, Any]:
         def load() -> dict[str, Any]:
             try:
                 return dict(client.users_info(user=user_id)["user"])
+            except SlackApiError as error:
+                if error.response.get("error") == "user_not_found":
+                    raise UnknownUser(f"users.info does not know {user_id}") from None
+                raise DirectoryUnavailable(
+                    f"users.info failed for {user_id}: {error.response.get('error')}"
+                ) from None
             except (SlackClientError, OSError, KeyError, TypeError) as error:
                 raise DirectoryUnavailable(
                     f"users.info failed for {user_id}: {type(error).__name__}"
                 ) from None
 
+        if fresh:
+            user = load()
+            self._users.put(user_id, user)
+            return user
         return self._users.get_or_load(user_id, load)
 
     def _group_members(self, group_id: str, client: WebClient) -> frozenset[str]:
@@ -86,9 +100,14 @@ class SlackDirectory:
 
         return self._members.get_or_load(group_id, load)
 
-    def requester(self, user_id: str, *, patient: bool = False) -> Requester:
+    def group_members(self, group_id: str) -> frozenset[str]:
+        """Who is in one of the user groups the policy names (after the ack: waits out rate limits)."""
+        return self._group_members(group_id, self._patient_client)
+
+    def requester(self, user_id: str, *, patient: bool = False, fresh: bool = False) -> Requester:
+        """`fresh`: ask Slack now rather than trust the last few seconds' answer."""
         client = self._patient_client if patient else self._client
-        user = self._user(user_id, client)
+        user = self._user(user_id, client, fresh=fresh)
         groups = frozenset(
             group for group in self._usergroups if user_id in self._group_members(group, client)
         )
