@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -103,6 +104,32 @@ class ApprovalPolicy(_Strict):
         return needed
 
 
+class IdleDeletion(_Strict):
+    """`idle_action: {delete_after_days: N}`: an idle account whose owner did nothing for N more days."""
+
+    delete_after_days: int = Field(ge=2, le=365)  # 2 at least: the owner is warned a day before
+
+
+class GovernancePolicy(_Strict):
+    """Idle accounts, people who leave, accounts made outside the bot, periodic reviews (docs/governance.md).
+    Every key is off, or only reports, by default: the bot deletes nothing here without a click unless told
+    to by `idle_action` or `review_action`."""
+
+    idle_days: int | None = Field(default=None, ge=1, le=3650)
+    idle_action: Literal["notify"] | IdleDeletion = "notify"
+    # A user group (S...) whose members are offered a departed owner's accounts; otherwise the admins.
+    successor: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    orphan_days: int = Field(default=14, ge=1, le=3650)
+    unmanaged: Literal["report", "notify"] = "report"
+    review_every_days: int | None = Field(default=None, ge=7, le=3650)
+    review_grace_days: int = Field(default=14, ge=1, le=365)
+    review_action: Literal["report", "delete"] = "report"
+
+    @property
+    def idle_delete_after_days(self) -> int | None:
+        return self.idle_action.delete_after_days if isinstance(self.idle_action, IdleDeletion) else None
+
+
 class Policy(_Strict):
     requesters: PersonSelector | None = None
     max_role: Role = Role.ANALYST
@@ -118,6 +145,7 @@ class Policy(_Strict):
     admins: PersonSelector = Field(default_factory=PersonSelector)
     reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
     approval: ApprovalPolicy | None = None
+    governance: GovernancePolicy = Field(default_factory=GovernancePolicy)
 
     @field_validator("external_teams")
     @classmethod
@@ -143,6 +171,8 @@ class Policy(_Strict):
             groups.update(grant.usergroups)
         if self.approval is not None:
             groups.update(self.approval.approvers.usergroups)
+        if self.governance.successor:
+            groups.add(self.governance.successor)
         return groups
 
     def selectors(self) -> list[tuple[str, PersonSelector]]:
