@@ -24,8 +24,10 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.models import Role
 
@@ -106,6 +108,12 @@ class AuditEvent(StrEnum):
     EXPIRED = "expired"
     CLAIMED = "claimed"
     BREAK_GLASS = "break_glass"
+    # Governance (bot/govern): idle accounts kept, owners changed, accounts adopted, reviews answered.
+    KEPT = "kept"
+    OWNERSHIP_OPENED = "ownership_opened"
+    OWNER_CHANGED = "owner_changed"
+    ADOPTED = "adopted"
+    REVIEW_ANSWERED = "review_answered"
 
 
 class Base(DeclarativeBase):
@@ -137,6 +145,8 @@ class AccountRequest(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(32))
     replaces_request_id: Mapped[str | None] = mapped_column(String(32))
+    # Governance (migration 0010): who owns the account now, when not its requester (a takeover, an adoption).
+    owner_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
@@ -169,6 +179,13 @@ class AuditRecord(Base):
 
 REQUESTS = AccountRequest.__table__
 AUDIT = AuditRecord.__table__
+
+
+def owned_by(user_id: str) -> ColumnElement[bool]:
+    """The one definition of an account's current owner, in SQL (StoredRequest.owner is the same in
+    Python): `owner_id` once set by a takeover or an adoption, else the requester."""
+    return func.coalesce(REQUESTS.c.owner_id, REQUESTS.c.requester_id) == user_id
+
 
 AUDIT_COLUMNS = [
     "at",
@@ -206,6 +223,12 @@ class StoredRequest:
     closed_at: datetime | None = None
     closed_by: str | None = None
     replaces_request_id: str | None = None
+    owner_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who owns the account now: its requester, until a takeover or an adoption names someone else."""
+        return self.owner_id or self.requester_id
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -226,4 +249,5 @@ class StoredRequest:
             closed_at=row.get("closed_at"),
             closed_by=row.get("closed_by"),
             replaces_request_id=row.get("replaces_request_id"),
+            owner_id=row.get("owner_id"),
         )

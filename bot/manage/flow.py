@@ -267,7 +267,7 @@ class ManageFlow:
             username = request.mixpanel_username if request else None
             account = AccountRef(target.account_id, username, request)
         requester = self.d.directory.try_requester(user_id)
-        ownership = AccountOwnership(creator_id=request.requester_id if request else None)
+        ownership = AccountOwnership(creator_id=request.owner if request else None)
         decision = may_manage(
             self.d.policy, requester, ManageAction.DELETE, ownership, installation=self.d.installation
         )

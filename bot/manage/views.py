@@ -103,8 +103,11 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
     used = f"last used {_date(entry.last_used, timezone)}" if entry.last_used else "never used"
     if entry.made_by_bot:
         origin = f"created by <@{entry.creator_id}> on {_date(entry.created_at, timezone)}"
+        if entry.owner_id != entry.creator_id:
+            origin += f", owned by <@{entry.owner_id}>"
     else:
-        origin = f"_not made by the bot_ (created {_date(entry.created_at, timezone)})"
+        maker = f"Mixpanel user {entry.mixpanel_creator}" if entry.mixpanel_creator else "someone"
+        origin = f"_not made by the bot_: made in Mixpanel by {maker} on {_date(entry.created_at, timezone)}"
     lines = [
         f"*{name}*" + (" (the bot's own account)" if entry.is_bot_itself else ""),
         f"{role} · {_projects(entry, projects)}",
@@ -115,6 +118,8 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
         lines.append("replaces an earlier account")
     if entry.replaced_by:
         lines.append(f"replaced by `{escape(entry.replaced_by)}`")
+    if entry.idle:
+        lines.append(":zzz: *idle*: unused for longer than the policy allows")
     if entry.presence is Presence.SETTLING:
         lines.append("_the bot is still setting this account up or cleaning it away_")
     return "\n".join(lines)
@@ -291,7 +296,7 @@ def reminder_message(
         advice = "Replace it with a new account before then if it is still needed, or delete it now."
     else:
         headline = (
-            f":warning: Mixpanel service account {name} {expiry}, and <@{entry.creator_id}>, who created it, "
+            f":warning: Mixpanel service account {name} {expiry}, and <@{entry.owner_id}>, who owns it, "
             f"{owner_status}."
         )
         advice = "Someone should take it over (make a replacement) or delete it now."
