@@ -20,6 +20,7 @@ ACTION_DELETE = "mp_account_delete"
 ACTION_RESCOPE = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
 ACTION_HOME_CREATE = "mp_home_create"
+ACTION_ADOPT = "mp_account_adopt"  # an admin adopts an account made outside the bot (bot/govern/actions.py)
 HOME_CALLBACK_ID = "mp_home"
 
 SCOPE_MINE = "mine"
@@ -179,6 +180,21 @@ def account_blocks(
         if entry.manageable:
             block["accessory"] = delete_button(entry)
         blocks.append(block)
+        if entry.manageable and not entry.made_by_bot and scope == SCOPE_ALL:
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"{scope}:{entry.account_id}:adopt",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": ACTION_ADOPT,
+                            "text": plain("Adopt…"),
+                            "value": button_value(entry),
+                        }
+                    ],
+                }
+            )
         if entry.manageable and entry.made_by_bot:
             blocks.append(
                 {
@@ -245,10 +261,13 @@ def home_view(
     projects: dict[int, Project],
     notice: str | None = None,
     may_create: bool = True,
+    header: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The App Home: a Create button and the person's accounts. `entries` None: they could not be read."""
+    """The App Home: a Create button and the person's accounts. `entries` None: they could not be read.
+    `header`: the admins' governance counts (bot/govern), shown first."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Mixpanel service accounts")},
+        *(header or []),
     ]
     if may_create:
         blocks.append(
