@@ -219,7 +219,7 @@ class GovernJob:
             self.store.release_notice(kind, entry.account_id, period)
             raise
         outcome = self.m.delete_as_system(
-            SYSTEM_ACTOR, self.m.ref_of(entry.request), entry.username, why, organization_id
+            SYSTEM_ACTOR, self.m.ref_of(entry.request), entry.username, organization_id
         )
         if not outcome.changed:
             self.store.release_notice(kind, entry.account_id, period)

@@ -174,7 +174,10 @@ class Owners:
             and ownership.request_id == request.id
             and request.state is RequestState.DELIVERED
         )
-        person: Requester | None = self.d.directory.try_requester(user_id, patient=True, fresh=True)
+        try:  # fresh: a successor demoted a minute ago must not take over on a cached answer
+            person: Requester | None = self.d.directory.requester(user_id, patient=True, fresh=True)
+        except DirectoryUnavailable:
+            person = None
         today = today_in(person.timezone if person else "UTC", self.d.clock())
         refusal = takeover_refusal(
             self.d.policy, person, request, is_open=is_open, installation=self.d.installation, today=today
