@@ -451,3 +451,67 @@ def test_two_govern_runs_at_once_send_one_notice(bots, slack, fresh_postgres_url
     assert sum(len([a for a in r.actions if "idle notice" in a]) for r in results) == 1
     assert len([m for m in dms(first, ALICE) if "idle" in text_of(m)]) == 1
     assert len(posts_to(first, AUDIT, "Service accounts this week")) == 1
+
+
+def test_one_listing_and_one_lookup_per_owner_per_run(bots, slack):
+    """Measured: however many accounts, a run lists the organization once and asks users.info once per
+    owner (the shared listing and the single-flight owner check)."""
+    bot, _ = start(bots, slack, idle_days=30, review_every_days=30)
+    for index in range(3):
+        mint(bot, username=f"alice-{index}")
+    mint(bot, BOB, username="bobs-pipeline")
+    bot.mixpanel.add_account(ORG_ID, "made-by-hand")
+    bot.runtime.manage.listing.forget()
+    lists, lookups = len(bot.mixpanel.list_calls()), len(slack.calls("users.info"))
+    bot.runtime.governance.job.run_once()
+    assert len(bot.mixpanel.list_calls()) - lists == 1
+    asked = [c.args.get("user") for c in slack.calls("users.info")[lookups:]]
+    assert sorted(set(asked)) == [ALICE, BOB] and len(asked) == 2
+
+
+def test_python_m_bot_govern_and_inventory_as_subprocesses(bots, slack, mixpanel):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import SIGNING_SECRET
+    from tests.fakes import bot_environment
+
+    bot, _ = start(bots, slack)
+    mint(bot)
+    made = mixpanel.add_account(ORG_ID, "made-by-hand")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MIXPANEL_", "POLICY_"))},
+        **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),
+        "DATABASE_URL": bot.runtime.settings.database_url,
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    posts = len(slack.calls("chat.postMessage"))
+    report = run("govern", "--report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    counts = json.loads(report.stdout)["counts"]
+    assert counts["live"] == 2 and counts["unmanaged"] == 1 and counts["owned_by_active_member"] == 1
+    dry = run("govern", "--dry-run")
+    assert dry.returncode == 0 and "would do: " in dry.stdout and "1 unmanaged" in dry.stdout
+    assert len(slack.calls("chat.postMessage")) == posts  # --report and --dry-run send nothing
+    assert GovernanceStore(bot.store).postures() == []
+    inventory = run("inventory", "--format", "json")
+    assert inventory.returncode == 0, inventory.stderr
+    assert [row["username"] for row in json.loads(inventory.stdout)] == [made["username"]]
+    real = run("govern")
+    assert real.returncode == 0 and "1 live accounts" not in real.stdout and "2 live accounts" in real.stdout
+    assert len(GovernanceStore(bot.store).postures()) == 1
+    reviews = run("audit", "--reviews")
+    assert reviews.returncode == 0 and reviews.stdout.startswith("period,started_at,owner_id")
+    assert run("audit").returncode == 2  # neither --since nor --reviews
