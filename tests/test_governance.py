@@ -210,9 +210,18 @@ def test_an_idle_account_is_deleted_after_the_grace_period_with_both_warnings(bo
 # --- 2. people who leave ---------------------------------------------------------------------------
 
 
+def lookups_of(bot, user_id: str) -> int:
+    return len([c for c in bot.slack.calls("users.info") if c.args.get("user") == user_id])
+
+
 def user_change(bot, user: dict):
+    """Send the event; return once the bot has looked the person up again and finished what followed."""
+    before = lookups_of(bot, user["id"])
     result = bot.sender.event_callback({"type": "user_change", "user": user, "event_ts": "1700000000.1"})
     assert result.status == 200 and result.elapsed < 3
+    bot.slack.wait_for(
+        lambda c: c.method == "users.info" and c.args.get("user") == user["id"], count=before + 1
+    )
     bot.wait_idle()
 
 
@@ -515,3 +524,39 @@ def test_python_m_bot_govern_and_inventory_as_subprocesses(bots, slack, mixpanel
     reviews = run("audit", "--reviews")
     assert reviews.returncode == 0 and reviews.stdout.startswith("period,started_at,owner_id")
     assert run("audit").returncode == 2  # neither --since nor --reviews
+
+
+def test_an_unconfirmed_review_is_deleted_with_the_warnings_when_the_policy_says_so(bots, slack):
+    bot, clock = start(bots, slack, review_every_days=90, review_grace_days=7, review_action="delete")
+    request = mint(bot)
+    on_clock(bot, clock)
+    job = bot.runtime.governance.job
+    job.run_once()
+    clock.now += 6 * DAY
+    assert any("warned" in a for a in job.run_once().actions)
+    assert len([m for m in dms(bot, ALICE) if "will be deleted by the bot" in text_of(m)]) == 1
+    clock.now += 12 * timedelta(hours=1)
+    assert not any("deleted" in a for a in job.run_once().actions)
+    clock.now += 12 * timedelta(hours=1)
+    assert any("deleted" in a for a in job.run_once().actions)
+    bot.wait_idle()
+    assert len(bot.mixpanel.delete_calls()) == 1
+    assert request.mixpanel_account_id not in bot.mixpanel.accounts
+
+
+def test_an_owner_gone_past_orphan_days_is_in_the_weekly_summary(bots, slack):
+    bot, clock = start(bots, slack, orphan_days=3)
+    request = mint(bot, BOB, username="bobs-pipeline")
+    slack.add_user(BOB, deleted=True, name="bob")
+    on_clock(bot, clock)
+    job = bot.runtime.governance.job
+    job.run_once()
+    first = posts_to(bot, AUDIT, "Service accounts this week")
+    assert len(first) == 1 and "Without an owner for too long" not in json.dumps(first[0])
+    clock.now += 7 * DAY  # the next week
+    job.run_once()
+    summaries = posts_to(bot, AUDIT, "Service accounts this week")
+    assert len(summaries) == 2
+    assert "Without an owner for too long" in json.dumps(summaries[1])
+    assert request.mixpanel_username in json.dumps(summaries[1])
+    assert "1 without an owner (±0)" in json.dumps(summaries[1], ensure_ascii=False)  # the trend

@@ -232,3 +232,21 @@ def test_no_count_exceeds_the_live_accounts(facts):
     counts = posture(facts, now=NOW)
     assert all(0 <= value <= counts["live"] for value in counts.values())
     assert counts["never_expiring"] + counts["expiring_within_14_days"] <= counts["live"]
+
+
+@given(st.integers(0, 400 * 24), st.one_of(st.none(), st.integers(0, 400 * 24)), st.integers(1, 60))
+def test_an_unanswered_review_is_never_acted_on_within_its_grace(hours_since_start, warned_hours_ago, grace):
+    started = NOW - timedelta(hours=hours_since_start)
+    warned = None if warned_hours_ago is None else NOW - timedelta(hours=warned_hours_ago)
+    for action in ("report", "delete"):
+        step = overdue_step(started, warned, now=NOW, grace_days=grace, action=action)
+        if step in (Overdue.REPORT, Overdue.DELETE):
+            assert NOW - started >= timedelta(days=grace)
+        if action == "report":
+            assert step in (Overdue.REPORT, Overdue.NOT_YET)
+
+
+@given(st.integers(0, 10**9), st.integers(7, 3650), st.integers(0, 10**8))
+def test_review_periods_only_move_forward(seconds, every_days, later):
+    moment = datetime.fromtimestamp(seconds, UTC)
+    assert review_period(moment, every_days) <= review_period(moment + timedelta(seconds=later), every_days)

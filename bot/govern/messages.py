@@ -23,6 +23,8 @@ BLOCK_KEEP_REASON = "keep_reason"
 BLOCK_ADOPT_OWNER = "adopt_owner"
 INPUT_ACTION = "value"
 KEEP_REASON_MAX = 300
+# One review DM holds this many accounts (2 blocks each, within Block Kit's 50); a round asks about these.
+REVIEW_MAX = 20
 
 KEEP_REASON_MISSING = "Say in a few words why the account is still needed."
 KEPT = "Kept: `{name}` counts as used from now on. The reason is in the audit trail."
@@ -134,7 +136,7 @@ def review_message(
             f"{headline}\nAnswer within {grace_days} days; unanswered accounts are reported to the admins."
         )
     ]
-    for entry in entries[:20]:
+    for entry in entries[:REVIEW_MAX]:
         value = f"{round_id}:{entry.account_id}"
         delete = delete_button(entry)
         delete.update(action_id=ACTION_REVIEW_DELETE, value=value)

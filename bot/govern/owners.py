@@ -16,13 +16,15 @@ from datetime import datetime
 from slack_sdk.errors import SlackClientError
 
 from bot.cache import TTLCache
-from bot.db.schema import RequestState, StoredRequest
+from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.leavers import GONE_STANDINGS, takeover_refusal
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
 from bot.manage.views import parse_target
+from bot.mixpanel.catalog import OrganizationUnknown
+from bot.mixpanel.client import MixpanelError
 from bot.models import Requester, today_in
 from bot.slack.directory import DirectoryUnavailable, UnknownUser
 
@@ -82,30 +84,20 @@ class Owners:
         check = self.check(user_id, fresh=True)
         if not check.gone:
             return []
-        requests = self.m.records.delivered(user_id)
-        entries = {e.account_id: e for e in self._entries_for(requests)}
+        # Through the shared, briefly cached listing: a burst of events costs one Mixpanel call. If Mixpanel
+        # cannot be read now, the periodic job's sweep finds the person later.
+        try:
+            entries, _ = self.m.read_entries(user_id, outside_projects=False)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Cannot list %s's accounts after they left: %s", user_id, error)
+            return []
         done = []
-        for request in requests:
-            entry = entries.get(request.mixpanel_account_id or 0)
-            if entry is not None and self.open(entry, why=check.why, now=now or self.d.clock()):
+        for entry in entries:
+            if entry.presence is not Presence.LIVE or entry.request is None:
+                continue
+            if self.open(entry, why=check.why, now=now or self.d.clock()):
                 done.append(f"{entry.username}: ownership opened ({user_id} {check.why})")
         return done
-
-    def _entries_for(self, requests: list[StoredRequest]) -> list[AccountEntry]:
-        """Entries for stored records without listing Mixpanel: an event must not cost a listing."""
-        return [
-            AccountEntry(
-                account_id=request.mixpanel_account_id or 0,
-                username=request.mixpanel_username or request.username,
-                presence=Presence.LIVE,
-                request=request,
-                expires_at=request.expires_at,
-                last_used=None,
-                created_at=request.created_at,
-            )
-            for request in requests
-            if request.state is RequestState.DELIVERED
-        ]
 
     def open(self, entry: AccountEntry, *, why: str, now: datetime) -> bool:
         """Open the ownership (once) and offer it. True when this call opened it."""

@@ -39,7 +39,8 @@ class ReviewRounds:
         for entry in owned:
             by_owner[entry.owner_id or ""].append(entry)
         actions = []
-        for owner, entries in sorted(by_owner.items()):
+        for owner, every in sorted(by_owner.items()):
+            entries = every[: say.REVIEW_MAX]  # past that, the ones that expire soonest (the list order)
             if dry_run:
                 actions.append(f"review round {period} for {owner}: {len(entries)} account(s), unless sent")
                 continue
