@@ -136,12 +136,14 @@ def test_an_idle_account_is_told_once_kept_with_a_reason_and_then_idle_again(bot
     assert view["private_metadata"] == f"r:{request.id}"
     empty = bot.submit(view, {say.BLOCK_KEEP_REASON: " "}, ALICE)
     assert empty.json()["errors"] == {say.BLOCK_KEEP_REASON: say.KEEP_REASON_MISSING}
-    assert bot.submit(view, {say.BLOCK_KEEP_REASON: "the quarterly finance export"}, ALICE).status == 200
+    reason = "the quarterly finance export <!channel>"
+    assert bot.submit(view, {say.BLOCK_KEEP_REASON: reason}, ALICE).status == 200
     bot.wait_idle()
     kept = audit_events(bot, AuditEvent.KEPT)
     bot.wait_idle()
     assert len(kept) == 1 and "the quarterly finance export" in kept[0]["detail"]
-    assert posts_to(bot, AUDIT, "the quarterly finance export")
+    [announced] = posts_to(bot, AUDIT, "the quarterly finance export")
+    assert "&lt;!channel&gt;" in json.dumps(announced) and "<!channel>" not in json.dumps(announced)
     assert ":zzz: *idle*" not in text_of(run_list(bot))
 
     clock.now += 29 * DAY  # counts as used at the keep: not idle within idle_days of it

@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackClientError
 
+from bot.create.messages import escape
 from bot.govern import messages as say
 from bot.govern.inventory_store import InventoryStore
 from bot.govern.store import GovernanceStore
@@ -105,7 +106,7 @@ class GovernActions:
                 lambda: self.store.record_keep(
                     request, actor_id=user_id, reason=reason, basis=str(basis), now=now
                 ),
-                say.section_message(f":zzz: <@{user_id}> kept idle `{name}`: {reason}"),
+                say.section_message(f":zzz: <@{user_id}> kept idle `{escape(name)}`: {escape(reason)}"),
             )
             return say.KEPT.format(name=name)
 
