@@ -28,6 +28,7 @@ from bot.govern.review_flow import ReviewRounds
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
+from bot.policy.file import GovernancePolicy
 from bot.remind.store import ReminderStore
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class GovernJob:
         self.holder = holder or uuid.uuid4().hex
 
     @property
-    def g(self):
+    def g(self) -> GovernancePolicy:
         return self.d.policy.governance
 
     # --- marking idle accounts in list, list all and the App Home ------------------------------------
@@ -121,16 +122,18 @@ class GovernJob:
         run.actions += self._idle(owned, keeps, now, dry_run=dry_run)
         run.actions += self._unmanaged([e for e in live if is_unmanaged(e)], now, dry_run=dry_run)
         run.actions += self.reviews.run(owned, now, dry_run=dry_run)
+        owned_ids = {e.account_id for e in owned}
         facts = [
             AccountFacts(
                 expires_at=e.expires_at,
-                owner_active=e in owned,
+                owner_active=e.account_id in owned_ids,
                 without_owner=e.made_by_bot and e.account_id in open_ids,
                 unmanaged=is_unmanaged(e),
                 idle=is_idle(
                     e.last_used, e.created_at, keeps.get(e.account_id), now=now, idle_days=self.g.idle_days
                 ),
-                # Destinations (secret stores) and scheduled rotation are not part of this branch yet.
+                # Secret-store destinations and scheduled rotation are built elsewhere (not merged here):
+                # these two counts stay 0 until their facts are wired in, here and only here.
                 in_destination=False,
                 rotated_on_schedule=False,
             )
