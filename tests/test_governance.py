@@ -562,3 +562,32 @@ def test_an_owner_gone_past_orphan_days_is_in_the_weekly_summary(bots, slack):
     assert "Without an owner for too long" in json.dumps(summaries[1])
     assert request.mixpanel_username in json.dumps(summaries[1])
     assert "1 without an owner (±0)" in json.dumps(summaries[1], ensure_ascii=False)  # the trend
+
+
+def test_forged_keep_and_review_clicks_change_nothing(bots, slack):
+    bot, clock = start(bots, slack, idle_days=30, review_every_days=90)
+    request = mint(bot)
+    on_clock(bot, clock)
+    clock.now += 31 * DAY
+    bot.runtime.governance.job.run_once()
+    idle = next(m for m in dms(bot, ALICE) if "idle" in text_of(m))
+    review = next(m for m in dms(bot, ALICE) if "Periodic review" in text_of(m))
+
+    before = len(bot.slack.calls("views.open"))
+    url = click(bot, BOB, idle, say.ACTION_KEEP)
+    assert "only the service accounts you own" in answer_at(bot, url)
+    assert len(bot.slack.calls("views.open")) == before  # no form for Bob
+    # A keep form submitted by hand, naming Alice's account: judged again, refused, not kept.
+    forged = {**say.keep_modal(f"r:{request.id}"), "id": "VFORGED"}
+    assert bot.submit(forged, {say.BLOCK_KEEP_REASON: "mine now"}, BOB).status == 200
+    bot.wait_idle()
+    assert audit_events(bot, AuditEvent.KEPT) == []
+
+    url = click(bot, BOB, review, say.ACTION_REVIEW_DELETE)
+    assert "nothing changed" in answer_at(bot, url)
+    url = click(
+        bot, ALICE, review, say.ACTION_REVIEW_KEEP, value="0" * 32 + f":{request.mixpanel_account_id}"
+    )
+    assert "nothing changed" in answer_at(bot, url)  # a round that does not exist
+    assert bot.mixpanel.delete_calls() == []
+    assert bot.store.get(request.id).state.value == "delivered"

@@ -239,7 +239,7 @@ def list_message(
     projects: dict[int, Project],
     notice: str | None = None,
 ) -> dict[str, Any]:
-    whose = "in the organization" if scope == SCOPE_ALL else "you created through the bot"
+    whose = "in the organization" if scope == SCOPE_ALL else "you own through the bot"
     live = sum(1 for entry in entries if entry.presence is not Presence.GONE)
     headline = f"Mixpanel service accounts {whose}: {live}"
     blocks: list[dict[str, Any]] = []
