@@ -300,7 +300,7 @@ def test_an_unmanaged_account_is_reported_once_and_adopted(bots, slack):
     job.run_once()
     job.run_once()
     bot.wait_idle()
-    notices = posts_to(bot, AUDIT, "New service account made outside the bot")
+    notices = posts_to(bot, AUDIT, "New service account(s) made outside the bot")
     assert len(notices) == 1 and made["username"] in json.dumps(notices[0])
 
     listing = run_list(bot, ADMIN, "list all")

@@ -244,21 +244,22 @@ class GovernJob:
                 [(e.account_id, e.username, e.mixpanel_creator) for e in outside], now=now
             )
         )
-        actions = []
+        actions, told = [], []
+        channel = self.d.policy.audit_channel
         for entry in outside:
             if entry.account_id not in new:
                 continue
             actions.append(f"{entry.username}: first seen, made outside the bot")
-            channel = self.d.policy.audit_channel
-            told = (
+            if (
                 self.g.unmanaged == "notify"
                 and channel
                 and self.store.claim_notice(
                     NoticeKind.UNMANAGED, entry.account_id, "first_seen", recipient=channel, now=now
                 )
-            )
-            if told:
-                self.m.audit.announce(say.unmanaged_notice(entry))
+            ):
+                told.append(entry)
+        if told:
+            self.m.audit.announce(say.unmanaged_notice(told))
         return actions
 
     # --- the weekly summary ----------------------------------------------------------------------------

@@ -115,13 +115,21 @@ def ownership_offer(
     }
 
 
-def unmanaged_notice(entry: AccountEntry) -> dict[str, Any]:
-    maker = f"Mixpanel user {entry.mixpanel_creator}" if entry.mixpanel_creator else "someone"
-    text = (
-        f":mag: New service account made outside the bot: `{escape(entry.username)}`, made by {maker} on "
-        f"{_date(entry.created_at, 'UTC')}. An admin can adopt it from `list all`."
-    )
-    return {"text": text, "blocks": [section(text)]}
+UNMANAGED_LISTED = 20
+
+
+def unmanaged_notice(entries: list[AccountEntry]) -> dict[str, Any]:
+    """One message per run for every account first seen in it (a first run may find many at once)."""
+    lines = [f":mag: New service account(s) made outside the bot: {len(entries)}"]
+    for entry in entries[:UNMANAGED_LISTED]:
+        maker = f"Mixpanel user {entry.mixpanel_creator}" if entry.mixpanel_creator else "someone"
+        lines.append(f"`{escape(entry.username)}`, made by {maker} on {_date(entry.created_at, 'UTC')}")
+    if len(entries) > UNMANAGED_LISTED:
+        lines.append(
+            f"…and {len(entries) - UNMANAGED_LISTED} more: `python -m bot inventory` lists them all."
+        )
+    lines.append("An admin can adopt them from `list all`.")
+    return {"text": lines[0], "blocks": [section("\n".join(lines))]}
 
 
 def review_message(
