@@ -462,6 +462,9 @@ def test_two_govern_runs_at_once_send_one_notice(bots, slack, fresh_postgres_url
     assert sum(len([a for a in r.actions if "idle notice" in a]) for r in results) == 1
     assert len([m for m in dms(first, ALICE) if "idle" in text_of(m)]) == 1
     assert len(posts_to(first, AUDIT, "Service accounts this week")) == 1
+    # In the app, one instance at a time runs the job, under its own lease.
+    leased = [bot.runtime.governance.job.run_under_lease(900) for bot in (first, second)]
+    assert leased.count(None) == 1
 
 
 def test_one_listing_and_one_lookup_per_owner_per_run(bots, slack):
