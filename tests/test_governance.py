@@ -594,3 +594,21 @@ def test_forged_keep_and_review_clicks_change_nothing(bots, slack):
     assert "nothing changed" in answer_at(bot, url)  # a round that does not exist
     assert bot.mixpanel.delete_calls() == []
     assert bot.store.get(request.id).state.value == "delivered"
+
+
+def test_an_ownerless_account_an_admin_deletes_is_no_longer_listed(bots, slack):
+    bot, clock = start(bots, slack, orphan_days=1)  # no successor group: the offer is in the audit channel
+    request = mint(bot, BOB, username="bobs-pipeline")
+    slack.remove_user(BOB)
+    on_clock(bot, clock)
+    job = bot.runtime.governance.job
+    job.run_once()
+    [offer] = posts_to(bot, AUDIT, "needs a new owner")
+    clock.now += 2 * DAY
+    assert [name for name, _, _ in job.orphans_overdue(clock.now)] == [request.mixpanel_username]
+
+    url = click(bot, ADMIN, offer, ACTION_DELETE)
+    assert "was deleted from Mixpanel" in answer_at(bot, url)
+    bot.wait_idle()
+    assert job.orphans_overdue(clock.now) == []
+    assert job.run_once().counts["without_owner"] == 0

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect, make_url, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from bot.db.schema import REQUESTS
+from bot.db.schema import REQUESTS, RequestState
 from bot.doctor.report import CheckResult, passed, skipped, warned
 from bot.govern.store import OWNERSHIPS, OwnershipState
 from bot.policy.file import Policy
@@ -41,7 +41,10 @@ def check_ownerless(database_url: str, policy: Policy, *, now: datetime | None =
             query = (
                 select(OWNERSHIPS.c.former_owner, OWNERSHIPS.c.opened_at, REQUESTS.c.mixpanel_username)
                 .join(REQUESTS, REQUESTS.c.id == OWNERSHIPS.c.request_id)
-                .where(OWNERSHIPS.c.state == str(OwnershipState.OPEN))
+                .where(
+                    OWNERSHIPS.c.state == str(OwnershipState.OPEN),
+                    REQUESTS.c.state == str(RequestState.DELIVERED),  # a deleted account needs no owner
+                )
                 .order_by(OWNERSHIPS.c.opened_at)
             )
             rows = list(connection.execute(query))

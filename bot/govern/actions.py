@@ -175,7 +175,7 @@ class GovernActions:
             ),
             lambda request: (
                 say.section_message(
-                    f":inbox_tray: <@{user_id}> adopted `{live.username}` (made in Mixpanel by user "
+                    f":inbox_tray: <@{user_id}> adopted `{escape(live.username)}` (made in Mixpanel by user "
                     f"{live.creator}); owner <@{owner_id}>."
                 )
                 if request

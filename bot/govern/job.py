@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD, CountdownStep, countdown_step, idle_period, is_idle
 from bot.govern.inventory import is_unmanaged
@@ -271,9 +272,9 @@ class GovernJob:
         for ownership in self.store.open_ownerships():
             if ownership.state is OwnershipState.OPEN and now - ownership.opened_at >= limit:
                 request = self.m.records.get(ownership.request_id)
-                name = (
-                    (request.mixpanel_username or request.username) if request else str(ownership.account_id)
-                )
+                if request is None or request.state is not RequestState.DELIVERED:
+                    continue  # deleted meanwhile (by a click or elsewhere): nobody needs to own it
+                name = request.mixpanel_username or request.username
                 found.append((name, ownership.former_owner, ownership.opened_at))
         return found
 

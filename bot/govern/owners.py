@@ -16,6 +16,7 @@ from datetime import datetime
 from slack_sdk.errors import SlackClientError
 
 from bot.cache import TTLCache
+from bot.create.messages import escape
 from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.leavers import GONE_STANDINGS, takeover_refusal
@@ -183,7 +184,7 @@ class Owners:
         won = self.m.audit.record(
             lambda: self.store.take_over(request, former_owner=former, new_owner=user_id, now=self.d.clock()),
             lambda taken: (
-                say.section_message(f":handshake: <@{user_id}> took over `{name}` from <@{former}>.")
+                say.section_message(f":handshake: <@{user_id}> took over `{escape(name)}` from <@{former}>.")
                 if taken
                 else None
             ),
