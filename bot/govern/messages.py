@@ -10,7 +10,15 @@ from typing import Any
 from bot.create.messages import escape
 from bot.govern.posture import posture_lines
 from bot.manage.accounts import AccountEntry
-from bot.manage.views import SCOPE_REMINDER, _date, _projects, delete_button, plain, replace_button, section
+from bot.manage.views import (
+    SCOPE_REMINDER,
+    day_in,
+    delete_button,
+    plain,
+    projects_phrase,
+    replace_button,
+    section,
+)
 from bot.models import Project
 
 ACTION_KEEP = "mp_gov_keep"
@@ -48,8 +56,8 @@ def section_message(text: str) -> dict[str, Any]:
 
 
 def _account_line(entry: AccountEntry, projects: dict[int, Project]) -> str:
-    used = f"last used {_date(entry.last_used, 'UTC')}" if entry.last_used else "never used"
-    return f"`{escape(entry.username)}` · {_projects(entry, projects)} · {used}"
+    used = f"last used {day_in(entry.last_used, 'UTC')}" if entry.last_used else "never used"
+    return f"`{escape(entry.username)}` · {projects_phrase(entry, projects)} · {used}"
 
 
 def idle_message(entry: AccountEntry, *, idle_days: int, projects: dict[int, Project]) -> dict[str, Any]:
@@ -76,7 +84,7 @@ def idle_message(entry: AccountEntry, *, idle_days: int, projects: dict[int, Pro
 
 def deletion_warning(entry: AccountEntry, *, why: str, when: datetime) -> dict[str, Any]:
     text = (
-        f":warning: `{escape(entry.username)}` will be deleted by the bot on {_date(when, 'UTC')} ({why}), "
+        f":warning: `{escape(entry.username)}` will be deleted by the bot on {day_in(when, 'UTC')} ({why}), "
         "unless its owner keeps it before then."
     )
     return {"text": text, "blocks": [section(text)]}
@@ -123,7 +131,7 @@ def unmanaged_notice(entries: list[AccountEntry]) -> dict[str, Any]:
     lines = [f":mag: New service account(s) made outside the bot: {len(entries)}"]
     for entry in entries[:UNMANAGED_LISTED]:
         maker = f"Mixpanel user {entry.mixpanel_creator}" if entry.mixpanel_creator else "someone"
-        lines.append(f"`{escape(entry.username)}`, made by {maker} on {_date(entry.created_at, 'UTC')}")
+        lines.append(f"`{escape(entry.username)}`, made by {maker} on {day_in(entry.created_at, 'UTC')}")
     if len(entries) > UNMANAGED_LISTED:
         lines.append(
             f"…and {len(entries) - UNMANAGED_LISTED} more: `python -m bot inventory` lists them all."
@@ -170,7 +178,7 @@ def review_message(
 def review_overdue_notice(username: str, owner_id: str, started_at: datetime) -> dict[str, Any]:
     text = (
         f":hourglass: <@{owner_id}> has not confirmed `{escape(username)}` in the review that began "
-        f"{_date(started_at, 'UTC')}."
+        f"{day_in(started_at, 'UTC')}."
     )
     return {"text": text, "blocks": [section(text)]}
 
@@ -183,7 +191,7 @@ def summary_message(
     if orphans:
         lines.append("*Without an owner for too long:*")
         lines += [
-            f"`{escape(name)}` (was <@{former}>'s, open since {_date(at, 'UTC')})"
+            f"`{escape(name)}` (was <@{former}>'s, open since {day_in(at, 'UTC')})"
             for name, former, at in orphans[:20]
         ]
     return {"text": "Service accounts this week", "blocks": [section("\n".join(lines))]}

@@ -93,6 +93,16 @@ def _projects(entry: AccountEntry, projects: dict[int, Project]) -> str:
     return name_list(names, empty="no projects")
 
 
+def day_in(moment: datetime | None, timezone: str) -> str:
+    """A day as every account message shows it (governance's messages too)."""
+    return _date(moment, timezone)
+
+
+def projects_phrase(entry: AccountEntry, projects: dict[int, Project]) -> str:
+    """An account's projects by name, as every account message shows them."""
+    return _projects(entry, projects)
+
+
 def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects: dict[int, Project]) -> str:
     name = f"`{escape(entry.username)}`"
     if entry.presence is Presence.GONE:
