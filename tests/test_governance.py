@@ -128,7 +128,10 @@ def test_an_idle_account_is_told_once_kept_with_a_reason_and_then_idle_again(bot
     idle = [m for m in dms(bot, ALICE) if "idle" in text_of(m)]
     assert len(idle) == 1 and "never used" in text_of(idle[0]) and "android App" in text_of(idle[0])
     assert button(idle[0], ACTION_DELETE)[1]["value"] == f"r:{request.id}"
-    assert ":zzz: *idle*" in text_of(run_list(bot))  # `list` marks it
+    assert ":zzz: *idle*" in text_of(run_list(bot))  # `list` marks it, and so does the App Home
+    bot.sender.event_callback({"type": "app_home_opened", "user": ALICE, "channel": "DALICE", "tab": "home"})
+    home = bot.slack.wait_for(lambda c: c.method == "views.publish" and c.args.get("user_id") == ALICE)[-1]
+    assert ":zzz: *idle*" in json.dumps(home.args)
 
     before = len(bot.slack.calls("views.open"))
     click(bot, ALICE, idle[0], say.ACTION_KEEP)

@@ -183,3 +183,35 @@ def test_a_keep_is_audited_with_its_reason_and_counts_as_a_use(stores):
     assert abs((kept - NOW).total_seconds()) < 1
     row = next(r for r in stores[0].audit_trail() if r["event"] == AuditEvent.KEPT)
     assert "quarterly export" in row["detail"] and row["requester_id"] == "UALICE"
+
+
+def test_migration_0010_keeps_every_earlier_account_owned_by_its_requester(database_url):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from bot.db.engine import MIGRATIONS_DIR, build_engine
+
+    engine = build_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO account_requests (id, submission_key, requester_id, username, role, "
+                "project_ids, state, mixpanel_account_id, created_at, updated_at) VALUES ('old', 'old', "
+                "'UOLD', 'etl', 'analyst', '[3001]', 'delivered', 7001, :at, :at)"
+            ),
+            {"at": NOW},
+        )
+    engine.dispose()
+
+    store = Store.connect(database_url)
+    try:
+        assert store.get("old").owner == "UOLD" and store.get("old").owner_id is None
+        assert [r.id for r in LifecycleStore(store).delivered("UOLD")] == ["old"]
+    finally:
+        store.close()
