@@ -176,3 +176,13 @@ def test_doctor_lists_accounts_without_an_owner_past_orphan_days(deployment):
     line = statuses(result.stdout)["ownerless-accounts"][1]
     assert "long-gone.x.mp-service-account (was ULEFT's)" in line and "just-left" not in line
     assert result.returncode == 0  # a warning, not a broken deployment
+
+
+def test_doctor_checks_the_successor_group(deployment):
+    deployment.policy["governance"] = {"successor": "S0NOSUCH"}
+    result = deployment.run()
+    assert not_passing(result.stdout) == {"policy-usergroups": "FAIL"}
+    assert (
+        "S0NOSUCH (governance.successor): no such user group"
+        in statuses(result.stdout)["policy-usergroups"][1]
+    )
