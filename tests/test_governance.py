@@ -296,8 +296,9 @@ def test_the_periodic_sweep_finds_an_owner_who_left_while_the_bot_was_down(bots,
 
 def test_an_unmanaged_account_is_reported_once_and_adopted(bots, slack):
     bot, _ = start(bots, slack, unmanaged="notify")
+    soon = (datetime.now(UTC) + 3 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
     made = bot.mixpanel.add_account(
-        ORG_ID, "made-by-hand", role="analyst", projects=[{"id": 3001, "role": "analyst"}]
+        ORG_ID, "made-by-hand", role="analyst", projects=[{"id": 3001, "role": "analyst"}], expires=soon
     )
     job = bot.runtime.governance.job
     job.run_once()
@@ -330,6 +331,10 @@ def test_an_unmanaged_account_is_reported_once_and_adopted(bots, slack):
     bot.wait_idle()
     assert bot.runtime.manage.records.by_account_ids([made["id"]])[made["id"]].owner == ALICE
     assert job.run_once().counts["unmanaged"] == 0
+    # Reminded like the bot's own: its new owner hears of its expiry.
+    reminded = bot.runtime.reminders.run_once()
+    assert [r.entry.username for r in reminded] == [made["username"]]
+    assert any(made["username"] in text_of(m) and "expires" in text_of(m) for m in dms(bot, ALICE))
     assert made["token"] not in bot.slack.all_recorded_text() + dump_database(bot.store)
 
 
