@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from slack_sdk import WebClient
 
@@ -49,3 +50,6 @@ class FlowDependencies:
     # follows a delivery (an offer to delete a replaced account, a refreshed App Home).
     may_replace: Callable[[str, str], bool] = lambda user_id, request_id: False
     after_delivery: Callable[[StoredRequest, SubmissionContext], None] = lambda request, context: None
+    # Governance (bot/govern/job.py): marks idle accounts in every list, and heads the admins' App Home.
+    annotate_entries: Callable[[list[Any]], list[Any]] = lambda entries: entries
+    home_header: Callable[[], list[dict[str, Any]]] = lambda: []

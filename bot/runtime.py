@@ -21,6 +21,7 @@ from bot.db.store import Store
 from bot.dependencies import FlowDependencies
 from bot.destinations.base import Destination
 from bot.destinations.registry import DestinationsError, build_destinations
+from bot.govern.wiring import Governance, build_governance
 from bot.jobs import JobRunner
 from bot.manage.flow import ManageFlow
 from bot.manage.replace import ReplaceFlow
@@ -76,6 +77,7 @@ class Runtime:
     reminders: ReminderJob
     replace: ReplaceFlow
     rescope: RescopeFlow
+    governance: Governance
     approvals: ApprovalFlow | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -254,6 +256,7 @@ def build_runtime(
         reminders=ReminderJob(manage, ReminderStore(store)),
         replace=replace,
         rescope=RescopeFlow(manage),
+        governance=build_governance(manage, store),
         approvals=ApprovalFlow(flow, policy.approval) if policy.approval is not None else None,
     )
     if background_tasks:
@@ -262,4 +265,6 @@ def build_runtime(
         catalog.refresh_in_background()
         runtime.start_sweeper()
         runtime.reminders.start(settings.reminder_interval_seconds, runtime._stopping)
+        # Governance runs at the reminders' pace, under its own lease; it does nothing the policy left off.
+        runtime.governance.job.start(settings.reminder_interval_seconds, runtime._stopping)
     return runtime

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import approvals, commands, home, manage, options, submission
+from handlers import approvals, commands, govern, home, manage, options, submission
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -21,5 +21,6 @@ def register_all(app: App, runtime: Runtime) -> None:
     options.register(app, runtime.flow)
     manage.register(app, runtime.manage, runtime.rescope, runtime.replace)
     home.register(app, runtime.flow, runtime.manage)
+    govern.register(app, runtime.manage, runtime.governance)
     if runtime.approvals is not None:
         approvals.register(app, runtime.approvals)

@@ -45,6 +45,7 @@ def test_a_good_setup_passes_every_check(deployment):
         "policy-users",
         "policy-usergroups",
         "policy-channels",
+        "ownerless-accounts",
     ]
     assert f"({deployment.slack.team_id})" in report["slack-token"][1]
     assert f"({deployment.slack.bot_user_id})" in report["slack-token"][1]
@@ -133,6 +134,57 @@ def test_doctor_neither_migrates_nor_creates_a_database(deployment):
     missing = deployment.tmp_path / "typo.db"
     deployment.env["DATABASE_URL"] = f"sqlite:///{missing}"
     result = deployment.run()
-    assert not_passing(result.stdout) == {"database": "FAIL"}
+    assert not_passing(result.stdout) == {"database": "FAIL", "ownerless-accounts": "SKIP"}
     assert "no database file" in statuses(result.stdout)["database"][1]
     assert not missing.exists()
+
+
+def test_doctor_lists_accounts_without_an_owner_past_orphan_days(deployment):
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db.schema import RequestState
+    from bot.db.store import Store
+    from bot.govern.store import GovernanceStore
+    from bot.models import AccountSpec, Role
+
+    store = Store.connect(deployment.env["DATABASE_URL"])
+    now = datetime.now(UTC)
+    for key, days_open in (("long-gone", 20), ("just-left", 2)):
+        spec = AccountSpec(key, Role.ANALYST, (3001,), (now + timedelta(days=30)).date())
+        claimed = store.claim(
+            submission_key=key,
+            requester_id="ULEFT",
+            team_id="T1",
+            channel_id=None,
+            spec=spec,
+            within_quota=lambda _: True,
+        )
+        request = store.transition(
+            claimed.request.id,
+            RequestState.DELIVERED,
+            expected=(RequestState.SUBMITTED,),
+            mixpanel_account_id=9000 + days_open,
+            mixpanel_username=f"{key}.x.mp-service-account",
+        )
+        GovernanceStore(store).open_ownership(
+            request, detail="owner deactivated", now=now - timedelta(days=days_open)
+        )
+    store.close()
+    deployment.policy["governance"] = {"orphan_days": 14}
+
+    result = deployment.run()
+
+    assert not_passing(result.stdout) == {"ownerless-accounts": "WARN"}
+    line = statuses(result.stdout)["ownerless-accounts"][1]
+    assert "long-gone.x.mp-service-account (was ULEFT's)" in line and "just-left" not in line
+    assert result.returncode == 0  # a warning, not a broken deployment
+
+
+def test_doctor_checks_the_successor_group(deployment):
+    deployment.policy["governance"] = {"successor": "S0NOSUCH"}
+    result = deployment.run()
+    assert not_passing(result.stdout) == {"policy-usergroups": "FAIL"}
+    assert (
+        "S0NOSUCH (governance.successor): no such user group"
+        in statuses(result.stdout)["policy-usergroups"][1]
+    )

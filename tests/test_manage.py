@@ -155,7 +155,7 @@ def test_someone_elses_account_is_refused_and_audited_but_an_admin_may_delete_it
     click_delete(managed, BOB, button, response_url=url)
     answer = managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
     managed.wait_idle()
-    assert "You may manage only the service accounts you created" in text_of(answer.args)
+    assert "You may manage only the service accounts you own" in text_of(answer.args)
     assert managed.mixpanel.delete_calls() == []
     refusal = audit_events(managed, AuditEvent.MANAGE_REFUSED)[-1]
     assert refusal["requester_id"] == BOB and refusal["request_id"] == request.id

@@ -110,4 +110,4 @@ def test_request_urls_point_at_the_events_endpoint(manifest: dict[str, Any]) -> 
 
 def test_the_app_home_tab_and_its_event(manifest: dict[str, Any]) -> None:
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "user_change"]

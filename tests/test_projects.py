@@ -138,12 +138,12 @@ def test_someone_elses_account_is_refused_at_click_and_at_submission(managed):
     url = managed.slack.new_response_url()
     click_projects(managed, BOB, f"r:{request.id}", url)
     answer = managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
-    assert "only the service accounts you created" in text_of(answer.args)
+    assert "only the service accounts you own" in text_of(answer.args)
 
     # Alice's own modal, replayed by Bob: the submission is judged again.
     view = open_projects(managed, request)
     ack = managed.sender.view_submission(view, user_id=BOB, values={BLOCK_PROJECT_CHOICE: ["3003"]})
-    assert "only the service accounts you created" in json.dumps(ack.json())
+    assert "only the service accounts you own" in json.dumps(ack.json())
     managed.wait_idle()
     assert managed.mixpanel.calls("POST", "project") == []
     assert len(audit_events(managed, AuditEvent.MANAGE_REFUSED)) == 2

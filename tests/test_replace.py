@@ -89,7 +89,7 @@ def test_someone_elses_account_cannot_be_replaced(managed):
     before = len(managed.slack.calls("views.open"))
     click_replace(managed, BOB, f"r:{old.id}", url)
     answer = managed.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
-    assert "only the service accounts you created" in text_of(answer.args)
+    assert "only the service accounts you own" in text_of(answer.args)
     assert len(managed.slack.calls("views.open")) == before
     assert audit_events(managed, AuditEvent.MANAGE_REFUSED)[-1]["requester_id"] == BOB
 

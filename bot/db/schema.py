@@ -24,8 +24,10 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.models import Role
 
@@ -111,6 +113,12 @@ class AuditEvent(StrEnum):
     BREAK_GLASS_REFUSED = "break_glass_refused"  # no other approver could be told: nothing was created
     APPROVAL_WITHDRAWN = "approval_withdrawn"
     APPROVAL_REOPENED = "approval_reopened"  # today's policy found too few approvals: back to pending
+    # Governance (bot/govern): idle accounts kept, owners changed, accounts adopted, reviews answered.
+    KEPT = "kept"
+    OWNERSHIP_OPENED = "ownership_opened"
+    OWNER_CHANGED = "owner_changed"
+    ADOPTED = "adopted"
+    REVIEW_ANSWERED = "review_answered"
 
 
 class Base(DeclarativeBase):
@@ -142,12 +150,14 @@ class AccountRequest(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(32))
     replaces_request_id: Mapped[str | None] = mapped_column(String(32))
-    # Destinations (migration 0008): the policy destination and secret name the credentials go to; the
+    # Destinations (migration 0007): the policy destination and secret name the credentials go to; the
     # version the write became; when it began (a GitHub secret updated since then is the bot's).
     destination: Mapped[str | None] = mapped_column(String(64))
     destination_entry: Mapped[str | None] = mapped_column(String(64))  # the secret's name there
     destination_version: Mapped[str | None] = mapped_column(String(128))
     store_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Governance (migration 0008): who owns the account now, when not its requester (a takeover, an adoption).
+    owner_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
@@ -180,6 +190,13 @@ class AuditRecord(Base):
 
 REQUESTS = AccountRequest.__table__
 AUDIT = AuditRecord.__table__
+
+
+def owned_by(user_id: str) -> ColumnElement[bool]:
+    """The one definition of an account's current owner, in SQL (StoredRequest.owner is the same in
+    Python): `owner_id` once set by a takeover or an adoption, else the requester."""
+    return func.coalesce(REQUESTS.c.owner_id, REQUESTS.c.requester_id) == user_id
+
 
 AUDIT_COLUMNS = [
     "at",
@@ -221,6 +238,12 @@ class StoredRequest:
     secret_name: str | None = None
     secret_version: str | None = None
     store_started_at: datetime | None = None
+    owner_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who owns the account now: its requester, until a takeover or an adoption names someone else."""
+        return self.owner_id or self.requester_id
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -245,4 +268,5 @@ class StoredRequest:
             secret_name=row.get("destination_entry"),
             secret_version=row.get("destination_version"),
             store_started_at=row.get("store_started_at"),
+            owner_id=row.get("owner_id"),
         )

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable
 
 from bot.doctor.destination_checks import destination_checks
+from bot.doctor.governance_checks import check_ownerless
 from bot.doctor.local_checks import check_database, check_policy_file, check_settings, database_password
 from bot.doctor.mixpanel_checks import MIXPANEL_CHECKS, mixpanel_checks
-from bot.doctor.report import CheckResult, exit_code, failed, render_json, render_text, skipped
+from bot.doctor.report import CheckResult, Status, exit_code, failed, render_json, render_text, skipped
 from bot.doctor.slack_checks import (
     check_app_token,
     check_bot_token,
@@ -41,6 +42,7 @@ CHECKS = (
     "policy-users",
     "policy-usergroups",
     "policy-channels",
+    "ownerless-accounts",
 )
 POLICY_SLACK_CHECKS = ("policy-users", "policy-usergroups", "policy-channels")
 
@@ -100,14 +102,21 @@ def diagnose() -> list[CheckResult]:
             results.extend(destination_checks(policy, settings))
         except Exception as error:
             results.append(crashed("destinations", error))
+    database_ok = any(r.name == "database" and r.status is Status.PASS for r in results)
+    if policy is None or not database_ok:
+        reason = "needs a valid policy file (see policy-file)" if policy is None else "see database"
+        ownerless = skipped("ownerless-accounts", reason)
+    else:
+        ownerless = guarded("ownerless-accounts", lambda: check_ownerless(settings.database_url, policy))
     if policy is None or identity is None:
         reason = "needs a valid policy file (see policy-file)" if policy is None else needs_bot
-        return results + [skipped(name, reason) for name in POLICY_SLACK_CHECKS]
+        return results + [skipped(name, reason) for name in POLICY_SLACK_CHECKS] + [ownerless]
     return [
         *results,
         guarded("policy-users", lambda: check_policy_users(client, policy, policy_file)),
         guarded("policy-usergroups", lambda: check_policy_usergroups(client, policy, policy_file)),
         guarded("policy-channels", lambda: check_policy_channels(client, policy, identity)),
+        ownerless,
     ]
 
 

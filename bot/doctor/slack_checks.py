@@ -187,6 +187,8 @@ def _ids_in(policy: Policy, kind: str) -> dict[str, str]:
     for key, selector in policy.selectors():
         for slack_id in getattr(selector, kind):
             named.setdefault(slack_id, f"{key}.{kind}")
+    if kind == "usergroups" and policy.governance.successor:  # a group, not a list of people
+        named.setdefault(policy.governance.successor, "governance.successor")
     return named
 
 

@@ -34,6 +34,8 @@ class AccountEntry:
     replaced_by: str | None = None  # the full username of the account that replaced this one
     # For accounts made outside the bot: (project id, role) as Mixpanel's project listings say, if asked.
     memberships: tuple[tuple[int, str], ...] | None = None
+    mixpanel_creator: int | None = None  # the Mixpanel user who made it, as Mixpanel's `creator` says
+    idle: bool = False  # set by governance (bot/govern/idle.py) when the policy's idle_days is set
 
     @property
     def made_by_bot(self) -> bool:
@@ -57,6 +59,11 @@ class AccountEntry:
         return self.request.requester_id if self.request else None
 
     @property
+    def owner_id(self) -> str | None:
+        """Who owns it now (the creator, until a takeover or an adoption); None: made outside the bot."""
+        return self.request.owner if self.request else None
+
+    @property
     def manageable(self) -> bool:
         return self.presence is Presence.LIVE and not self.is_bot_itself
 
@@ -72,8 +79,8 @@ def join_accounts(
     """Entries to show, and delivered records whose account Mixpanel no longer has (to be closed).
 
     `records` maps account ids to the requests that made them (delivered ones, and any other state for the
-    live accounts). `requester_id` None means every account of the organization; otherwise only that
-    person's accounts made through the bot. `memberships` (account id -> (project id, role)), when known,
+    live accounts). `requester_id` None means every account of the organization; otherwise only the
+    accounts that person owns through the bot. `memberships` (account id -> (project id, role)), when known,
     gives accounts made outside the bot their projects and role.
     """
     entries: list[AccountEntry] = []
@@ -81,7 +88,7 @@ def join_accounts(
     for account in live:
         live_ids.add(account.id)
         request = records.get(account.id)
-        if requester_id is not None and (request is None or request.requester_id != requester_id):
+        if requester_id is not None and (request is None or request.owner != requester_id):
             continue
         settled = request is None or request.state is RequestState.DELIVERED
         presence = Presence.LIVE if settled else Presence.SETTLING
@@ -95,6 +102,7 @@ def join_accounts(
                 last_used=parse_timestamp(account.last_used),
                 created_at=request.created_at if request else parse_timestamp(account.created),
                 is_bot_itself=own_username is not None and account.username == own_username,
+                mixpanel_creator=account.creator,
                 memberships=(
                     tuple(sorted(memberships.get(account.id, [])))
                     if memberships is not None and request is None
@@ -107,7 +115,7 @@ def join_accounts(
         for account_id, request in records.items()
         if account_id not in live_ids
         and request.state is RequestState.DELIVERED
-        and (requester_id is None or request.requester_id == requester_id)
+        and (requester_id is None or request.owner == requester_id)
     ]
     for request in gone:
         entries.append(

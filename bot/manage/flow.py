@@ -26,6 +26,7 @@ from bot.manage.permissions import (
     AccountOwnership,
     ManageAction,
     ManageRefusal,
+    is_admin,
     may_list_all,
     may_list_own,
     may_manage,
@@ -141,6 +142,8 @@ class ManageFlow:
             own_username=self._own_username,
             memberships=self._memberships() if outside and outside_projects else None,
         )
+        # Governance marks idle accounts (bot/govern/job.py), when the policy's idle_days is set.
+        entries = self.d.annotate_entries(entries)
         return entries, [request for request in gone if request.mixpanel_account_id not in unsure]
 
     def close_gone(self, gone: list[StoredRequest]) -> None:
@@ -175,6 +178,14 @@ class ManageFlow:
             log.info("Project membership unavailable for the list: %s", error)
             return None
         return found
+
+    @property
+    def own_username(self) -> str:
+        return self._own_username
+
+    def unreadable(self, error: Exception) -> str:
+        """The sentence for a person when Mixpanel (or the organization's configuration) failed."""
+        return self._unreadable(error)
 
     def _unreadable(self, error: Exception) -> str:
         if isinstance(error, MixpanelError):
@@ -228,6 +239,7 @@ class ManageFlow:
             timezone=requester.timezone,
             projects=self.project_names(),
             notice=notice,
+            header=self.d.home_header() if is_admin(self.d.policy, requester) else None,
         )
 
     def publish_home(self, user_id: str, *, notice: str | None = None) -> None:
@@ -267,7 +279,7 @@ class ManageFlow:
             username = request.mixpanel_username if request else None
             account = AccountRef(target.account_id, username, request)
         requester = self.d.directory.try_requester(user_id)
-        ownership = AccountOwnership(creator_id=request.requester_id if request else None)
+        ownership = AccountOwnership(creator_id=request.owner if request else None)
         decision = may_manage(
             self.d.policy, requester, ManageAction.DELETE, ownership, installation=self.d.installation
         )
@@ -297,6 +309,13 @@ class ManageFlow:
         except (MixpanelError, OrganizationUnknown) as error:
             return DeleteOutcome(self._unreadable(error))
         return self._delete_once(user_id, account, name, str(decision.basis), organization_id)
+
+    def delete_as_system(
+        self, actor_id: str, account: AccountRef, name: str, organization_id: int
+    ) -> DeleteOutcome:
+        """A deletion the bot decides on its own (governance's idle or review action, after its warnings):
+        claimed once and audited like a person's, with the basis "governance"."""
+        return self._delete_once(actor_id, account, name, "governance", organization_id)
 
     def _delete_once(
         self, user_id: str, account: AccountRef, name: str, basis: str, organization_id: int

@@ -20,7 +20,7 @@ _REFUSALS = {
     "manage Mixpanel service accounts through it.",
     ManageRefusal.NOT_AN_ADMIN: f"Only the bot's admins may list every account; `{COMMAND} list` "
     "shows yours.",
-    ManageRefusal.NOT_YOURS: "You may manage only the service accounts you created through the bot.",
+    ManageRefusal.NOT_YOURS: "You may manage only the service accounts you own through the bot.",
     ManageRefusal.NOT_LISTED: "You are no longer on the list of people who may create Mixpanel "
     "service accounts.",
     ManageRefusal.NOT_MADE_BY_BOT: "This account was not made through the bot, so the bot cannot do that.",

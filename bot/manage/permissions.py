@@ -61,7 +61,9 @@ class ManageDecision:
 
 @dataclass(frozen=True)
 class AccountOwnership:
-    """What the bot knows about who made an account: `creator_id` None means made outside the bot."""
+    """What the bot knows about who answers for an account: `creator_id` is its current owner
+    (`StoredRequest.owner`: the creator, until a takeover or an adoption); None means made outside the bot
+    and not adopted."""
 
     creator_id: str | None
 

@@ -74,7 +74,7 @@ def judge_account(
         manage.d.policy,
         requester,
         action,
-        AccountOwnership(creator_id=request.requester_id),
+        AccountOwnership(creator_id=request.owner),
         installation=manage.d.installation,
     )
     ref = manage.ref_of(request)

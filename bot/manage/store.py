@@ -16,7 +16,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db.schema import AUDIT, REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
+from bot.db.schema import (
+    AUDIT,
+    REQUESTS,
+    AuditEvent,
+    Base,
+    RequestState,
+    StoredRequest,
+    UTCDateTime,
+    owned_by,
+)
 from bot.db.store import Store
 
 
@@ -82,12 +91,13 @@ class LifecycleStore:
     # --- reads ----------------------------------------------------------------------------------------
 
     def delivered(self, requester_id: str | None = None) -> list[StoredRequest]:
-        """Requests whose account is live as far as the bot knows: one person's, or everyone's (None)."""
+        """Requests whose account is live as far as the bot knows: those one person owns now (their own,
+        and any taken over or adopted), or everyone's (None)."""
         query = select(REQUESTS).where(
             REQUESTS.c.state == str(RequestState.DELIVERED), REQUESTS.c.mixpanel_account_id.is_not(None)
         )
         if requester_id is not None:
-            query = query.where(REQUESTS.c.requester_id == requester_id)
+            query = query.where(owned_by(requester_id))
         with self._store._read() as connection:
             return [
                 StoredRequest.of(row)
@@ -310,6 +320,20 @@ class LifecycleStore:
         """An audit row about a request, in the caller's transaction, attributed to its creator."""
         ref = AccountRef(request.mixpanel_account_id or 0, request.mixpanel_username, request)
         cls._audit(connection, event, ref, actor_id=request.requester_id, detail=detail, now=now)
+
+    @classmethod
+    def action_row(
+        cls,
+        connection: Connection,
+        event: AuditEvent,
+        account: AccountRef,
+        *,
+        actor_id: str,
+        detail: str,
+        now: datetime,
+    ) -> None:
+        """An audit row about an account, in the caller's transaction, attributed to the person who acted."""
+        cls._audit(connection, event, account, actor_id=actor_id, detail=detail, now=now)
 
     @staticmethod
     def _audit(

@@ -20,6 +20,7 @@ ACTION_DELETE = "mp_account_delete"
 ACTION_RESCOPE = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
 ACTION_HOME_CREATE = "mp_home_create"
+ACTION_ADOPT = "mp_account_adopt"  # an admin adopts an account made outside the bot (bot/govern/actions.py)
 HOME_CALLBACK_ID = "mp_home"
 
 SCOPE_MINE = "mine"
@@ -92,6 +93,16 @@ def _projects(entry: AccountEntry, projects: dict[int, Project]) -> str:
     return name_list(names, empty="no projects")
 
 
+def day_in(moment: datetime | None, timezone: str) -> str:
+    """A day as every account message shows it (governance's messages too)."""
+    return _date(moment, timezone)
+
+
+def projects_phrase(entry: AccountEntry, projects: dict[int, Project]) -> str:
+    """An account's projects by name, as every account message shows them."""
+    return _projects(entry, projects)
+
+
 def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects: dict[int, Project]) -> str:
     name = f"`{escape(entry.username)}`"
     if entry.presence is Presence.GONE:
@@ -103,8 +114,11 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
     used = f"last used {_date(entry.last_used, timezone)}" if entry.last_used else "never used"
     if entry.made_by_bot:
         origin = f"created by <@{entry.creator_id}> on {_date(entry.created_at, timezone)}"
+        if entry.owner_id != entry.creator_id:
+            origin += f", owned by <@{entry.owner_id}>"
     else:
-        origin = f"_not made by the bot_ (created {_date(entry.created_at, timezone)})"
+        maker = f"Mixpanel user {entry.mixpanel_creator}" if entry.mixpanel_creator else "someone"
+        origin = f"_not made by the bot_: made in Mixpanel by {maker} on {_date(entry.created_at, timezone)}"
     lines = [
         f"*{name}*" + (" (the bot's own account)" if entry.is_bot_itself else ""),
         f"{role} · {_projects(entry, projects)}",
@@ -120,6 +134,8 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
         lines.append("replaces an earlier account")
     if entry.replaced_by:
         lines.append(f"replaced by `{escape(entry.replaced_by)}`")
+    if entry.idle:
+        lines.append(":zzz: *idle*: unused for longer than the policy allows")
     if entry.presence is Presence.SETTLING:
         lines.append("_the bot is still setting this account up or cleaning it away_")
     return "\n".join(lines)
@@ -179,6 +195,21 @@ def account_blocks(
         if entry.manageable:
             block["accessory"] = delete_button(entry)
         blocks.append(block)
+        if entry.manageable and not entry.made_by_bot and scope == SCOPE_ALL:
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"{scope}:{entry.account_id}:adopt",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": ACTION_ADOPT,
+                            "text": plain("Adopt…"),
+                            "value": button_value(entry),
+                        }
+                    ],
+                }
+            )
         if entry.manageable and entry.made_by_bot:
             blocks.append(
                 {
@@ -223,7 +254,7 @@ def list_message(
     projects: dict[int, Project],
     notice: str | None = None,
 ) -> dict[str, Any]:
-    whose = "in the organization" if scope == SCOPE_ALL else "you created through the bot"
+    whose = "in the organization" if scope == SCOPE_ALL else "you own through the bot"
     live = sum(1 for entry in entries if entry.presence is not Presence.GONE)
     headline = f"Mixpanel service accounts {whose}: {live}"
     blocks: list[dict[str, Any]] = []
@@ -245,10 +276,13 @@ def home_view(
     projects: dict[int, Project],
     notice: str | None = None,
     may_create: bool = True,
+    header: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The App Home: a Create button and the person's accounts. `entries` None: they could not be read."""
+    """The App Home: a Create button and the person's accounts. `entries` None: they could not be read.
+    `header`: the admins' governance counts (bot/govern), shown first."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Mixpanel service accounts")},
+        *(header or []),
     ]
     if may_create:
         blocks.append(
@@ -296,7 +330,7 @@ def reminder_message(
         advice = "Replace it with a new account before then if it is still needed, or delete it now."
     else:
         headline = (
-            f":warning: Mixpanel service account {name} {expiry}, and <@{entry.creator_id}>, who created it, "
+            f":warning: Mixpanel service account {name} {expiry}, and <@{entry.owner_id}>, who owns it, "
             f"{owner_status}."
         )
         advice = "Someone should take it over (make a replacement) or delete it now."

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -159,6 +159,32 @@ class DestinationRequirement(_Strict):
     projects: list[int] = Field(default_factory=list)
 
 
+class IdleDeletion(_Strict):
+    """`idle_action: {delete_after_days: N}`: an idle account whose owner did nothing for N more days."""
+
+    delete_after_days: int = Field(ge=2, le=365)  # 2 at least: the owner is warned a day before
+
+
+class GovernancePolicy(_Strict):
+    """Idle accounts, people who leave, accounts made outside the bot, periodic reviews (docs/governance.md).
+    Every key is off, or only reports, by default: the bot deletes nothing here without a click unless told
+    to by `idle_action` or `review_action`."""
+
+    idle_days: int | None = Field(default=None, ge=1, le=3650)
+    idle_action: Literal["notify"] | IdleDeletion = "notify"
+    # A user group (S...) whose members are offered a departed owner's accounts; otherwise the admins.
+    successor: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    orphan_days: int = Field(default=14, ge=1, le=3650)
+    unmanaged: Literal["report", "notify"] = "report"
+    review_every_days: int | None = Field(default=None, ge=7, le=3650)
+    review_grace_days: int = Field(default=14, ge=1, le=365)
+    review_action: Literal["report", "delete"] = "report"
+
+    @property
+    def idle_delete_after_days(self) -> int | None:
+        return self.idle_action.delete_after_days if isinstance(self.idle_action, IdleDeletion) else None
+
+
 class Policy(_Strict):
     requesters: PersonSelector | None = None
     max_role: Role = Role.ANALYST
@@ -196,6 +222,8 @@ class Policy(_Strict):
     def destination(self, name: str | None) -> DestinationPolicy | None:
         return next((entry for entry in self.destinations if entry.name == name), None)
 
+    governance: GovernancePolicy = Field(default_factory=GovernancePolicy)
+
     @field_validator("external_teams")
     @classmethod
     def _team_ids(cls, values: list[str]) -> list[str]:
@@ -223,6 +251,8 @@ class Policy(_Strict):
         for destination in self.destinations:
             if destination.allowed is not None:
                 groups.update(destination.allowed.usergroups)
+        if self.governance.successor:
+            groups.add(self.governance.successor)
         return groups
 
     def selectors(self) -> list[tuple[str, PersonSelector]]:

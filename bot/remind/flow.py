@@ -83,7 +83,8 @@ class Reminder:
 
     @property
     def creator_id(self) -> str:
-        return self.entry.creator_id or ""
+        """The account's current owner, whom the reminder is for (its creator unless taken over)."""
+        return self.entry.owner_id or ""
 
     def describe(self, audit_channel: str | None) -> str:
         where = (
@@ -144,7 +145,7 @@ class ReminderJob:
         for entry, days in due:
             if entry.request is None or days is None or (entry.request.id, days) in sent:
                 continue
-            status = self._owner_status(entry.request.requester_id)
+            status = self._owner_status(entry.request.owner)
             if status is not None:
                 reminders.append(Reminder(entry, days, status))
         return reminders
@@ -182,7 +183,7 @@ class ReminderJob:
             log.error(
                 "Account %s belongs to %s, who %s, and neither an audit channel nor an admin can be warned",
                 reminder.entry.username,
-                request.requester_id,
+                request.owner,
                 OWNER_PHRASES[reminder.owner_status],
             )
             return False

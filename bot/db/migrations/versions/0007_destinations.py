@@ -2,8 +2,8 @@
 version the write became, and when the write began (GitHub keeps no mark of its own: this is it). No
 column is named like a secret: tests/test_storage.py keeps it so, as a guard against storing one.
 
-Revision ID: 0008
-Revises: 0006 (the integrator re-chains it after 0007)
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 from bot.db.schema import UTCDateTime
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
