@@ -373,3 +373,18 @@ def test_the_sweeper_deletes_an_account_whose_write_never_began(bots, vault):
 
     assert bot.store.get(request.id).state is RequestState.DELETED
     assert request.mixpanel_account_id not in bot.mixpanel.accounts
+
+
+# --- governance ----------------------------------------------------------------------------------------
+
+
+def test_the_posture_counts_an_account_held_in_a_destination(bots, vault):
+    bot = vault_bot(bots, vault)
+    create(bot, to_store("etl-vault"))
+    _, view, _ = bot.open_form(ALICE)
+    bot.submit(view, form_values(username="to-me", expires_on=clock.form_expiry(30)))
+    bot.wait_idle()
+
+    counts = bot.runtime.governance.job.run_once(dry_run=True).counts
+
+    assert counts["live"] == 2 and counts["in_destination"] == 1

@@ -133,9 +133,8 @@ class GovernJob:
                 idle=is_idle(
                     e.last_used, e.created_at, keeps.get(e.account_id), now=now, idle_days=self.g.idle_days
                 ),
-                # Secret-store destinations and scheduled rotation are built elsewhere (not merged here):
-                # these two counts stay 0 until their facts are wired in, here and only here.
-                in_destination=False,
+                in_destination=e.request is not None and e.request.destination is not None,
+                # Scheduled rotation (bot/rotate) is wired in here and only here.
                 rotated_on_schedule=False,
             )
             for e in live
