@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot.db.schema import StoredRequest
 from bot.db.store import Store
+from bot.destinations.base import Destination
 from bot.jobs import JobRunner
 from bot.mixpanel.catalog import ProjectCatalog
 from bot.mixpanel.client import MixpanelClient
@@ -40,6 +41,8 @@ class FlowDependencies:
     # Waits between reconciliation passes; False means the process is stopping.
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
     uncertain_recheck: timedelta = timedelta(hours=6)
+    # The policy's secret stores, by name (bot/destinations), with the bot's credentials for each.
+    destinations: dict[str, Destination] = field(default_factory=dict)
     # Backoff between tries of a write that must not be lost (the record of a created or delivered account).
     write_retry_delays: tuple[float, ...] = (0.2, 1.0, 3.0)
     # The lifecycle (bot/manage/replace.py): may this person replace that request's account; and what

@@ -96,6 +96,10 @@ class AccountSpec:
     project_ids: tuple[int, ...]
     expires_on: date | None  # None: never expires
     timezone: str = "UTC"
+    # Where the credentials go: a policy destination's name and the secret's name there; None: to the
+    # requester, in Slack.
+    destination: str | None = None
+    secret_name: str | None = None
 
     @property
     def expires_at(self) -> datetime | None:

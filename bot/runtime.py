@@ -18,6 +18,8 @@ from bot.approve.flow import ApprovalFlow
 from bot.create.flow import CreationFlow
 from bot.db.store import Store
 from bot.dependencies import FlowDependencies
+from bot.destinations.base import Destination
+from bot.destinations.registry import DestinationsError, build_destinations
 from bot.jobs import JobRunner
 from bot.manage.flow import ManageFlow
 from bot.manage.replace import ReplaceFlow
@@ -144,6 +146,18 @@ def _installation(web_client: WebClient, settings: Settings) -> Workspace:
         ) from None
 
 
+def _destinations(policy: Policy, settings: Settings) -> dict[str, Destination]:
+    """The policy's secret stores; missing credentials stop the start, naming the destination."""
+    try:
+        return build_destinations(
+            [(entry.name, entry.kind, entry.config) for entry in policy.destinations],
+            settings.destination_credentials(),
+            timeout=settings.destination_timeout,
+        )
+    except DestinationsError as error:
+        raise SettingsError(error.problems) from None
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -160,6 +174,7 @@ def build_runtime(
         background_client = slack_client(settings, retry_budget=BACKGROUND_RETRY_BUDGET)
     else:
         background_client = web_client
+    destinations = _destinations(policy, settings)
     installation = _installation(web_client, settings)
     mixpanel = MixpanelClient(
         settings.mixpanel_app_api_base,
@@ -200,6 +215,7 @@ def build_runtime(
         reconcile_delays=list(settings.mixpanel_reconcile_delays),
         pause=jobs.pause,
         uncertain_recheck=timedelta(hours=settings.uncertain_recheck_hours),
+        destinations=destinations,
     )
     if clock is not None:
         deps.clock = clock

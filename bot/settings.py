@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.destinations.registry import CREDENTIAL_SETTINGS
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
 
 
@@ -86,6 +87,16 @@ class Settings(DatabaseSettings):
 
     policy_file: Path | None = None
     log_level: str = "INFO"
+
+    # Credentials of the policy's destinations (bot/destinations); each kind names the ones it needs, and
+    # the app refuses to start, naming the destination, when they are missing.
+    vault_token: SecretStr | None = None
+    vault_role_id: SecretStr | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_namespace: SecretStr | None = None
+    github_token: SecretStr | None = None
+    # Each call to a destination (a write, a read-back): connect and read.
+    destination_timeout: PositiveSeconds = 10.0
 
     mixpanel_connect_timeout: PositiveSeconds = 3.05
     mixpanel_read_timeout: PositiveSeconds = 30.0
@@ -189,7 +200,10 @@ class Settings(DatabaseSettings):
         reconciling = sum(self.mixpanel_reconcile_delays) + len(self.mixpanel_reconcile_delays) * one_call
         delivering = 4 * self.slack_timeout + DELIVERY_RETRY_BUDGET
         notifying = 2 * self.slack_timeout + BACKGROUND_RETRY_BUDGET + one_call
-        return max(one_call, reconciling, delivering, notifying) + STALE_MARGIN_SECONDS
+        # A write to a destination: at most six calls (look, key, two writes or a write and its mark, read
+        # back, metadata) between the record of the account and the record of its delivery.
+        storing = 6 * self.destination_timeout
+        return max(one_call, reconciling, delivering, notifying, storing) + STALE_MARGIN_SECONDS
 
     @property
     def mixpanel_app_api_base(self) -> str:
@@ -213,11 +227,16 @@ class Settings(DatabaseSettings):
             return self.policy_file
         return DEFAULT_POLICY_FILE if DEFAULT_POLICY_FILE.exists() else None
 
+    def destination_credentials(self) -> dict[str, SecretStr | None]:
+        """The destinations' credentials by setting name, as bot/destinations/registry.py reads them."""
+        return {name: getattr(self, name.lower()) for name in CREDENTIAL_SETTINGS}
+
     def secrets(self) -> list[str]:
         """Every credential the process holds, for the log redactor."""
         values = [self.slack_bot_token, self.slack_signing_secret, self.mixpanel_service_account_secret]
         if self.slack_app_token is not None:
             values.append(self.slack_app_token)
+        values.extend(value for value in self.destination_credentials().values() if value is not None)
         return [value.get_secret_value() for value in values]
 
 

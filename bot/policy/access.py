@@ -28,6 +28,8 @@ class FormField(StrEnum):
     ROLE = "role"
     PROJECTS = "projects"
     EXPIRY = "expiry"
+    DESTINATION = "destination"
+    SECRET_NAME = "secret_name"  # noqa: S105 - a form field, not a secret
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Entitlement:
     max_expiry_days: int
     allow_never: bool
     may_need_approval: bool = False  # some choice on offer needs approval: the form asks for a reason
+    destinations: tuple[str, ...] = ()  # the policy's destinations this person may pick
+    to_me: bool = True  # may the credentials come to the person, in Slack (for some choice of account)?
 
     @property
     def roles(self) -> list[Role]:
@@ -91,6 +95,8 @@ def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
         project_ids=allowed,
         max_expiry_days=policy.expiry.max_days,
         allow_never=policy.expiry.allow_never,
+        destinations=tuple(d.name for d in policy.destinations if d.may_pick(requester)),
+        to_me=policy.destination_required is None or not policy.destination_required.everyone,
     )
     if policy.approval is None:
         return entitlement
@@ -102,6 +108,14 @@ def entitlement_for(policy: Policy, requester: Requester) -> Entitlement:
         or (rules.never_expires and entitlement.allow_never)
     )
     return replace(entitlement, may_need_approval=may_need)
+
+
+def destination_required(policy: Policy, spec: AccountSpec) -> bool:
+    """Must this account's credentials go straight into a secret store (never to a person)?"""
+    rule = policy.destination_required
+    if rule is None:
+        return False
+    return rule.everyone or spec.role in rule.roles or not set(spec.project_ids).isdisjoint(rule.projects)
 
 
 def is_approver(policy: Policy, person: Requester | None, *, installation: Workspace) -> bool:
@@ -176,7 +190,9 @@ def decide(
         return Decision(entitlement=entitlement, refusal=RefusalReason.RATE_LIMITED)
     if spec is None:
         return Decision(entitlement=entitlement)
-    violations = tuple(_spec_violations(entitlement, spec, today, known_project_ids))
+    violations = tuple(_spec_violations(entitlement, spec, today, known_project_ids)) + tuple(
+        _destination_violations(policy, entitlement, spec)
+    )
     return Decision(
         entitlement=entitlement,
         violations=violations,
@@ -212,3 +228,16 @@ def _spec_violations(
             FormField.EXPIRY,
             f"The expiry may be at most {entitlement.max_expiry_days} days from today.",
         )
+
+
+def _destination_violations(
+    policy: Policy, entitlement: Entitlement, spec: AccountSpec
+) -> Iterable[Violation]:
+    if spec.destination is None:
+        if destination_required(policy, spec):
+            yield Violation(
+                FormField.DESTINATION,
+                "This account's token must go straight into a secret store: choose one of them.",
+            )
+    elif spec.destination not in entitlement.destinations:
+        yield Violation(FormField.DESTINATION, "You may not deliver to that secret store; choose another.")

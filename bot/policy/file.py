@@ -6,10 +6,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from bot.destinations.base import KindConfig
+from bot.destinations.registry import KINDS
 from bot.models import Requester, Role
 
 
@@ -103,6 +114,51 @@ class ApprovalPolicy(_Strict):
         return needed
 
 
+DESTINATION_OWN_KEYS = ("name", "kind", "allowed")
+
+
+class DestinationPolicy(_Strict):
+    """One `destinations:` entry: its name (shown in the form), its kind, who may pick it (default: everyone
+    allowed to request) and the kind's own keys, checked strictly by the kind's module."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    kind: str
+    allowed: PersonSelector | None = None
+    config: KindConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "config" in data:
+            return data
+        kind = data.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(sorted(KINDS))}, not {kind!r}")
+        own = {key: value for key, value in data.items() if key not in DESTINATION_OWN_KEYS}
+        try:
+            config = KINDS[kind].config.model_validate({"kind": kind, **own})
+        except ValidationError as error:
+            problems = []
+            for item in error.errors():
+                key = ".".join(str(part) for part in item["loc"])
+                problems.append(
+                    f"{key}: {'unknown key' if item['type'] == 'extra_forbidden' else item['msg']}"
+                )
+            raise ValueError("; ".join(problems)) from None
+        return {**{key: data[key] for key in DESTINATION_OWN_KEYS if key in data}, "config": config}
+
+    def may_pick(self, requester: Requester) -> bool:
+        return self.allowed is None or self.allowed.matches(requester)
+
+
+class DestinationRequirement(_Strict):
+    """When "To me, in Slack" is not allowed: for everyone, or for accounts with these roles or projects."""
+
+    everyone: bool = False
+    roles: list[Role] = Field(default_factory=list)
+    projects: list[int] = Field(default_factory=list)
+
+
 class Policy(_Strict):
     requesters: PersonSelector | None = None
     max_role: Role = Role.ANALYST
@@ -118,6 +174,27 @@ class Policy(_Strict):
     admins: PersonSelector = Field(default_factory=PersonSelector)
     reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
     approval: ApprovalPolicy | None = None
+    # Secret stores a new account's credentials may go to instead of the requester (bot/destinations).
+    destinations: list[DestinationPolicy] = Field(default_factory=list)
+    destination_required: DestinationRequirement | None = None
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destination_names(cls, values: list[DestinationPolicy]) -> list[DestinationPolicy]:
+        names = [destination.name for destination in values]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
+        return values
+
+    @model_validator(mode="after")
+    def _required_destination_exists(self) -> Policy:
+        if self.destination_required is not None and not self.destinations:
+            raise ValueError("destination_required: needs at least one entry in destinations")
+        return self
+
+    def destination(self, name: str | None) -> DestinationPolicy | None:
+        return next((entry for entry in self.destinations if entry.name == name), None)
 
     @field_validator("external_teams")
     @classmethod
@@ -143,6 +220,9 @@ class Policy(_Strict):
             groups.update(grant.usergroups)
         if self.approval is not None:
             groups.update(self.approval.approvers.usergroups)
+        for destination in self.destinations:
+            if destination.allowed is not None:
+                groups.update(destination.allowed.usergroups)
         return groups
 
     def selectors(self) -> list[tuple[str, PersonSelector]]:
