@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.audit.trail import AuditTrail
 from bot.create import messages
 from bot.create.cleanup import Cleanup
+from bot.create.secret_store import NotStored, SecretStore, Stored
 from bot.create.views import status_view
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import StateMoved
@@ -44,6 +45,9 @@ class AccountCreation:
         self.d = deps
         self.audit = audit
         self.cleanup = cleanup
+        self.secrets = SecretStore(
+            deps.destinations, deps.store, deps.public_host + "/api/app", lambda: self.d.clock()
+        )
 
     @property
     def _contact(self) -> str:
@@ -189,6 +193,9 @@ class AccountCreation:
         account: CreatedServiceAccount,
         deliver: Deliver | None = None,
     ) -> None:
+        if request.destination:
+            self._store(request, context, view_id, organization_id, account)
+            return
         message = messages.credentials_message(
             full_username=account.username,
             token=account.token.get_secret_value(),
@@ -220,6 +227,82 @@ class AccountCreation:
         template = messages.DELIVERY_FAILED if deleted else messages.DELIVERY_FAILED_ORPHAN
         sentence = template.format(username=account.username, command=messages.COMMAND, contact=self._contact)
         self.tell(context, view_id, sentence)
+
+    def _store(
+        self,
+        request: StoredRequest,
+        context: SubmissionContext,
+        view_id: str | None,
+        organization_id: int,
+        account: CreatedServiceAccount,
+    ) -> None:
+        """The token goes to the request's destination; the requester hears where, never what."""
+        destination = request.destination or ""
+        try:
+            outcome = self.secrets.put(request, organization_id, account, replacing=self._replacing(request))
+        except StateMoved:
+            outcome = None  # the sweeper took the request over: it reads the destination, or deletes
+        if isinstance(outcome, Stored):
+            try:
+                request = self._record_surely(
+                    request.id,
+                    RequestState.DELIVERED,
+                    expected=RequestState.CREATED,
+                    account_id=account.id,
+                    event=AuditEvent.TOKEN_DELIVERED,
+                    detail=f"stored in {outcome.where}",
+                    secret_version=outcome.receipt.version,
+                )
+            except (SQLAlchemyError, StateMoved) as error:
+                # Stored, but not recorded: left `created`, the sweeper finds the bot's mark and records it.
+                log.error("Request %s: stored in %s but not recorded (%s)", request.id, destination, error)
+            sentence = messages.stored_text(account.username, outcome.where)
+            self.d.delivery.to_requester(context, {"text": sentence})
+            try:
+                self.d.delivery.update_view(view_id, status_view(sentence))
+                if request.state is RequestState.DELIVERED:
+                    self.audit.request_event("created", request, detail=f"Stored in {outcome.where}")
+                    self.d.after_delivery(request, context)
+            except Exception:
+                log.exception(
+                    "Request %s: stored, but the modal or audit channel could not be told", request.id
+                )
+            return
+        if isinstance(outcome, NotStored):
+            try:
+                request = self.cleanup.orphan_and_delete(
+                    request,
+                    organization_id,
+                    [(account.id, account.username)],
+                    expected=(RequestState.CREATED,),
+                    reason=f"token could not be stored in {destination}",
+                    event=AuditEvent.DELIVERY_FAILED,
+                    detail=f"{destination}: {outcome.failure}: {outcome.detail}",
+                )
+                deleted = request.state is RequestState.DELETED
+            except StateMoved:
+                deleted = True  # the sweeper took it over and deletes it
+            sentence = messages.store_failed_text(
+                account.username, destination, outcome.failure, deleted=deleted, contact=self._contact
+            )
+            self.tell(context, view_id, sentence)
+            return
+        log.warning(
+            "Request %s: the write to %s is unsettled; the sweeper reads it back", request.id, destination
+        )
+        sentence = messages.STORE_UNSETTLED.format(
+            username=account.username, destination=destination, contact=self._contact
+        )
+        self.tell(context, view_id, sentence)
+
+    def _replacing(self, request: StoredRequest) -> int | None:
+        """For a Replace… into the same secret: the old account, whose secret the bot may overwrite."""
+        old = self.d.store.get(request.replaces_request_id) if request.replaces_request_id else None
+        same = old is not None and (old.destination, old.secret_name) == (
+            request.destination,
+            request.secret_name,
+        )
+        return old.mixpanel_account_id if same and old is not None else None
 
     def _record_delivery(
         self,

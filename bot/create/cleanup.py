@@ -18,8 +18,10 @@ from bot.audit.trail import AuditTrail
 from bot.create import messages
 from bot.create.orphans import Orphan, OrphanOutcome, OrphanRecords
 from bot.create.reconcile import CLOCK_SKEW, Attribution, attribute, name_matches
+from bot.create.secret_store import SecretStore, Stored, Unsettled
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import StateMoved, Store
+from bot.destinations.base import Destination
 from bot.mixpanel.catalog import OrganizationUnknown, ProjectCatalog
 from bot.mixpanel.client import MixpanelClient, MixpanelError
 from bot.mixpanel.models import ServiceAccountRead
@@ -51,6 +53,8 @@ class CleanupDependencies:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Waits between reconciliation passes; False means the process is stopping.
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
+    # The policy's secret stores: a `created` request whose write began is settled by reading its store.
+    destinations: dict[str, Destination] = field(default_factory=dict)
 
 
 class Cleanup:
@@ -227,6 +231,9 @@ class Cleanup:
     def _settle(self, request: StoredRequest, organization_id: int) -> StoredRequest:
         log.warning("Sweeping request %s, left in state %s", request.id, request.state)
         if request.state is RequestState.CREATED:
+            stored = self._stored_by_a_lost_run(request)
+            if stored is not None:
+                return stored
             # The run that held the token died with it (or could not record its delivery): revoke.
             return self.orphan_and_delete(
                 request,
@@ -254,6 +261,32 @@ class Cleanup:
                 detail="interrupted during the create call",
             )
         return self._recheck(request, organization_id)
+
+    def _stored_by_a_lost_run(self, request: StoredRequest) -> StoredRequest | None:
+        """A `created` request whose write to its destination began: if the store holds the bot's write for
+        this account, it was delivered (recorded now); if the store cannot be read, the request waits for the
+        next sweep. None: nothing of ours is there (or no write began), so the token is lost."""
+        destination = self.d.destinations.get(request.destination or "")
+        if destination is None or request.store_started_at is None or request.mixpanel_account_id is None:
+            return None
+        from_reading = SecretStore.settle_by_reading(
+            destination, request.secret_name or "", request.mixpanel_account_id, request.store_started_at
+        )
+        if isinstance(from_reading, Unsettled):
+            log.warning("Request %s: %s; the next sweep reads it again", request.id, from_reading.detail)
+            return request
+        if isinstance(from_reading, Stored):
+            delivered = self.d.store.transition(
+                request.id,
+                RequestState.DELIVERED,
+                expected=(RequestState.CREATED,),
+                event=AuditEvent.TOKEN_DELIVERED,
+                detail=f"stored in {from_reading.where} (found by the sweeper)",
+                secret_version=from_reading.receipt.version,
+            )
+            self.d.audit.request_event("created", delivered, detail=f"Stored in {from_reading.where}")
+            return delivered
+        return None
 
     def _recheck(self, request: StoredRequest, organization_id: int) -> StoredRequest:
         found = self.find(request, organization_id)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from bot.create.cleanup import Cleanup, CleanupDependencies
 from bot.create.form import errors_by_block, parse_submission
 from bot.create.orphans import OrphanRecords
 from bot.create.views import (
+    BLOCK_SECRET_NAME,
     creation_view,
     decode_metadata,
     encode_metadata,
@@ -35,6 +38,7 @@ from bot.create.views import (
 from bot.db.schema import RequestState, StoredRequest
 from bot.db.store import AlreadyClaimed, OverQuota
 from bot.dependencies import FlowDependencies
+from bot.destinations.base import DestinationError
 from bot.jobs import ShuttingDown
 from bot.mixpanel.catalog import OrganizationUnknown, Snapshot
 from bot.mixpanel.client import MixpanelError
@@ -43,6 +47,9 @@ from bot.policy.access import Decision, Entitlement, RefusalReason, break_glass_
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, retry_budget
 
 log = logging.getLogger(__name__)
+
+# How long the submission's ack waits for a destination to say whether a secret name is taken.
+SECRET_LOOKUP_SECONDS = 1.5
 
 
 @dataclass
@@ -78,12 +85,15 @@ class CreationFlow:
                 recheck_for=deps.uncertain_recheck,
                 clock=lambda: self.d.clock(),
                 pause=lambda seconds: self.d.pause(seconds),
+                destinations=deps.destinations,
             )
         )
         self.account_creation = AccountCreation(deps, self.audit, self.cleanup)
         # Creating the stored request's account and delivering its token (bot/create/account.py).
         self.create = self.account_creation.create
         self.approval_gate: ApprovalGate | None = None  # set by bot.approve.flow when approval is configured
+        # Asks a destination whether a secret name is taken, within the submission's ack.
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="secret-lookup")
 
     @property
     def _contact(self) -> str:
@@ -264,7 +274,7 @@ class CreationFlow:
         parsed = parse_submission(values, timezone=requester.timezone)
         if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
-        spec = parsed.spec
+        spec = self._same_destination_as_replaced(parsed.spec, context)
         _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent)
         if decision.refusal is not None:
             self._refuse(user_id, str(decision.refusal), spec)
@@ -273,6 +283,10 @@ class CreationFlow:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
+        taken = self._secret_taken(spec, context)
+        if taken is not None:
+            self._refuse(user_id, taken, spec)
+            return SubmitOutcome(ack={"response_action": "errors", "errors": {BLOCK_SECRET_NAME: taken}})
         if self.approval_gate is not None:
             gated = self.approval_gate(
                 spec=spec,
@@ -291,6 +305,28 @@ class CreationFlow:
             ack=update_ack(messages.creating_text(spec.username)),
             start=lambda: self._start_creation(spec, context, view_id, team_id),
         )
+
+    def _same_destination_as_replaced(self, spec: AccountSpec, context: SubmissionContext) -> AccountSpec:
+        """A replacement of an account that went to a destination goes to the same secret, as a new version:
+        taken from the stored record, never from the form."""
+        old = self.d.store.get(context.replaces_request_id) if context.replaces_request_id else None
+        if old is None or not old.destination:
+            return spec
+        return replace(spec, destination=old.destination, secret_name=old.secret_name)
+
+    def _secret_taken(self, spec: AccountSpec, context: SubmissionContext) -> str | None:
+        """The inline refusal of a secret name that exists already. Asked within the ack, so bounded: a store
+        that cannot answer in time is asked again by the write itself, which never overwrites."""
+        destination = self.d.destinations.get(spec.destination or "")
+        if destination is None or not spec.secret_name or context.replaces_request_id:
+            return None
+        look = self._lookups.submit(destination.exists, spec.secret_name)
+        try:
+            exists = look.result(timeout=SECRET_LOOKUP_SECONDS)
+        except (DestinationError, FutureTimeout) as error:
+            log.info("Could not tell whether %s exists in %s: %s", spec.secret_name, destination.name, error)
+            return None
+        return messages.secret_taken_text(spec.secret_name, destination.name) if exists else None
 
     def _start_creation(
         self, spec: AccountSpec, context: SubmissionContext, view_id: str, team_id: str | None

@@ -10,24 +10,30 @@ from typing import Any
 
 from bot.create.views import (
     ACTION_BREAK_GLASS,
+    ACTION_DESTINATION,
     ACTION_EXPIRY,
     ACTION_NEVER,
     ACTION_PROJECTS,
     ACTION_REASON,
     ACTION_ROLE,
+    ACTION_SECRET_NAME,
     ACTION_USERNAME,
     BLOCK_BREAK_GLASS,
+    BLOCK_DESTINATION,
     BLOCK_EXPIRY,
     BLOCK_FOR_FIELD,
     BLOCK_NEVER,
     BLOCK_PROJECTS,
     BLOCK_REASON,
     BLOCK_ROLE,
+    BLOCK_SECRET_NAME,
     BLOCK_USERNAME,
     BREAK_GLASS_VALUE,
     NEVER_VALUE,
     REASON_MAX_LENGTH,
+    TO_ME_VALUE,
 )
+from bot.destinations.base import SECRET_NAME_PATTERN, SECRET_NAME_RULE
 from bot.models import MIXPANEL_USERNAME_SUFFIX, USERNAME_MAX_LENGTH, USERNAME_PATTERN, AccountSpec, Role
 from bot.policy.access import FormField
 
@@ -100,12 +106,35 @@ def parse_submission(values: dict[str, Any], *, timezone: str) -> ParsedForm:
             if expires_on is None:
                 errors[FormField.EXPIRY] = "Choose an expiry date."
 
+    destination, secret_name = parse_destination(values, errors)
     if errors or username is None or role is None:
         return ParsedForm(spec=None, errors=errors)
     spec = AccountSpec(
-        username=username, role=role, project_ids=tuple(project_ids), expires_on=expires_on, timezone=timezone
+        username=username,
+        role=role,
+        project_ids=tuple(project_ids),
+        expires_on=expires_on,
+        timezone=timezone,
+        destination=destination,
+        secret_name=secret_name,
     )
     return ParsedForm(spec=spec, errors={})
+
+
+def parse_destination(values: dict[str, Any], errors: dict[FormField, str]) -> tuple[str | None, str | None]:
+    """The chosen destination's name (None: to the requester, in Slack, or no choice offered) and the
+    secret's name. Whether this person may pick it is the policy's decision (bot/policy/access.py)."""
+    selected = _value(values, BLOCK_DESTINATION, ACTION_DESTINATION).get("selected_option") or {}
+    chosen = selected.get("value") if isinstance(selected, dict) else None
+    if not isinstance(chosen, str) or not chosen or chosen == TO_ME_VALUE:
+        return None, None
+    raw = _value(values, BLOCK_SECRET_NAME, ACTION_SECRET_NAME).get("value")
+    name = raw.strip() if isinstance(raw, str) else ""
+    if not name:
+        errors[FormField.SECRET_NAME] = "Enter a name for the secret."
+    elif not SECRET_NAME_PATTERN.fullmatch(name):
+        errors[FormField.SECRET_NAME] = f"Use {SECRET_NAME_RULE}."
+    return chosen, name or None
 
 
 def parse_reason(values: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.destinations.base import Failure
 from bot.mixpanel.client import ErrorKind, MixpanelError
 from bot.models import Project, Role
 from bot.policy.access import RefusalReason
@@ -148,6 +149,50 @@ DELIVERED_UNRECORDED_PENDING = (
     ":warning: The bot sent you the token for `{username}` but could not record the account in its "
     "database, so the account will be deleted within minutes: do not use that token; please run {command} "
     "again later, and tell {contact} if this keeps happening."
+)
+
+
+# Why a secret store refused, for the one sentence the requester hears (it names the destination too).
+STORE_FAILURE_CAUSES: dict[Failure, str] = {
+    Failure.FORBIDDEN: "the bot is not allowed to write there",
+    Failure.UNREACHABLE: "the bot could not reach it",
+    Failure.TAKEN: "a secret of that name already exists there",
+    Failure.KEY_UNAVAILABLE: "its encryption key could not be used",
+    Failure.MISMATCH: "reading the secret back did not show what the bot wrote",
+    Failure.OUTCOME_UNKNOWN: "it did not answer, and reading back showed nothing stored",
+    Failure.REJECTED: "it refused the write",
+}
+
+
+def secret_taken_text(secret_name: str, destination: str) -> str:
+    return f"A secret named {secret_name} already exists in {destination}; choose another name."
+
+
+def stored_text(full_username: str, where: str) -> str:
+    return (
+        f":white_check_mark: `{full_username}` was created. Stored in {escape(where)}. "
+        "The token went straight there: nobody, you included, has seen it."
+    )
+
+
+def store_failed_text(
+    full_username: str, destination: str, failure: Failure, *, deleted: bool, contact: str
+) -> str:
+    cause = STORE_FAILURE_CAUSES[failure]
+    if deleted:
+        after = "so it deleted the account again and nothing is left behind; please try again"
+    else:
+        after = f"and deleting the account failed; it is recorded for {contact} to remove. Please try again"
+    return (
+        f":warning: The bot created `{full_username}` but could not store its token in {destination} "
+        f"({cause}), {after}, or ask {contact}."
+    )
+
+
+STORE_UNSETTLED = (
+    ":warning: The bot created `{username}`, but {destination} did not confirm that its token was stored. "
+    "The bot will look again within minutes and delete the account if the secret is not there; "
+    "please check {destination} later, or ask {contact}."
 )
 
 

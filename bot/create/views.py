@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bot.destinations.base import SECRET_NAME_RULE
 from bot.models import (
     ROLE_DESCRIPTIONS,
     USERNAME_MAX_LENGTH,
@@ -34,6 +35,8 @@ BLOCK_NEVER = "expiry_never"
 BLOCK_NOTICE = "notice"
 BLOCK_REASON = "reason"
 BLOCK_BREAK_GLASS = "break_glass"
+BLOCK_DESTINATION = "destination"
+BLOCK_SECRET_NAME = "secret_name"  # noqa: S105 - a block id
 
 ACTION_USERNAME = "username_input"
 ACTION_ROLE = "role_select"
@@ -45,12 +48,18 @@ ACTION_REASON = "reason_input"
 ACTION_BREAK_GLASS = "break_glass_check"
 BREAK_GLASS_VALUE = "break_glass"
 REASON_MAX_LENGTH = 500
+ACTION_DESTINATION = "destination_select"
+ACTION_SECRET_NAME = "secret_name_input"  # noqa: S105 - an action id
+TO_ME_VALUE = "slack"  # the Deliver to option "To me, in Slack"; destination names never equal it
+SECRET_NAME_MAX_LENGTH = 63
 
 BLOCK_FOR_FIELD: dict[FormField, str] = {
     FormField.USERNAME: BLOCK_USERNAME,
     FormField.ROLE: BLOCK_ROLE,
     FormField.PROJECTS: BLOCK_PROJECTS,
     FormField.EXPIRY: BLOCK_EXPIRY,
+    FormField.DESTINATION: BLOCK_DESTINATION,
+    FormField.SECRET_NAME: BLOCK_SECRET_NAME,
 }
 
 MAX_STATIC_OPTIONS = 100
@@ -195,6 +204,7 @@ def creation_view(
     no_projects_text: str,
     prefill: Prefill | None = None,
     offer_break_glass: bool = False,
+    fixed_destination: str | None = None,
 ) -> dict[str, Any]:
     """The form, offering only what `entitlement` allows. `projects` is None when Mixpanel could not say.
     `prefill` (Replace…) starts it with an earlier account's name, role and projects, where still allowed.
@@ -298,6 +308,7 @@ def creation_view(
                     "element": element,
                 }
             )
+    blocks.extend(destination_blocks(entitlement, fixed_destination))
     if entitlement.may_need_approval:
         blocks.append(reason_block())
     if offer_break_glass:
@@ -317,16 +328,13 @@ def creation_view(
                 },
             }
         )
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                _mrkdwn(
-                    ":lock: The token is shown once, to you alone, in a private message in this conversation."
-                )
-            ],
-        }
-    )
+    to_you = ":lock: The token is shown once, to you alone, in a private message in this conversation."
+    to_store = ":lock: The token goes straight into the secret store; nobody sees it."
+    only_stores = fixed_destination is not None or not entitlement.to_me
+    notice = to_store if only_stores else to_you
+    if entitlement.destinations and not only_stores:
+        notice = f"{to_you} With a secret store chosen, it goes there instead and nobody sees it."
+    blocks.append({"type": "context", "elements": [_mrkdwn(notice)]})
     return _modal(
         blocks,
         callback_id=CREATE_CALLBACK_ID,
@@ -352,3 +360,51 @@ def reason_block(*, label: str = "Reason", hint: str | None = None) -> dict[str,
             "max_length": REASON_MAX_LENGTH,
         },
     }
+
+
+def destination_blocks(entitlement: Entitlement, fixed_destination: str | None) -> list[dict[str, Any]]:
+    """Deliver to (To me, in Slack, where allowed, and each destination this person may pick) and Secret
+    name. A replacement goes where the old account went: `fixed_destination` says where, and nothing is
+    chosen."""
+    if fixed_destination is not None:
+        return [
+            {
+                "type": "section",
+                "block_id": BLOCK_DESTINATION,
+                "text": _mrkdwn(f"*Deliver to:* {fixed_destination}, as a new version of the same secret."),
+            }
+        ]
+    if not entitlement.destinations:
+        return []
+    options = [{"text": _plain("To me, in Slack"), "value": TO_ME_VALUE}] if entitlement.to_me else []
+    options += [
+        {"text": _plain(_truncate(name, OPTION_TEXT_LIMIT)), "value": name}
+        for name in entitlement.destinations
+    ]
+    return [
+        {
+            "type": "input",
+            "block_id": BLOCK_DESTINATION,
+            "label": _plain("Deliver to"),
+            "hint": _plain("A secret store receives the token directly: no person ever sees it."),
+            "element": {
+                "type": "static_select",
+                "action_id": ACTION_DESTINATION,
+                "options": options,
+                "initial_option": options[0],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": BLOCK_SECRET_NAME,
+            "optional": True,
+            "label": _plain("Secret name"),
+            "hint": _plain(f"Needed for a secret store: {SECRET_NAME_RULE}. It must not exist there yet."),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": ACTION_SECRET_NAME,
+                "max_length": SECRET_NAME_MAX_LENGTH,
+                "placeholder": _plain("etl-nightly"),
+            },
+        },
+    ]

@@ -137,6 +137,12 @@ class AccountRequest(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(32))
     replaces_request_id: Mapped[str | None] = mapped_column(String(32))
+    # Destinations (migration 0008): the policy destination and secret name the credentials go to; the
+    # version the write became; when it began (a GitHub secret updated since then is the bot's).
+    destination: Mapped[str | None] = mapped_column(String(64))
+    secret_name: Mapped[str | None] = mapped_column(String(64))
+    secret_version: Mapped[str | None] = mapped_column(String(128))
+    store_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_account_requests_requester_created", "requester_id", "created_at"),
@@ -206,6 +212,10 @@ class StoredRequest:
     closed_at: datetime | None = None
     closed_by: str | None = None
     replaces_request_id: str | None = None
+    destination: str | None = None
+    secret_name: str | None = None
+    secret_version: str | None = None
+    store_started_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRequest:
@@ -226,4 +236,8 @@ class StoredRequest:
             closed_at=row.get("closed_at"),
             closed_by=row.get("closed_by"),
             replaces_request_id=row.get("replaces_request_id"),
+            destination=row.get("destination"),
+            secret_name=row.get("secret_name"),
+            secret_version=row.get("secret_version"),
+            store_started_at=row.get("store_started_at"),
         )

@@ -185,6 +185,10 @@ class Store:
                     "updated_at": now,
                     "last_create_attempt_at": None,
                     "replaces_request_id": replaces_request_id,
+                    "destination": spec.destination,
+                    "secret_name": spec.secret_name,
+                    "secret_version": None,
+                    "store_started_at": None,
                 }
                 connection.execute(insert(REQUESTS).values(row))
                 audit_row(connection, event, row, at=now, actor_id=actor_id, detail=detail)
@@ -254,6 +258,7 @@ class Store:
         detail: str | None = None,
         mixpanel_account_id: int | None = None,
         mixpanel_username: str | None = None,
+        secret_version: str | None = None,
         earlier_events: tuple[tuple[AuditEvent, str | None], ...] = (),
     ) -> StoredRequest:
         """Compare-and-set: move a request from one of the `expected` states to `state`, recording
@@ -264,6 +269,8 @@ class Store:
             values["mixpanel_account_id"] = mixpanel_account_id
         if mixpanel_username is not None:
             values["mixpanel_username"] = mixpanel_username
+        if secret_version is not None:
+            values["secret_version"] = secret_version
         if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
             values["error"] = detail
         with self._write() as connection:
@@ -302,6 +309,16 @@ class Store:
         with self._write() as connection:
             return StoredRequest.of(
                 self._compare_and_set(connection, request_id, (RequestState.SUBMITTED,), values)
+            )
+
+    def record_store_attempt(self, request_id: str, *, now: datetime | None = None) -> StoredRequest:
+        """Just before the credentials are written to the request's destination: a secret updated after this
+        moment is this request's (GitHub keeps no mark of its own)."""
+        now = now or _now()
+        values = {"store_started_at": now, "updated_at": now}
+        with self._write() as connection:
+            return StoredRequest.of(
+                self._compare_and_set(connection, request_id, (RequestState.CREATED,), values)
             )
 
     def record_ambiguous_create(

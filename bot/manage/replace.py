@@ -63,6 +63,7 @@ class ReplaceFlow:
             projects_unavailable_text=PROJECTS_UNAVAILABLE.format(contact=self.d.policy.contact),
             no_projects_text=NO_PROJECTS.format(contact=self.d.policy.contact),
             prefill=Prefill(username=old.username, role=old.role, project_ids=old.project_ids),
+            fixed_destination=self._where(old),
         )
         try:
             self.d.slack.views_open(trigger_id=trigger_id, view=view)
@@ -70,6 +71,13 @@ class ReplaceFlow:
             log.warning("views.open for a replacement failed: %s", type(error).__name__)
             return FORM_NOT_OPENED
         return None
+
+    def _where(self, old: StoredRequest) -> str | None:
+        """Where the old account's credentials went, for the form; None when they went to the person."""
+        destination = self.d.destinations.get(old.destination or "")
+        if destination is None or not old.secret_name:
+            return None
+        return destination.describe(old.secret_name, None)
 
     def after_delivery(self, request: StoredRequest, context: SubmissionContext) -> None:
         """A creation was delivered: refresh the App Home if it started there (no channel), and, for a

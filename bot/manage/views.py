@@ -111,6 +111,11 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
         f"{expiry_phrase(entry.expires_at, now=now, timezone=timezone)} · {used}",
         origin,
     ]
+    if entry.request is not None and entry.request.destination:
+        # Where the credentials went (never what): the destination and the secret's name there.
+        lines.append(
+            f"stored in {escape(entry.request.destination)} as `{escape(entry.request.secret_name or '')}`"
+        )
     if entry.request is not None and entry.request.replaces_request_id:
         lines.append("replaces an earlier account")
     if entry.replaced_by:
