@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from bot.policy.file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.remind.flow import ReminderJob
 from bot.remind.store import ReminderStore
+from bot.rotate.flow import RotationFlow
+from bot.rotate.job import RotationJob
+from bot.rotate.store import RotationStore
 from bot.settings import Settings, SettingsError
 from bot.slack.delivery import SlackDelivery, response_url_hosts
 from bot.slack.directory import SlackDirectory, installation_of
@@ -75,6 +79,7 @@ class Runtime:
     replace: ReplaceFlow
     rescope: RescopeFlow
     approvals: ApprovalFlow | None = None
+    rotation: RotationJob | None = None  # set by build_runtime (bot/rotate)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -239,10 +244,18 @@ def build_runtime(
         rescope=RescopeFlow(manage),
         approvals=ApprovalFlow(flow, policy.approval) if policy.approval is not None else None,
     )
+    runtime.rotation = RotationJob(
+        RotationFlow(flow, manage.records, RotationStore(store), holder=uuid.uuid4().hex),
+        flow,
+        manage.records,
+        ReminderStore(store),
+        stale_after=timedelta(seconds=settings.stale_request_seconds),
+    )
     if background_tasks:
         # Warm the project list in every worker process, so the first modal opens complete; a cold form
         # arriving meanwhile joins this fetch. Failure only means a loading view and a fetch later.
         catalog.refresh_in_background()
         runtime.start_sweeper()
         runtime.reminders.start(settings.reminder_interval_seconds, runtime._stopping)
+        runtime.rotation.start(settings.rotation_interval_seconds, runtime._stopping)
     return runtime

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.manage.accounts import AccountEntry, Presence
@@ -48,6 +49,21 @@ class OwnerStatus(StrEnum):
 OWNER_PHRASES = {OwnerStatus.DEACTIVATED: "is deactivated", OwnerStatus.LEFT: "has left the workspace"}
 
 
+def owner_status(client: WebClient, user_id: str) -> OwnerStatus | None:
+    """Is the person still here? None when Slack could not say (the caller waits for its next run)."""
+    try:
+        user = client.users_info(user=user_id)["user"]
+    except SlackApiError as error:
+        if error.response.get("error") == "user_not_found":
+            return OwnerStatus.LEFT
+        log.warning("users.info for %s failed: %s", user_id, error.response.get("error"))
+        return None
+    except (SlackClientError, OSError, KeyError, TypeError) as error:
+        log.warning("users.info for %s failed: %s", user_id, type(error).__name__)
+        return None
+    return OwnerStatus.DEACTIVATED if standing_of(user) is Standing.DEACTIVATED else OwnerStatus.PRESENT
+
+
 @dataclass(frozen=True)
 class Reminder:
     entry: AccountEntry
@@ -75,18 +91,7 @@ class ReminderJob:
         self.holder = holder or uuid.uuid4().hex
 
     def _owner_status(self, user_id: str) -> OwnerStatus | None:
-        """None when Slack could not say: the reminder waits for the next run."""
-        try:
-            user = self.d.background_slack.users_info(user=user_id)["user"]
-        except SlackApiError as error:
-            if error.response.get("error") == "user_not_found":
-                return OwnerStatus.LEFT
-            log.warning("users.info for %s failed: %s", user_id, error.response.get("error"))
-            return None
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("users.info for %s failed: %s", user_id, type(error).__name__)
-            return None
-        return OwnerStatus.DEACTIVATED if standing_of(user) is Standing.DEACTIVATED else OwnerStatus.PRESENT
+        return owner_status(self.d.background_slack, user_id)
 
     def plan(self, now: datetime) -> list[Reminder]:
         """The reminders due now and not yet sent. Raises MixpanelError/OrganizationUnknown."""

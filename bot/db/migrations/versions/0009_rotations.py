@@ -2,7 +2,7 @@
 successor, the secret's new version, the overlap and the claim of the run working it (bot/rotate/store.py).
 
 Revision ID: 0009
-Revises: 0006 (the integrator re-chains it after 0007 and 0008)
+Revises: 0008 (i15's destinations, merged here; the integrator re-chains it after 0007)
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from bot.db.schema import UTCDateTime
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,450 @@
+"""One account's rotation, step by step (bot/rotate/states.py has the states; docs/rotation.md the story).
+
+Each run takes the rotation's claim, moves it as far as it can go now, and drops the claim. Every move is a
+compare-and-set that writes its audit row; the audit channel hears of it after that write. What a run
+that died left behind is settled by the next one:
+- died during the create: the successor request is `submitted`/`uncertain`; the sweeper finds and deletes
+  whatever Mixpanel made, and the rotation makes a new successor (a new attempt) once it is settled;
+- died after the create, before the write: the successor's token died with the run; the sweeper deletes
+  the successor, the owner is told, and the rotation makes a new one;
+- died after the write: the sweeper reads the store back; the bot's mark there means it was delivered.
+The successor is made in the create flow's own steps (the same request states, the same write, read-back
+and compensation: bot/create/secret_store.py), as a request that `replaces` the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.create.account import new_account_body
+from bot.create.flow import CreationFlow
+from bot.create.secret_store import NotStored, Stored
+from bot.db.schema import AuditEvent, RequestState, StoredRequest
+from bot.db.store import AlreadyClaimed, StateMoved
+from bot.destinations.base import DestinationError, Failure
+from bot.manage.store import AccountRef, LifecycleStore
+from bot.mixpanel.catalog import OrganizationUnknown
+from bot.mixpanel.client import MixpanelError
+from bot.models import Requester, Standing
+from bot.policy.access import decide
+from bot.policy.file import DeleteOld
+from bot.redaction import redactor
+from bot.remind.flow import OWNER_PHRASES, OwnerStatus, owner_status
+from bot.rotate import messages as say
+from bot.rotate.notices import RotationNotices
+from bot.rotate.schedule import RETRY_AFTER, Fate, due_at, old_account_plan, rotation_settings, successor_spec
+from bot.rotate.states import RotationState
+from bot.rotate.store import Rotation, RotationMoved, RotationStore
+
+log = logging.getLogger(__name__)
+
+ROTATION_ACTOR = "rotation"  # who acted, in the audit trail, for what a rotation does by itself
+STEP_LEASE = timedelta(minutes=10)  # a run holds a rotation this long at most before another may settle it
+# Successor requests that ended without an account (or with one deleted again): a new attempt may start.
+SETTLED_WITHOUT_ACCOUNT = (RequestState.FAILED, RequestState.DELETED)
+
+
+def _parse(moment: str | None) -> datetime | None:
+    if not moment:
+        return None
+    try:
+        return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class RotationFlow:
+    def __init__(
+        self, creation: CreationFlow, records: LifecycleStore, rotations: RotationStore, holder: str
+    ):
+        self.d = creation.d
+        self.audit = creation.audit
+        self.cleanup = creation.cleanup
+        self.secrets = creation.account_creation.secrets
+        self.records = records
+        self.rotations = rotations
+        self.holder = holder
+        self.notices = RotationNotices(self.d.background_slack, self.d.policy)
+
+    # --- one account --------------------------------------------------------------------------------
+
+    def advance(self, old: StoredRequest, now: datetime, *, force: bool = False) -> list[RotationState]:
+        """Move this account's rotation as far as it goes now; the states it passed through (empty: it
+        waits, or another run holds it). `force` (Rotate now) starts it before it is due."""
+        rotation = self.rotations.get(old.id)
+        if rotation is None:
+            settings = rotation_settings(self.d.policy, old)
+            start = due_at(old, settings) if settings else None
+            if settings is None or (start is None and not force):
+                return []
+            rotation = self.rotations.open(old.id, due_at=min(start or now, now), now=now)
+            if rotation is None:
+                return []  # another run opened it
+        if rotation.finished:
+            return []
+        taken = self.rotations.take(old.id, (rotation.state,), holder=self.holder, now=now, lease=STEP_LEASE)
+        if taken is None:
+            return []
+        passed: list[RotationState] = []
+        try:
+            while True:
+                moved = self._step(old, taken, now, force=force)
+                if moved is None or moved.state is taken.state:
+                    return passed
+                passed.append(moved.state)
+                taken = moved
+        except RotationMoved as moved:
+            log.info("Rotation of %s moved to %s under another run", old.id, moved.actual)
+            return passed
+        finally:
+            self.rotations.release(taken, self.holder)
+
+    def _step(self, old: StoredRequest, rotation: Rotation, now: datetime, *, force: bool) -> Rotation | None:
+        state = rotation.state
+        if state is RotationState.FAILED:
+            if not force and now < rotation.updated_at + RETRY_AFTER:
+                return None
+            return self._move(
+                old, rotation, RotationState.DUE, now, detail="tried again", **self._fresh(rotation)
+            )
+        if state is RotationState.DUE:
+            return self._create(old, rotation, now)
+        if state is RotationState.SUCCESSOR_CREATED:
+            return self._settle_successor(old, rotation, now)
+        if state is RotationState.WRITTEN:
+            return self._verify_written(old, rotation, now)
+        if state is RotationState.VERIFIED:
+            return self._begin_overlap(old, rotation, now)
+        if state is RotationState.OVERLAPPING:
+            return self._end_overlap(old, rotation, now)
+        return None  # waiting for approval: the approvers decide (bot/rotate/job.py looks again)
+
+    @staticmethod
+    def _fresh(rotation: Rotation) -> dict:
+        """A new attempt: a new successor will be made."""
+        return {
+            "attempt": rotation.attempt + 1,
+            "successor_request_id": None,
+            "successor_account_id": None,
+            "successor_username": None,
+            "secret_version": None,
+            "failure": None,
+        }
+
+    def _move(
+        self,
+        old: StoredRequest,
+        rotation: Rotation,
+        target: RotationState,
+        now: datetime,
+        *,
+        detail: str,
+        **values,
+    ) -> Rotation:
+        """The compare-and-set with its audit row; then the audit channel hears of it."""
+        return self.audit.record(
+            lambda: self.rotations.move(
+                rotation, target, holder=self.holder, now=now, detail=detail, **values
+            ),
+            say.audit_announcement(
+                str(target).replace("_", " "),
+                owner_id=old.requester_id,
+                old=old.mixpanel_username or old.username,
+                detail=detail,
+            ),
+        )
+
+    # --- due: judge and create the successor ----------------------------------------------------------
+
+    def _create(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        if rotation.successor_request_id is not None:
+            earlier = self.d.store.get(rotation.successor_request_id)
+            if earlier is None or earlier.state not in SETTLED_WITHOUT_ACCOUNT:
+                return None  # an interrupted create is still being settled by the sweeper
+            rotation = self.rotations.update(rotation, holder=self.holder, now=now, **self._fresh(rotation))
+        name = old.mixpanel_username or old.username
+        if (old.destination or "") not in self.d.destinations:
+            return self._fail(old, rotation, say.Stop.DESTINATION_GONE, old.destination or "?", now)
+        status = owner_status(self.d.background_slack, old.requester_id)
+        if status is None:
+            return None  # Slack could not say who the owner is: the next run asks again
+        spec = successor_spec(self.d.policy, old, now)
+        # A rotation is the machine's, not a person's: an owner who left is judged as a plain member.
+        judged = Requester(
+            user_id=old.requester_id, standing=Standing.MEMBER, team_id=self.d.installation.team_id
+        )
+        if status is OwnerStatus.PRESENT:
+            judged = self.d.directory.try_requester(old.requester_id, patient=True) or judged
+        try:
+            organization_id = self.d.catalog.organization_id()
+            known = [project.id for project in self.d.catalog.get().projects]
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", name, error)
+            return None
+        decision = decide(
+            self.d.policy,
+            judged,
+            spec,
+            installation=self.d.installation,
+            today=now.date(),
+            recent_creations=0,  # the owner's daily limit is for people's requests, not for rotations
+            known_project_ids=known,
+        )
+        if decision.refusal is not None or decision.violations:
+            reasons = [v.message for v in decision.violations] or [str(decision.refusal)]
+            return self._fail(old, rotation, say.Stop.POLICY, " ".join(reasons), now)
+        if decision.needs_approval:
+            return self._fail(
+                old,
+                rotation,
+                say.Stop.POLICY,
+                "it needs an approval, which rotations cannot ask for yet",
+                now,
+            )
+        if status is not OwnerStatus.PRESENT and rotation.attempt == 1:
+            self.notices.admins(say.ownerless_text(name, old.requester_id, OWNER_PHRASES[status]))
+        claimed = self.d.store.claim(
+            submission_key=f"rotation:{old.id}:{rotation.attempt}",
+            requester_id=old.requester_id,
+            team_id=old.team_id,
+            channel_id=None,
+            spec=spec,
+            within_quota=lambda _recent: True,
+            now=now,
+            replaces_request_id=old.id,
+            actor_id=ROTATION_ACTOR,
+            detail=f"successor of {name}",
+        )
+        if isinstance(claimed, AlreadyClaimed):
+            self.rotations.update(
+                rotation, holder=self.holder, now=now, successor_request_id=claimed.request.id
+            )
+            return None  # an earlier run of this attempt stored it: settled as above next time
+        successor = claimed.request  # type: ignore[union-attr]
+        rotation = self.rotations.update(
+            rotation, holder=self.holder, now=now, successor_request_id=successor.id
+        )
+        successor = self.d.store.record_create_attempt(successor.id, now=now)
+        try:
+            account = self.d.mixpanel.create_service_account(organization_id, new_account_body(successor))
+        except MixpanelError as error:
+            if error.ambiguous:
+                # Maybe made, with a token nobody holds: the sweeper finds and deletes it; then a new attempt.
+                self.d.store.record_ambiguous_create(successor.id, str(error), now=now)
+                return None
+            self.d.store.transition(
+                successor.id,
+                RequestState.FAILED,
+                expected=(RequestState.SUBMITTED,),
+                event=AuditEvent.MIXPANEL_ERROR,
+                detail=str(error),
+            )
+            return self._fail(old, rotation, say.Stop.MIXPANEL, error.reason or str(error.kind), now)
+        redactor.add(account.token.get_secret_value())
+        try:
+            successor = self.d.store.transition(
+                successor.id,
+                RequestState.CREATED,
+                expected=(RequestState.SUBMITTED,),
+                event=AuditEvent.CREATED,
+                mixpanel_account_id=account.id,
+                mixpanel_username=account.username,
+            )
+            rotation = self._move(
+                old,
+                rotation,
+                RotationState.SUCCESSOR_CREATED,
+                now,
+                detail=f"successor {account.username} (id {account.id})",
+                successor_account_id=account.id,
+                successor_username=account.username,
+            )
+        except (SQLAlchemyError, StateMoved, RotationMoved) as error:
+            log.error(
+                "Rotation of %s: could not record successor %s (%s); deleting it", name, account.id, error
+            )
+            self.d.mixpanel.delete_if_present(organization_id, account.id)
+            return None
+        outcome = self.secrets.put(successor, organization_id, account, replacing=old.mixpanel_account_id)
+        del account
+        if isinstance(outcome, Stored):
+            self.d.store.transition(
+                successor.id,
+                RequestState.DELIVERED,
+                expected=(RequestState.CREATED,),
+                event=AuditEvent.TOKEN_DELIVERED,
+                detail=f"stored in {outcome.where} (rotation)",
+                secret_version=outcome.receipt.version,
+            )
+            written = self._move(
+                old,
+                rotation,
+                RotationState.WRITTEN,
+                now,
+                detail=f"new version of {outcome.where}",
+                secret_version=outcome.receipt.version,
+                written_at=now,
+            )
+            return self._move(old, written, RotationState.VERIFIED, now, detail="read back", verified_at=now)
+        if isinstance(outcome, NotStored):
+            self.cleanup.orphan_and_delete(
+                successor,
+                organization_id,
+                [(successor.mixpanel_account_id or 0, successor.mixpanel_username)],
+                expected=(RequestState.CREATED,),
+                reason=f"rotation: the token could not be stored in {old.destination}",
+                event=AuditEvent.DELIVERY_FAILED,
+                detail=f"{old.destination}: {outcome.failure}: {outcome.detail}",
+            )
+            return self._fail(old, rotation, say.Stop.STORE, str(outcome.failure), now)
+        return None  # unsettled: the sweeper reads the store back, and the next run goes on from there
+
+    # --- a later run: settle what an earlier one left -------------------------------------------------
+
+    def _settle_successor(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        """A successor exists, and the run that made it is gone (with its token)."""
+        successor = self.d.store.get(rotation.successor_request_id or "")
+        if successor is None:
+            return None
+        if successor.state is RequestState.DELIVERED:  # the sweeper found the bot's write in the store
+            written = self._move(
+                old,
+                rotation,
+                RotationState.WRITTEN,
+                now,
+                detail="found in the store after an interrupted run",
+                secret_version=successor.secret_version,
+                written_at=successor.store_started_at or now,
+            )
+            return self._move(old, written, RotationState.VERIFIED, now, detail="read back", verified_at=now)
+        if successor.state in SETTLED_WITHOUT_ACCOUNT:
+            moved = self._move(
+                old,
+                rotation,
+                RotationState.DUE,
+                now,
+                detail=f"successor {successor.mixpanel_username} lost before the write; deleted",
+                **self._fresh(rotation),
+            )
+            self.notices.dm(
+                old.requester_id,
+                {"text": say.lost_text(old.mixpanel_username or old.username, old.destination or "")},
+            )
+            return moved
+        return None  # the sweeper has not settled it yet
+
+    def _verify_written(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        """Written, and the run died before reading back: the store decides, by the bot's mark."""
+        destination = self.d.destinations.get(old.destination or "")
+        if destination is None or rotation.successor_account_id is None:
+            return None
+        try:
+            found = destination.find_mark(
+                old.secret_name or "", rotation.successor_account_id, since=rotation.written_at or now
+            )
+        except DestinationError:
+            return None  # unreadable now: the next run reads again
+        if found is not None:
+            return self._move(old, rotation, RotationState.VERIFIED, now, detail="read back", verified_at=now)
+        return self._fail(old, rotation, say.Stop.STORE, str(Failure.MISMATCH), now)
+
+    # --- the overlap, and the old account's end ---------------------------------------------------------
+
+    def _begin_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation:
+        settings = rotation_settings(self.d.policy, old)
+        delete_old = settings.delete_old if settings else DeleteOld.NEVER
+        plan = self._plan(old, rotation, now, last_used=None)
+        moved = self._move(old, rotation, RotationState.OVERLAPPING, now, detail=f"old account: {delete_old}")
+        cap = (
+            (rotation.verified_at or now) + timedelta(hours=settings.unused_cap_hours)
+            if settings and delete_old is DeleteOld.WHEN_UNUSED
+            else None
+        )
+        note = say.delete_note(plan.delete_at, when_unused=delete_old is DeleteOld.WHEN_UNUSED, cap=cap)
+        destination = self.d.destinations.get(old.destination or "")
+        where = destination.describe(old.secret_name or "", None) if destination else old.destination or ""
+        self.notices.dm(
+            old.requester_id,
+            say.written_message(
+                old.id,
+                old=old.mixpanel_username or old.username,
+                new=rotation.successor_username or "",
+                where=where,
+                delete_note=note,
+                keep_button=delete_old is not DeleteOld.NEVER,
+            ),
+        )
+        return moved
+
+    def _plan(self, old: StoredRequest, rotation: Rotation, now: datetime, *, last_used: datetime | None):
+        settings = rotation_settings(self.d.policy, old)
+        return old_account_plan(
+            settings if settings else self.d.policy.rotation,
+            verified_at=rotation.verified_at or now,
+            kept_until=rotation.kept_until,
+            last_used=last_used,
+            warned=rotation.cap_warned_at is not None,
+            now=now,
+        )
+
+    def _end_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        name = old.mixpanel_username or old.username
+        if old.mixpanel_account_id is None:
+            return None
+        try:
+            organization_id = self.d.catalog.organization_id()
+            live = self.d.mixpanel.get_service_account(organization_id, old.mixpanel_account_id)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", name, error)
+            return None
+        plan = self._plan(old, rotation, now, last_used=_parse(live.last_used) if live else None)
+        if plan.fate is Fate.KEEP:
+            return self._move(old, rotation, RotationState.OLD_KEPT, now, detail="delete_old: never")
+        if plan.fate is Fate.WARN and plan.delete_at is not None:
+            self.rotations.update(rotation, holder=self.holder, now=now, cap_warned_at=now)
+            self.notices.dm(
+                old.requester_id,
+                {"text": say.cap_warning_text(name, rotation.successor_username or "", plan.delete_at)},
+            )
+            return None
+        if plan.fate is not Fate.DELETE:
+            return None
+        account = AccountRef(old.mixpanel_account_id, old.mixpanel_username, old)
+        claim = self.records.claim_deletion(account, actor_id=ROTATION_ACTOR, basis="rotation", now=now)
+        if not claim.won:
+            return None  # a person is deleting it right now; the next run records the end
+        try:
+            deleted = self.d.mixpanel.delete_if_present(organization_id, old.mixpanel_account_id)
+        except MixpanelError as error:
+            self.records.fail_deletion(account, actor_id=ROTATION_ACTOR, detail=f"rotation; {error.kind}")
+            return None
+        self.records.finish_deletion(
+            account, actor_id=ROTATION_ACTOR, found_gone=not deleted, detail="rotation complete", now=now
+        )
+        moved = self._move(old, rotation, RotationState.OLD_DELETED, now, detail="old account deleted")
+        destination = self.d.destinations.get(old.destination or "")
+        where = destination.describe(old.secret_name or "", None) if destination else old.destination or ""
+        self.notices.dm(
+            old.requester_id, {"text": say.old_deleted_text(name, rotation.successor_username or "", where)}
+        )
+        return moved
+
+    # --- stopping, and telling people -------------------------------------------------------------------
+
+    def _fail(
+        self, old: StoredRequest, rotation: Rotation, stop: say.Stop, detail: str, now: datetime
+    ) -> Rotation:
+        reason = say.stop_reason(stop, detail)
+        moved = self._move(old, rotation, RotationState.FAILED, now, detail=reason, failure=reason)
+        text = say.stuck_text(
+            old.mixpanel_username or old.username,
+            reason,
+            expires_at=old.expires_at,
+            contact=self.d.policy.contact,
+        )
+        self.notices.dm(old.requester_id, {"text": text})
+        self.notices.admins(f"<@{old.requester_id}>'s account: {text}")
+        return moved
