@@ -6,12 +6,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
+import boto3
 import hvac
 import hvac.exceptions
 import pytest
 import requests
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from tests.fakes import aws as aws_fakes
+from tests.fakes.aws import FakeAWS, action_is
 from tests.fakes.github import FakeGitHub
 from tests.fakes.vault import FakeVault
 
@@ -19,6 +23,8 @@ MPSA_POLICY = {
     "secret/data/mpsa/*": ["create", "read", "update"],
     "secret/metadata/mpsa/*": ["create", "read", "update"],
 }
+
+aws_server, aws = aws_fakes.aws_server, aws_fakes.aws  # the fixtures of tests/fakes/aws.py
 
 # ---------------------------------------------------------------------- Vault
 
@@ -364,6 +370,9 @@ def test_github_tokens_401_403_and_unseen_repositories_404(github: FakeGitHub) -
     github.add_token("ghp-narrow", repos=["acme/other"])
     url = f"{github.url}/repos/{REPO}/actions/secrets/MIXPANEL_TOKEN"
 
+    repo_url = f"{github.url}/repos/{REPO}"
+    assert _gh(github).get(repo_url, timeout=5).json()["permissions"]["push"] is True
+    assert _gh(github, "ghp-read").get(repo_url, timeout=5).json()["permissions"]["push"] is False
     assert _gh(github, "ghp-wrong").get(url, timeout=5).status_code == 401
     assert requests.get(url, timeout=5).status_code == 401
     assert _put(_gh(github, "ghp-read"), url, "v").status_code == 403
@@ -397,3 +406,94 @@ def test_github_faults_fail_then_apply_then_drop(github: FakeGitHub) -> None:
     assert github.secret_value(REPO, "MIXPANEL_TOKEN") == "v-2"
     assert [c.fault for c in github.calls("PUT")] == ["fail", "apply_then_drop"]
     assert _put(session, url, "v-3").status_code == 204
+
+
+# ---------------------------------------------------------------------- AWS (moto behind the proxy)
+
+
+def test_aws_create_secret_with_tags_and_a_taken_name(aws: FakeAWS) -> None:
+    client = aws.client()
+    tags = [{"Key": "mpsa:slack_user", "Value": "U1"}]
+    created = client.create_secret(Name="mpsa/etl", SecretString="t-1", Tags=tags, KmsKeyId="alias/mpsa")
+
+    with pytest.raises(ClientError) as taken:
+        client.create_secret(Name="mpsa/etl", SecretString="t-2")
+    described = client.describe_secret(SecretId="mpsa/etl")
+
+    assert taken.value.response["Error"]["Code"] == "ResourceExistsException"
+    assert described["ARN"] == created["ARN"]
+    assert described["Tags"] == tags
+    assert described["KmsKeyId"] == "alias/mpsa"
+    assert client.get_secret_value(SecretId="mpsa/etl")["SecretString"] == "t-1"
+    assert aws.proxy.actions() == ["CreateSecret", "CreateSecret", "DescribeSecret", "GetSecretValue"]
+
+
+def test_aws_put_secret_value_moves_the_stages(aws: FakeAWS) -> None:
+    client = aws.client()
+    client.create_secret(Name="mpsa/etl", SecretString="t-1")
+    put = client.put_secret_value(SecretId="mpsa/etl", SecretString="t-2")
+
+    current = client.get_secret_value(SecretId="mpsa/etl", VersionStage="AWSCURRENT")
+    previous = client.get_secret_value(SecretId="mpsa/etl", VersionStage="AWSPREVIOUS")
+
+    assert (current["SecretString"], previous["SecretString"]) == ("t-2", "t-1")
+    assert current["VersionId"] == put["VersionId"]
+    assert "AWSCURRENT" in put["VersionStages"]
+
+
+def test_aws_sts_identity_and_reset_between_tests(aws: FakeAWS) -> None:
+    identity = aws.client("sts").get_caller_identity()
+    assert identity["Account"].isdigit()
+    client = aws.client()
+    client.create_secret(Name="mpsa/etl", SecretString="t-1")
+
+    aws.reset()
+
+    assert client.list_secrets()["SecretList"] == []
+    assert aws.proxy.actions() == ["ListSecrets"]
+
+
+def test_aws_proxy_denies_and_fails_without_touching_moto(aws: FakeAWS) -> None:
+    client = aws.client()
+    aws.proxy.deny_next(action="CreateSecret")
+    aws.proxy.fail_next(1, 500, where=action_is("CreateSecret"))
+
+    codes = []
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            client.create_secret(Name="mpsa/etl", SecretString="t-1")
+        codes.append(
+            (
+                refused.value.response["Error"]["Code"],
+                refused.value.response["ResponseMetadata"]["HTTPStatusCode"],
+            )
+        )
+
+    assert codes == [("AccessDeniedException", 400), ("InternalFailure", 500)]
+    assert client.list_secrets()["SecretList"] == []
+    client.create_secret(Name="mpsa/etl", SecretString="t-1")
+    assert [c.fault for c in aws.proxy.calls()] == ["fail", "fail", None, None]
+
+
+def test_aws_proxy_applies_then_drops_and_can_be_unreachable(aws: FakeAWS) -> None:
+    client = aws.client()
+    aws.proxy.apply_then_drop(where=action_is("CreateSecret"))
+
+    with pytest.raises(ConnectionClosedError):
+        client.create_secret(Name="mpsa/etl", SecretString="t-1")
+    assert client.get_secret_value(SecretId="mpsa/etl")["SecretString"] == "t-1"
+
+    aws.proxy.stop()
+    with pytest.raises(EndpointConnectionError):
+        client.get_secret_value(SecretId="mpsa/etl")
+    aws.start()
+    assert client.get_secret_value(SecretId="mpsa/etl")["SecretString"] == "t-1"
+
+
+def test_aws_environment_points_a_default_boto3_client_at_the_proxy(
+    aws: FakeAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in aws.environment().items():
+        monkeypatch.setenv(key, value)
+    boto3.client("secretsmanager").create_secret(Name="mpsa/etl", SecretString="t-1")
+    assert aws.proxy.actions() == ["CreateSecret"]

@@ -140,8 +140,8 @@ class AccountRequest(Base):
     # Destinations (migration 0008): the policy destination and secret name the credentials go to; the
     # version the write became; when it began (a GitHub secret updated since then is the bot's).
     destination: Mapped[str | None] = mapped_column(String(64))
-    secret_name: Mapped[str | None] = mapped_column(String(64))
-    secret_version: Mapped[str | None] = mapped_column(String(128))
+    destination_entry: Mapped[str | None] = mapped_column(String(64))  # the secret's name there
+    destination_version: Mapped[str | None] = mapped_column(String(128))
     store_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -237,7 +237,7 @@ class StoredRequest:
             closed_by=row.get("closed_by"),
             replaces_request_id=row.get("replaces_request_id"),
             destination=row.get("destination"),
-            secret_name=row.get("secret_name"),
-            secret_version=row.get("secret_version"),
+            secret_name=row.get("destination_entry"),
+            secret_version=row.get("destination_version"),
             store_started_at=row.get("store_started_at"),
         )

@@ -186,8 +186,8 @@ class Store:
                     "last_create_attempt_at": None,
                     "replaces_request_id": replaces_request_id,
                     "destination": spec.destination,
-                    "secret_name": spec.secret_name,
-                    "secret_version": None,
+                    "destination_entry": spec.secret_name,
+                    "destination_version": None,
                     "store_started_at": None,
                 }
                 connection.execute(insert(REQUESTS).values(row))
@@ -270,7 +270,7 @@ class Store:
         if mixpanel_username is not None:
             values["mixpanel_username"] = mixpanel_username
         if secret_version is not None:
-            values["secret_version"] = secret_version
+            values["destination_version"] = secret_version
         if detail is not None and state in (RequestState.FAILED, RequestState.DELETE_FAILED):
             values["error"] = detail
         with self._write() as connection:

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     ReadTimeoutError,
 )
@@ -71,8 +72,11 @@ def _failure(error: Exception, *, sent: bool) -> DestinationError:
         return DestinationError(Failure.REJECTED, code or "ClientError")
     if isinstance(error, EndpointConnectionError | ConnectTimeoutError):
         return DestinationError(Failure.UNREACHABLE, type(error).__name__)
-    if isinstance(error, ReadTimeoutError):
-        return DestinationError(Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, "read timeout")
+    if isinstance(error, ReadTimeoutError | HTTPClientError):
+        # Sent, and no answer came (a read timeout, a dropped connection): a write may have landed.
+        return DestinationError(
+            Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, type(error).__name__
+        )
     if isinstance(error, NoCredentialsError):
         return DestinationError(Failure.FORBIDDEN, "no credentials")
     return DestinationError(Failure.UNREACHABLE, type(error).__name__)

@@ -14,7 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+import requests
 from pydantic import BaseModel, ConfigDict, SecretStr
+from urllib3.exceptions import NewConnectionError
 
 # What a requester may type as a secret name: no slash, dot or space, so a name can never leave the
 # destination's prefix (`../x`, `a/b`) and means the same thing in every store.
@@ -37,6 +39,15 @@ def bears_mark(mark: Mapping[str, Any] | None, account_id: int | None = None) ->
     if not mark or mark.get(MARK_KEY_WRITER) != MARK_WRITER:
         return False
     return account_id is None or mark.get(MARK_KEY_ACCOUNT) == str(account_id)
+
+
+def nothing_sent(error: requests.exceptions.ConnectionError) -> bool:
+    """Did this connection error happen before the request left (refused, unresolvable, connect timeout)?
+    Otherwise (the connection dropped after sending) a write may have landed."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    reason = error.args[0] if error.args else None
+    return isinstance(getattr(reason, "reason", reason), NewConnectionError)
 
 
 class KindConfig(BaseModel):

@@ -19,7 +19,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
-from bot.destinations.base import DestinationError, Failure, KindConfig, Receipt, SecretDocument
+from bot.destinations.base import DestinationError, Failure, KindConfig, Receipt, SecretDocument, nothing_sent
 
 TOKEN = "GITHUB_TOKEN"  # noqa: S105 - the setting's name
 API_VERSION = "2022-11-28"
@@ -98,11 +98,12 @@ class GitHubDestination:
                 timeout=self._timeout,
                 **kwargs,
             )
-        except requests.exceptions.ConnectionError as error:  # a connect timeout too: nothing was sent
-            raise DestinationError(Failure.UNREACHABLE, type(error).__name__) from None
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+            if isinstance(error, requests.exceptions.ConnectionError) and nothing_sent(error):
+                raise DestinationError(Failure.UNREACHABLE, type(error).__name__) from None
+            # Sent, and no answer came: a write may have landed.
             raise DestinationError(
-                Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, f"GitHub timed out on {what}"
+                Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, f"no answer from GitHub to {what}"
             ) from None
         except requests.RequestException as error:
             raise DestinationError(Failure.UNREACHABLE, type(error).__name__) from None

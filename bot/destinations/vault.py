@@ -25,6 +25,7 @@ from bot.destinations.base import (
     SecretDocument,
     bears_mark,
     mark_for,
+    nothing_sent,
 )
 
 TOKEN = "VAULT_TOKEN"  # noqa: S105 - the setting's name
@@ -46,10 +47,13 @@ def _failure(error: Exception, *, sent: bool) -> DestinationError:
     """An hvac or requests error as a Failure. A timeout after sending is OUTCOME_UNKNOWN."""
     if isinstance(error, vault_errors.Forbidden | vault_errors.Unauthorized):
         return DestinationError(Failure.FORBIDDEN, "Vault answered 403")
-    if isinstance(error, requests.exceptions.ConnectionError):  # includes a connect timeout: nothing sent
+    if isinstance(error, requests.exceptions.ConnectionError) and nothing_sent(error):
         return DestinationError(Failure.UNREACHABLE, type(error).__name__)
-    if isinstance(error, requests.exceptions.Timeout):
-        return DestinationError(Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, "Vault timed out")
+    if isinstance(error, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
+        # Sent, and no answer came: a write may have landed.
+        return DestinationError(
+            Failure.OUTCOME_UNKNOWN if sent else Failure.UNREACHABLE, "no answer from Vault"
+        )
     if isinstance(error, vault_errors.VaultDown | vault_errors.BadGateway | vault_errors.InternalServerError):
         return DestinationError(Failure.UNREACHABLE, f"Vault answered {type(error).__name__}")
     return DestinationError(Failure.REJECTED, type(error).__name__)

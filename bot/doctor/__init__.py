@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from bot.doctor.destination_checks import destination_checks
 from bot.doctor.local_checks import check_database, check_policy_file, check_settings, database_password
 from bot.doctor.mixpanel_checks import MIXPANEL_CHECKS, mixpanel_checks
 from bot.doctor.report import CheckResult, exit_code, failed, render_json, render_text, skipped
@@ -94,6 +95,11 @@ def diagnose() -> list[CheckResult]:
     except Exception as error:
         policy_check, policy = crashed("policy-file", error), None
     results.append(policy_check)
+    if policy is not None:
+        try:
+            results.extend(destination_checks(policy, settings))
+        except Exception as error:
+            results.append(crashed("destinations", error))
     if policy is None or identity is None:
         reason = "needs a valid policy file (see policy-file)" if policy is None else needs_bot
         return results + [skipped(name, reason) for name in POLICY_SLACK_CHECKS]

@@ -17,7 +17,8 @@ Public API::
         .rotate_key("owner/name", environment=None) -> new key_id   (values sealed to the old key: 422)
 
       routes (Authorization: "Bearer <token>" or "token <token>"; owner/repo case-insensitive)
-        GET    /repos/{owner}/{repo}                                   -> {"id", "name", "full_name", ...}
+        GET    /repos/{owner}/{repo}       -> {"id", "name", "full_name", "permissions": {"push", ...}, ...}
+                                           (push/maintain true for a write token, false for a read one)
         GET    /repos/{owner}/{repo}/environments/{environment}        -> {"id", "name", ...}
         GET    /repos/{owner}/{repo}/actions/secrets                   -> {"total_count", "secrets": [...]}
         GET    /repos/{owner}/{repo}/actions/secrets/public-key        -> {"key_id", "key": base64}
@@ -197,7 +198,7 @@ class FakeGitHub(RecordingHTTPFake):
             if repo is None or (token.repos is not None and repo.full_name.casefold() not in token.repos):
                 return _error(404, "Not Found")
             if not rest and call.method == "GET":
-                return json_reply(200, self._repo_json(repo))
+                return json_reply(200, self._repo_json(repo, token))
             holder: _SecretsHolder | None = repo.holder
             if rest[:1] == ["environments"] and len(rest) >= 2:
                 holder = repo.environments.get(rest[1])
@@ -224,8 +225,11 @@ class FakeGitHub(RecordingHTTPFake):
         return None, []
 
     @staticmethod
-    def _repo_json(repo: _Repo) -> dict[str, Any]:
+    def _repo_json(repo: _Repo, token: _Token) -> dict[str, Any]:
         owner, _, name = repo.full_name.partition("/")
+        writes = token.permission == "write"
+        # GitHub shows the caller's own role on the repository; "push" is what writing secrets comes with
+        permissions = {"admin": False, "maintain": writes, "push": writes, "triage": True, "pull": True}
         return {
             "id": repo.id,
             "node_id": f"R_{repo.id}",
@@ -233,6 +237,7 @@ class FakeGitHub(RecordingHTTPFake):
             "full_name": repo.full_name,
             "owner": {"login": owner},
             "private": True,
+            "permissions": permissions,
         }
 
     def _secrets_route(self, call: HTTPCall, token: _Token, holder: _SecretsHolder, rest: list[str]) -> Reply:
