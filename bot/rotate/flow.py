@@ -15,6 +15,7 @@ and compensation: bot/create/secret_store.py), as a request that `replaces` the 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -67,6 +68,7 @@ class RotationFlow:
         self.records = records
         self.rotations = rotations
         self.holder = holder
+        self._local = threading.local()  # per advance(): the states it moved through
         self.notices = RotationNotices(self.d.background_slack, self.d.policy)
 
     # --- one account --------------------------------------------------------------------------------
@@ -88,17 +90,16 @@ class RotationFlow:
         taken = self.rotations.take(old.id, (rotation.state,), holder=self.holder, now=now, lease=STEP_LEASE)
         if taken is None:
             return []
-        passed: list[RotationState] = []
+        self._local.passed = []
         try:
             while True:
                 moved = self._step(old, taken, now, force=force)
                 if moved is None or moved.state is taken.state:
-                    return passed
-                passed.append(moved.state)
+                    return self._local.passed
                 taken = moved
         except RotationMoved as moved:
             log.info("Rotation of %s moved to %s under another run", old.id, moved.actual)
-            return passed
+            return self._local.passed
         finally:
             self.rotations.release(taken, self.holder)
 
@@ -130,7 +131,7 @@ class RotationFlow:
             "successor_request_id": None,
             "successor_account_id": None,
             "successor_username": None,
-            "secret_version": None,
+            "destination_version": None,
             "failure": None,
         }
 
@@ -145,7 +146,7 @@ class RotationFlow:
         **values,
     ) -> Rotation:
         """The compare-and-set with its audit row; then the audit channel hears of it."""
-        return self.audit.record(
+        moved = self.audit.record(
             lambda: self.rotations.move(
                 rotation, target, holder=self.holder, now=now, detail=detail, **values
             ),
@@ -156,6 +157,8 @@ class RotationFlow:
                 detail=detail,
             ),
         )
+        self._local.passed.append(target)  # what this advance() moved through, for its caller
+        return moved
 
     # --- due: judge and create the successor ----------------------------------------------------------
 
@@ -285,7 +288,7 @@ class RotationFlow:
                 RotationState.WRITTEN,
                 now,
                 detail=f"new version of {outcome.where}",
-                secret_version=outcome.receipt.version,
+                destination_version=outcome.receipt.version,
                 written_at=now,
             )
             return self._move(old, written, RotationState.VERIFIED, now, detail="read back", verified_at=now)
@@ -316,7 +319,7 @@ class RotationFlow:
                 RotationState.WRITTEN,
                 now,
                 detail="found in the store after an interrupted run",
-                secret_version=successor.secret_version,
+                destination_version=successor.secret_version,
                 written_at=successor.store_started_at or now,
             )
             return self._move(old, written, RotationState.VERIFIED, now, detail="read back", verified_at=now)

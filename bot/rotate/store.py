@@ -62,7 +62,7 @@ class RotationRow(Base):
     successor_request_id: Mapped[str | None] = mapped_column(ForeignKey("account_requests.id"))
     successor_account_id: Mapped[int | None] = mapped_column(BigInteger)
     successor_username: Mapped[str | None] = mapped_column(String(255))
-    secret_version: Mapped[str | None] = mapped_column(String(128))
+    destination_version: Mapped[str | None] = mapped_column(String(128))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -91,7 +91,7 @@ class Rotation:
     successor_request_id: str | None = None
     successor_account_id: int | None = None
     successor_username: str | None = None
-    secret_version: str | None = None
+    destination_version: str | None = None
     written_at: datetime | None = None
     verified_at: datetime | None = None
     kept_until: datetime | None = None

@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("successor_request_id", sa.String(32), sa.ForeignKey("account_requests.id")),
         sa.Column("successor_account_id", sa.BigInteger),
         sa.Column("successor_username", sa.String(255)),
-        sa.Column("secret_version", sa.String(128)),
+        sa.Column("destination_version", sa.String(128)),
         sa.Column("due_at", UTCDateTime, nullable=False),
         sa.Column("written_at", UTCDateTime),
         sa.Column("verified_at", UTCDateTime),
