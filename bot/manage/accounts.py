@@ -34,6 +34,7 @@ class AccountEntry:
     replaced_by: str | None = None  # the full username of the account that replaced this one
     # For accounts made outside the bot: (project id, role) as Mixpanel's project listings say, if asked.
     memberships: tuple[tuple[int, str], ...] | None = None
+    rotation: str | None = None  # where its rotation is, and the next date (bot/rotate/views.py)
 
     @property
     def made_by_bot(self) -> bool:

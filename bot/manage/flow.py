@@ -35,6 +35,8 @@ from bot.manage.views import SCOPE_ALL, SCOPE_MINE, home_view, list_message, par
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
 from bot.models import Project
+from bot.rotate.store import RotationStore
+from bot.rotate.views import with_rotation
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ class ManageFlow:
             if request.mixpanel_account_id in unsure:
                 continue
             self._close_gone(request)
-        return entries
+        return with_rotation(self.d.policy, RotationStore(self.d.store), entries)
 
     def _close_gone(self, request: StoredRequest) -> None:
         """Close the record of an account deleted outside the bot; announced by whoever closes it."""

@@ -14,6 +14,7 @@ from typing import Any
 from bot.create.messages import COMMAND, escape
 from bot.manage.accounts import AccountEntry, Presence
 from bot.models import Project, today_in, zone
+from bot.rotate.views import rotate_now_button
 from bot.slack.block_limits import CONFIRM_TEXT, SECTION_TEXT, clip, name_list
 
 ACTION_DELETE = "mp_account_delete"
@@ -120,6 +121,8 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
         lines.append("replaces an earlier account")
     if entry.replaced_by:
         lines.append(f"replaced by `{escape(entry.replaced_by)}`")
+    if entry.rotation:
+        lines.append(escape(entry.rotation))
     if entry.presence is Presence.SETTLING:
         lines.append("_the bot is still setting this account up or cleaning it away_")
     return "\n".join(lines)
@@ -192,6 +195,7 @@ def account_blocks(
                             "value": button_value(entry),
                         },
                         replace_button(entry),
+                        *([rotate_now_button(entry)] if entry.rotation else []),
                     ],
                 }
             )
