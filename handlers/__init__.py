@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import approvals, commands, home, manage, options, submission
+from bot.rotate.clicks import RotationClicks
+from handlers import approvals, commands, home, manage, options, rotate, submission
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -21,5 +22,7 @@ def register_all(app: App, runtime: Runtime) -> None:
     options.register(app, runtime.flow)
     manage.register(app, runtime.manage, runtime.rescope, runtime.replace)
     home.register(app, runtime.flow, runtime.manage)
+    if runtime.rotation is not None:
+        rotate.register(app, RotationClicks(runtime.rotation.flow))
     if runtime.approvals is not None:
         approvals.register(app, runtime.approvals)

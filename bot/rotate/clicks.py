@@ -28,10 +28,12 @@ class RotationClicks:
         self.flow = flow
         self.d = flow.d
 
-    def _judge(self, user_id: str, value: object) -> tuple[StoredRequest | None, str | None]:
+    def _judge(
+        self, user_id: str, value: object, *, states: tuple[RequestState, ...] = (RequestState.DELIVERED,)
+    ) -> tuple[StoredRequest | None, str | None]:
         """The request the button names, if this person may manage it; else the sentence to show."""
         request = self.d.store.get(str(value)[:32]) if isinstance(value, str) else None
-        if request is None or request.state is not RequestState.DELIVERED:
+        if request is None or request.state not in states:
             return None, UNKNOWN
         if rotation_settings(self.d.policy, request) is None:
             return None, UNKNOWN
@@ -71,13 +73,19 @@ class RotationClicks:
         )
 
     def keep_longer(self, user_id: str, value: object) -> str:
-        request, refusal = self._judge(user_id, value)
+        # A click after the deletion finds the old account closed: it is told so, and nothing changes.
+        request, refusal = self._judge(user_id, value, states=(RequestState.DELIVERED, RequestState.CLOSED))
         if request is None:
             return refusal or UNKNOWN
         name = request.mixpanel_username or request.username
+        rotation = self.flow.rotations.get(request.id)
+        if rotation is None or rotation.state is not RotationState.OVERLAPPING:
+            return NOT_OVERLAPPING
+        now = self.d.clock()
+        scheduled = self.flow.old_account_plan(request, rotation, now).delete_at or now
         kept = self.flow.audit.record(
             lambda: self.flow.rotations.keep_longer(
-                request.id, by=KEEP_LONGER_BY, actor_id=user_id, now=self.d.clock()
+                request.id, after=scheduled, by=KEEP_LONGER_BY, actor_id=user_id, now=now
             ),
             lambda kept: (
                 say.audit_announcement(

@@ -15,7 +15,7 @@ from bot.mixpanel.client import MixpanelError
 from bot.policy.file import DeleteOld
 from bot.rotate import messages as say
 from bot.rotate.notices import RotationNotices
-from bot.rotate.schedule import Fate, old_account_plan, rotation_settings
+from bot.rotate.schedule import Fate, OldAccountPlan, old_account_plan, rotation_settings
 from bot.rotate.states import RotationState
 from bot.rotate.store import Rotation, RotationStore
 
@@ -46,7 +46,7 @@ class OverlapSteps:
     def _begin_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation:
         settings = rotation_settings(self.d.policy, old)
         delete_old = settings.delete_old if settings else DeleteOld.NEVER
-        plan = self._plan(old, rotation, now, last_used=None)
+        plan = self.old_account_plan(old, rotation, now, last_used=None)
         moved = self._move(old, rotation, RotationState.OVERLAPPING, now, detail=f"old account: {delete_old}")
         cap = (
             (rotation.verified_at or now) + timedelta(hours=settings.unused_cap_hours)
@@ -69,7 +69,10 @@ class OverlapSteps:
         )
         return moved
 
-    def _plan(self, old: StoredRequest, rotation: Rotation, now: datetime, *, last_used: datetime | None):
+    def old_account_plan(
+        self, old: StoredRequest, rotation: Rotation, now: datetime, *, last_used: datetime | None = None
+    ) -> OldAccountPlan:
+        """When the old account goes, by today's policy (the earliest, for when_unused)."""
         settings = rotation_settings(self.d.policy, old)
         return old_account_plan(
             settings if settings else self.d.policy.rotation,
@@ -90,7 +93,7 @@ class OverlapSteps:
         except (MixpanelError, OrganizationUnknown) as error:
             log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", name, error)
             return None
-        plan = self._plan(old, rotation, now, last_used=_parse(live.last_used) if live else None)
+        plan = self.old_account_plan(old, rotation, now, last_used=_parse(live.last_used) if live else None)
         if plan.fate is Fate.KEEP:
             return self._move(old, rotation, RotationState.OLD_KEPT, now, detail="delete_old: never")
         if plan.fate is Fate.WARN and plan.delete_at is not None:

@@ -261,9 +261,11 @@ class RotationStore:
             raise RotationMoved(rotation.request_id, None)
         return Rotation.of(row)
 
-    def keep_longer(self, request_id: str, *, by: timedelta, actor_id: str, now: datetime) -> Rotation | None:
-        """Push the old account's deletion back by `by` from whichever is later, now or the current date;
-        only while the rotation is overlapping (a stale click changes nothing)."""
+    def keep_longer(
+        self, request_id: str, *, after: datetime, by: timedelta, actor_id: str, now: datetime
+    ) -> Rotation | None:
+        """Push the old account's deletion `by` past `after` (when it is due to go now), or past an earlier
+        postponement; only while the rotation is overlapping (a stale click changes nothing)."""
         with self._store._write() as connection:
             current = (
                 connection.execute(select(ROTATIONS).where(ROTATIONS.c.request_id == request_id))
@@ -272,7 +274,7 @@ class RotationStore:
             )
             if current is None or current["state"] != str(RotationState.OVERLAPPING):
                 return None
-            base = max(now, current["kept_until"] or now, current["verified_at"] or now)
+            base = max(now, after, current["kept_until"] or after)
             row = (
                 connection.execute(
                     update(ROTATIONS)
