@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from bot.db.schema import RequestState
+from bot.models import Role
 from bot.rotate.states import RotationState
 from tests.conftest import ALICE, dump_database
 from tests.fakes.mixpanel import respond
@@ -241,3 +242,87 @@ def test_dry_run_prints_the_plan_and_changes_nothing(bots, vault, slack):
     assert "a successor would be made" in planned[0].describe()
     assert bot.runtime.rotation.rotations.get(old.id) is None
     assert len(bot.mixpanel.create_calls()) == 1
+
+
+def used(bot, account_id: int, at) -> None:
+    bot.mixpanel.use_account(account_id, when=at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_when_unused_deletes_the_old_account_once_last_used_stands_still_for_the_overlap(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack, delete_old="when_unused", overlap_hours=24)
+    old = mint(bot)
+    due(old, clock)
+    run(bot)
+    verified_at = rotation_of(bot, old).verified_at
+
+    clock.at = verified_at + timedelta(hours=30)
+    used(bot, old.mixpanel_account_id, clock() - timedelta(hours=2))  # an app still uses the old token
+    assert run(bot) == []
+    clock.at = verified_at + timedelta(hours=40)  # its last use is now 12 hours ago: not long enough
+    assert run(bot) == []
+    clock.at = verified_at + timedelta(hours=53)  # 25 hours without a use
+    assert run(bot) == [S.OLD_DELETED]
+    assert old.mixpanel_account_id not in bot.mixpanel.accounts
+
+
+def test_when_unused_warns_the_owner_before_the_cap_deletes_an_old_account_still_in_use(bots, vault, slack):
+    bot, clock = rotating_bot(
+        bots, vault, slack, delete_old="when_unused", overlap_hours=24, unused_cap_hours=72
+    )
+    old = mint(bot)
+    due(old, clock)
+    run(bot)
+    verified_at = rotation_of(bot, old).verified_at
+
+    clock.at = verified_at + timedelta(hours=47)
+    used(bot, old.mixpanel_account_id, clock())
+    assert run(bot) == [] and not any("still being used" in text for text in dms_to(bot, ALICE))
+    clock.at = verified_at + timedelta(hours=49)  # within a day of the cap
+    used(bot, old.mixpanel_account_id, clock())
+    run(bot)
+    run(bot)
+    assert sum("still being used" in text for text in dms_to(bot, ALICE)) == 1  # warned once
+    assert old.mixpanel_account_id in bot.mixpanel.accounts
+    clock.at = verified_at + timedelta(hours=72, minutes=1)
+    used(bot, old.mixpanel_account_id, clock())
+    assert run(bot) == [S.OLD_DELETED]  # the cap, though it is still in use
+
+
+def test_delete_old_never_keeps_the_old_account_and_finishes(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack, delete_old="never")
+    old = mint(bot)
+    due(old, clock)
+    assert run(bot) == [S.SUCCESSOR_CREATED, S.WRITTEN, S.VERIFIED, S.OVERLAPPING, S.OLD_KEPT]
+    assert "Keep the old one" not in dms_to(bot, ALICE)[-1] and "expires on its own" in dms_to(bot, ALICE)[-1]
+    clock.advance(days=1)
+    assert run(bot) == []
+    assert bot.mixpanel.delete_calls() == [] and old.mixpanel_account_id in bot.mixpanel.accounts
+
+
+def test_the_successor_is_judged_by_todays_policy(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack)
+    old = mint(bot)
+    deps = bot.runtime.flow.d
+    deps.policy = deps.policy.model_copy(update={"max_role": Role.CONSUMER})  # the policy changed since
+    due(old, clock)
+
+    assert run(bot) == [S.FAILED]
+
+    assert "today's policy would not allow" in rotation_of(bot, old).failure
+    assert len(bot.mixpanel.create_calls()) == 1  # nothing was made
+    assert "at most the consumer role" in dms_to(bot, ALICE)[-1]
+    assert "could not be rotated" in dms_to(bot, ADMIN)[-1]
+
+
+def test_the_successor_expiry_is_capped_by_todays_maximum(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack)
+    old = mint(bot)
+    deps = bot.runtime.flow.d
+    deps.policy = deps.policy.model_copy(
+        update={"expiry": deps.policy.expiry.model_copy(update={"max_days": 20})}
+    )
+    due(old, clock)
+
+    assert run(bot)[-1] is S.OVERLAPPING
+
+    assert successor_of(bot, old).expires_at.date() == (clock() + timedelta(days=20)).date()

@@ -59,7 +59,7 @@ class RotationFlow(OverlapSteps):
         self.rotations = rotations
         self.holder = holder
         self._local = threading.local()  # per advance(): the states it moved through
-        self.notices = RotationNotices(self.d.background_slack, self.d.policy)
+        self.notices = RotationNotices(self.d.background_slack, lambda: self.d.policy)
 
     # --- one account --------------------------------------------------------------------------------
 

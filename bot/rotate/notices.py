@@ -4,6 +4,7 @@ Best effort: the audit trail holds the record, and a DM that fails must not stop
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -15,9 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class RotationNotices:
-    def __init__(self, client: WebClient, policy: Policy):
+    def __init__(self, client: WebClient, policy: Callable[[], Policy]):
         self._client = client
-        self._policy = policy
+        self._policy = policy  # today's: read at each notice
 
     def dm(self, user_id: str, message: dict[str, Any]) -> bool:
         try:
@@ -30,5 +31,5 @@ class RotationNotices:
 
     def admins(self, text: str) -> None:
         """The admins named in the policy; admins named by user group hear it in the audit channel."""
-        for admin in self._policy.admins.users:
+        for admin in self._policy().admins.users:
             self.dm(admin, {"text": text})
