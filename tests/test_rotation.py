@@ -326,3 +326,20 @@ def test_the_successor_expiry_is_capped_by_todays_maximum(bots, vault, slack):
     assert run(bot)[-1] is S.OVERLAPPING
 
     assert successor_of(bot, old).expires_at.date() == (clock() + timedelta(days=20)).date()
+
+
+def test_an_old_account_a_person_deletes_during_the_overlap_finishes_the_rotation(bots, vault, slack):
+    from tests.lifecycle import click_delete, delete_buttons, run_list
+
+    bot, clock = rotating_bot(bots, vault, slack)
+    old = mint(bot)
+    due(old, clock)
+    run(bot)
+    buttons = delete_buttons(run_list(bot))
+    [(block_id, button)] = [(b, v) for b, v in buttons.items() if b.endswith(str(old.mixpanel_account_id))]
+    click_delete(bot, ALICE, button, block_id=block_id)
+    bot.wait_idle()
+    assert bot.store.get(old.id).state is RequestState.CLOSED
+
+    assert run(bot) == [S.OLD_DELETED]
+    assert len(bot.mixpanel.delete_calls()) == 1  # the person's; the rotation deleted nothing more

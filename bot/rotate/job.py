@@ -78,6 +78,13 @@ class RotationJob:
                 planned.append(PlannedRotation(request, rotation))
             elif rotation is None and is_due(self.d.policy, request, now):
                 planned.append(PlannedRotation(request, None))
+        # An old account a person deleted during the overlap: its rotation is finished by the next step.
+        listed = {request.id for request in live}
+        for rotation in self.rotations.unfinished():
+            if rotation.request_id not in listed and rotation.state is RotationState.OVERLAPPING:
+                closed = self.d.store.get(rotation.request_id)
+                if closed is not None:
+                    planned.append(PlannedRotation(closed, rotation))
         return planned
 
     def run_once(self, now: datetime | None = None, *, dry_run: bool = False) -> list[PlannedRotation]:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.db.schema import StoredRequest
+from bot.db.schema import RequestState, StoredRequest
 from bot.dependencies import FlowDependencies
 from bot.manage.store import AccountRef, LifecycleStore
 from bot.mixpanel.catalog import OrganizationUnknown
@@ -85,6 +85,8 @@ class OverlapSteps:
 
     def _end_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
         name = old.mixpanel_username or old.username
+        if old.state is not RequestState.DELIVERED:  # a person deleted it meanwhile: nothing left to do
+            return self._move(old, rotation, RotationState.OLD_DELETED, now, detail=f"already {old.state}")
         if old.mixpanel_account_id is None:
             return None
         try:
