@@ -33,6 +33,7 @@ from bot.policy.file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.remind.flow import ReminderJob
 from bot.remind.store import ReminderStore
+from bot.rotate.approval import RotationApproval
 from bot.rotate.flow import RotationFlow
 from bot.rotate.job import RotationJob
 from bot.rotate.store import RotationStore
@@ -251,6 +252,8 @@ def build_runtime(
         ReminderStore(store),
         stale_after=timedelta(seconds=settings.stale_request_seconds),
     )
+    if runtime.approvals is not None:
+        runtime.rotation.flow.approvals = RotationApproval(runtime.approvals)
     if background_tasks:
         # Warm the project list in every worker process, so the first modal opens complete; a cold form
         # arriving meanwhile joins this fetch. Failure only means a loading view and a fetch later.

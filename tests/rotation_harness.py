@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.db.schema import RequestState, StoredRequest
-from bot.policy.file import DestinationPolicy, PersonSelector, Policy, RotationPolicy
+from bot.policy.file import ApprovalPolicy, DestinationPolicy, PersonSelector, Policy, RotationPolicy
 from bot.rotate.states import RotationState
 from bot.rotate.store import Rotation
 from tests.conftest import ALICE, RunningBot
@@ -34,7 +34,14 @@ class Clock:
 
 
 def rotating_bot(
-    bots, vault, slack, *, database_url: str | None = None, vault_token: str | None = None, **rotation: Any
+    bots,
+    vault,
+    slack,
+    *,
+    database_url: str | None = None,
+    vault_token: str | None = None,
+    approval: ApprovalPolicy | None = None,
+    **rotation: Any,
 ) -> tuple[RunningBot, Clock]:
     slack.add_user(ADMIN, tz="UTC", name="admin")
     policy = Policy(
@@ -46,6 +53,7 @@ def rotating_bot(
         admins=PersonSelector(users=[ADMIN]),
         audit_channel=AUDIT,
         rotation=RotationPolicy(**rotation),
+        approval=approval,
     )
     overrides: dict[str, Any] = {"rotation_interval_seconds": 0}
     if database_url:

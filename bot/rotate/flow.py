@@ -34,6 +34,7 @@ from bot.policy.access import decide
 from bot.redaction import redactor
 from bot.remind.flow import OWNER_PHRASES, OwnerStatus, owner_status
 from bot.rotate import messages as say
+from bot.rotate.approval import RotationApproval
 from bot.rotate.notices import RotationNotices
 from bot.rotate.overlap import ROTATION_ACTOR, OverlapSteps
 from bot.rotate.schedule import RETRY_AFTER, due_at, rotation_settings, successor_spec
@@ -58,6 +59,7 @@ class RotationFlow(OverlapSteps):
         self.records = records
         self.rotations = rotations
         self.holder = holder
+        self.approvals: RotationApproval | None = None  # set by bot/runtime.py when approval is configured
         self._local = threading.local()  # per advance(): the states it moved through
         self.notices = RotationNotices(self.d.background_slack, lambda: self.d.policy)
 
@@ -111,7 +113,9 @@ class RotationFlow(OverlapSteps):
             return self._begin_overlap(old, rotation, now)
         if state is RotationState.OVERLAPPING:
             return self._end_overlap(old, rotation, now)
-        return None  # waiting for approval: the approvers decide (bot/rotate/job.py looks again)
+        if state is RotationState.WAITING_FOR_APPROVAL:
+            return self._after_approval(old, rotation, now)
+        return None
 
     @staticmethod
     def _fresh(rotation: Rotation) -> dict:
@@ -189,16 +193,10 @@ class RotationFlow(OverlapSteps):
         if decision.refusal is not None or decision.violations:
             reasons = [v.message for v in decision.violations] or [str(decision.refusal)]
             return self._fail(old, rotation, say.Stop.POLICY, " ".join(reasons), now)
-        if decision.needs_approval:
-            return self._fail(
-                old,
-                rotation,
-                say.Stop.POLICY,
-                "it needs an approval, which rotations cannot ask for yet",
-                now,
-            )
         if status is not OwnerStatus.PRESENT and rotation.attempt == 1:
             self.notices.admins(say.ownerless_text(name, old.requester_id, OWNER_PHRASES[status]))
+        if decision.needs_approval:
+            return self._ask_approval(old, rotation, spec, now)
         claimed = self.d.store.claim(
             submission_key=f"rotation:{old.id}:{rotation.attempt}",
             requester_id=old.requester_id,
@@ -220,6 +218,18 @@ class RotationFlow(OverlapSteps):
         rotation = self.rotations.update(
             rotation, holder=self.holder, now=now, successor_request_id=successor.id
         )
+        return self._make(old, rotation, successor, organization_id, now)
+
+    def _make(
+        self,
+        old: StoredRequest,
+        rotation: Rotation,
+        successor: StoredRequest,
+        organization_id: int,
+        now: datetime,
+    ) -> Rotation | None:
+        """Create the stored successor in Mixpanel, then write it to the store and read it back."""
+        name = old.mixpanel_username or old.username
         successor = self.d.store.record_create_attempt(successor.id, now=now)
         try:
             account = self.d.mixpanel.create_service_account(organization_id, new_account_body(successor))
@@ -294,6 +304,43 @@ class RotationFlow(OverlapSteps):
             )
             return self._fail(old, rotation, say.Stop.STORE, str(outcome.failure), now)
         return None  # unsettled: the sweeper reads the store back, and the next run goes on from there
+
+    # --- a successor that today's policy sends for approval ----------------------------------------------
+
+    def _ask_approval(self, old: StoredRequest, rotation: Rotation, spec, now: datetime) -> Rotation | None:
+        if self.approvals is None:  # the policy asks for approval but the app has no approval flow
+            return self._fail(old, rotation, say.Stop.POLICY, "it needs an approval, and none is set up", now)
+        successor = self.approvals.ask(old, spec, rotation.attempt, now)
+        if successor is None:
+            return self._fail(old, rotation, say.Stop.DENIED, "no approver could be reached", now)
+        moved = self._move(
+            old,
+            rotation,
+            RotationState.WAITING_FOR_APPROVAL,
+            now,
+            detail="today's policy needs an approval for the successor",
+            successor_request_id=successor.id,
+        )
+        self.notices.dm(old.requester_id, {"text": say.waiting_text(old.mixpanel_username or old.username)})
+        return moved
+
+    def _after_approval(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        """Approved: the rotation goes on by itself (nobody has to click Create); refused: it stops."""
+        successor = self.d.store.get(rotation.successor_request_id or "")
+        if successor is None or self.approvals is None:
+            return None
+        if successor.state is RequestState.APPROVED:
+            claimed = self.approvals.claim(successor, now)
+            if claimed is None:
+                return None
+            try:
+                organization_id = self.d.catalog.organization_id()
+            except (MixpanelError, OrganizationUnknown):
+                return None  # claimed and `submitted`: the sweeper settles it, then a new attempt
+            return self._make(old, rotation, claimed, organization_id, now)
+        if successor.state in (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED):
+            return self._fail(old, rotation, say.Stop.DENIED, str(successor.state), now)
+        return None  # still pending
 
     # --- a later run: settle what an earlier one left -------------------------------------------------
 
