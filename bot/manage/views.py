@@ -20,6 +20,8 @@ from bot.slack.block_limits import CONFIRM_TEXT, SECTION_TEXT, clip, name_list
 ACTION_DELETE = "mp_account_delete"
 ACTION_RESCOPE = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
+# Replace… into a secret store, for an account whose token was shown in Slack (reminders only).
+ACTION_MOVE_TO_STORE = "mp_account_move_to_store"
 ACTION_HOME_CREATE = "mp_home_create"
 HOME_CALLBACK_ID = "mp_home"
 
@@ -164,6 +166,15 @@ def replace_button(entry: AccountEntry) -> dict[str, Any]:
     }
 
 
+def move_to_store_button(entry: AccountEntry) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": ACTION_MOVE_TO_STORE,
+        "text": plain("Move into a secret store…"),
+        "value": button_value(entry),
+    }
+
+
 def account_blocks(
     entries: list[AccountEntry],
     *,
@@ -290,9 +301,11 @@ def reminder_message(
     now: datetime,
     projects: dict[int, Project],
     owner_status: str | None = None,
+    move_to_store: bool = False,
 ) -> dict[str, Any]:
     """The expiry reminder: to the creator, or to the audit channel when `owner_status` says (e.g. "has left
-    the workspace") why the creator cannot be reached. Never a secret."""
+    the workspace") why the creator cannot be reached. Never a secret. `move_to_store`: the token was shown
+    in Slack and the policy has secret stores: offer Move into a secret store… (there it is rotated)."""
     name = f"`{escape(entry.username)}`"
     expiry = expiry_phrase(entry.expires_at, now=now, timezone="UTC")
     if owner_status is None:
@@ -315,7 +328,11 @@ def reminder_message(
             {
                 "type": "actions",
                 "block_id": f"{SCOPE_REMINDER}:{entry.account_id}",
-                "elements": [replace_button(entry), delete],
+                "elements": [
+                    replace_button(entry),
+                    *([move_to_store_button(entry)] if move_to_store else []),
+                    delete,
+                ],
             },
         ],
     }

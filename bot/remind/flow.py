@@ -144,6 +144,8 @@ class ReminderJob:
             now=now,
             projects=self.m.project_names(),
             owner_status=OWNER_PHRASES.get(reminder.owner_status),
+            # Shown in Slack, so not rotated: offer a move into a store, where it will be.
+            move_to_store=request.destination is None and bool(self.d.policy.destinations),
         )
         try:
             if channel is None:
