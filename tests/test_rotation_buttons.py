@@ -42,8 +42,9 @@ def click(bot, user: str, action_id: str, value: str, channel: str = GENERAL) ->
         response_url=url,
     )
     assert result.status == 200 and result.elapsed < 3
-    bot.wait_idle()
-    return " ".join(str(call.args) for call in bot.slack.response_url_posts(url))
+    answer = bot.slack.wait_for(lambda c: c.method == "response_url" and c.args["_url"] == url)[-1]
+    bot.wait_idle()  # what the click started (Rotate now's rotation)
+    return str(answer.args)
 
 
 def test_the_list_shows_the_next_rotation_and_rotate_now_rotates_at_once(bots, vault, slack):

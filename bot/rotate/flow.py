@@ -174,7 +174,10 @@ class RotationFlow(OverlapSteps):
             user_id=old.requester_id, standing=Standing.MEMBER, team_id=self.d.installation.team_id
         )
         if status is OwnerStatus.PRESENT:
-            judged = self.d.directory.try_requester(old.requester_id, patient=True) or judged
+            present = self.d.directory.try_requester(old.requester_id, patient=True)
+            if present is None:
+                return None  # their standing and groups could not be read: the next run asks again
+            judged = present
         try:
             organization_id = self.d.catalog.organization_id()
             known = [project.id for project in self.d.catalog.get().projects]
@@ -340,7 +343,21 @@ class RotationFlow(OverlapSteps):
             return self._make(old, rotation, claimed, organization_id, now)
         if successor.state in (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED):
             return self._fail(old, rotation, say.Stop.DENIED, str(successor.state), now)
-        return None  # still pending
+        if successor.state is RequestState.DELIVERED:  # the owner clicked Create themselves: it is stored
+            return self._move(
+                old,
+                rotation,
+                RotationState.SUCCESSOR_CREATED,
+                now,
+                detail=f"successor {successor.mixpanel_username}, created on its owner's click",
+                successor_account_id=successor.mixpanel_account_id,
+                successor_username=successor.mixpanel_username,
+            )
+        if successor.state in SETTLED_WITHOUT_ACCOUNT:  # the owner's own Create failed, and was told why
+            return self._fail(
+                old, rotation, say.Stop.MIXPANEL, f"the approved successor was {successor.state}", now
+            )
+        return None  # still pending, or being made on the owner's click
 
     # --- a later run: settle what an earlier one left -------------------------------------------------
 
