@@ -343,3 +343,21 @@ def test_an_old_account_a_person_deletes_during_the_overlap_finishes_the_rotatio
 
     assert run(bot) == [S.OLD_DELETED]
     assert len(bot.mixpanel.delete_calls()) == 1  # the person's; the rotation deleted nothing more
+
+
+def test_in_the_app_one_instance_at_a_time_rotates_under_the_lease(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack)
+    second = bots.start(
+        policy=bot.runtime.policy,
+        vault_token=vault.add_token(policy=VAULT_POLICY),
+        rotation_interval_seconds=0,
+    )
+    second.runtime.flow.d.clock = clock
+    old = mint(bot)
+    due(old, clock)
+
+    assert bot.runtime.rotation.run_under_lease(900) is not None
+    assert second.runtime.rotation.run_under_lease(900) is None  # the first instance holds the lease
+    clock.advance(seconds=961)
+    assert second.runtime.rotation.run_under_lease(900) is not None  # lapsed: taken over
+    assert rotation_of(bot, old).state is S.OVERLAPPING

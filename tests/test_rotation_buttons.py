@@ -3,6 +3,7 @@ in the owner's DM; each judged again on the server, a forged or stale click chan
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from tests.conftest import ALICE, GENERAL
 from tests.fakes.vault import FakeVault
 from tests.lifecycle import run_list, text_of
 from tests.rotation_harness import dms_to, due, mint, rotating_bot, rotation_of, run
+from tests.test_home import open_home
 
 BOB = "UBOB"
 
@@ -60,6 +62,8 @@ def test_the_list_shows_the_next_rotation_and_rotate_now_rotates_at_once(bots, v
     assert "Rotating" in told
     assert rotation_of(bot, old).state is RotationState.OVERLAPPING  # weeks before it was due
     assert "rotated; the old account is deleted soon" in text_of(run_list(bot))
+    home = json.dumps(open_home(bot))
+    assert "rotated; the old account is deleted soon" in home and ACTION_ROTATE_NOW in home
 
 
 def test_rotate_now_by_someone_else_or_for_an_unknown_id_changes_nothing(bots, vault, slack):
