@@ -361,3 +361,18 @@ def test_in_the_app_one_instance_at_a_time_rotates_under_the_lease(bots, vault, 
     clock.advance(seconds=961)
     assert second.runtime.rotation.run_under_lease(900) is not None  # lapsed: taken over
     assert rotation_of(bot, old).state is S.OVERLAPPING
+
+
+def test_turning_rotation_off_makes_nothing_new_but_an_overlap_under_way_still_ends(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack)
+    old = mint(bot)
+    due(old, clock)
+    run(bot)
+    deps = bot.runtime.flow.d
+    deps.policy = deps.policy.model_copy(
+        update={"rotation": deps.policy.rotation.model_copy(update={"enabled": False})}
+    )
+
+    clock.advance(days=20)  # the successor is due now too, but rotation is off
+    assert run(bot) == [S.OLD_DELETED]
+    assert len(bot.mixpanel.create_calls()) == 2  # the original and the one successor; nothing new

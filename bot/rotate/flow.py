@@ -157,6 +157,8 @@ class RotationFlow(OverlapSteps):
     # --- due: judge and create the successor ----------------------------------------------------------
 
     def _create(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        if rotation_settings(self.d.policy, old) is None:
+            return None  # rotation was turned off since it became due: nothing new is made
         if rotation.successor_request_id is not None:
             earlier = self.d.store.get(rotation.successor_request_id)
             if earlier is None or earlier.state not in SETTLED_WITHOUT_ACCOUNT:

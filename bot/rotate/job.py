@@ -20,7 +20,7 @@ from bot.manage.store import LifecycleStore
 from bot.remind.store import ReminderStore
 from bot.rotate.flow import RotationFlow
 from bot.rotate.messages import when
-from bot.rotate.schedule import is_due, rotation_settings
+from bot.rotate.schedule import is_due
 from bot.rotate.states import RotationState
 from bot.rotate.store import Rotation, RotationStore
 
@@ -69,11 +69,12 @@ class RotationJob:
 
     def plan(self, now: datetime) -> list[PlannedRotation]:
         """Accounts due for rotation, and those whose rotation is under way (not yet finished)."""
-        live = [r for r in self.records.delivered() if rotation_settings(self.d.policy, r) is not None]
+        live = [r for r in self.records.delivered() if r.destination]
         known = self.rotations.for_requests([request.id for request in live])
         planned = []
         for request in live:
             rotation = known.get(request.id)
+            # One under way is finished even if the policy stopped rotating since: its successor exists.
             if rotation is not None and not rotation.finished:
                 planned.append(PlannedRotation(request, rotation))
             elif rotation is None and is_due(self.d.policy, request, now):

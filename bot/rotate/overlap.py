@@ -12,7 +12,7 @@ from bot.dependencies import FlowDependencies
 from bot.manage.store import AccountRef, LifecycleStore
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
-from bot.policy.file import DeleteOld
+from bot.policy.file import DeleteOld, RotationSettings
 from bot.rotate import messages as say
 from bot.rotate.notices import RotationNotices
 from bot.rotate.schedule import Fate, OldAccountPlan, old_account_plan, rotation_settings
@@ -43,14 +43,19 @@ class OverlapSteps:
     holder: str
     _move: Callable[..., Rotation]
 
+    def _settings(self, old: StoredRequest) -> RotationSettings:
+        """Today's rules for this account; if rotation was turned off since, the global ones, so that a
+        rotation under way ends as configured (its successor exists already)."""
+        return rotation_settings(self.d.policy, old) or self.d.policy.rotation
+
     def _begin_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation:
-        settings = rotation_settings(self.d.policy, old)
-        delete_old = settings.delete_old if settings else DeleteOld.NEVER
+        settings = self._settings(old)
+        delete_old = settings.delete_old
         plan = self.old_account_plan(old, rotation, now, last_used=None)
         moved = self._move(old, rotation, RotationState.OVERLAPPING, now, detail=f"old account: {delete_old}")
         cap = (
             (rotation.verified_at or now) + timedelta(hours=settings.unused_cap_hours)
-            if settings and delete_old is DeleteOld.WHEN_UNUSED
+            if delete_old is DeleteOld.WHEN_UNUSED
             else None
         )
         note = say.delete_note(plan.delete_at, when_unused=delete_old is DeleteOld.WHEN_UNUSED, cap=cap)
@@ -73,9 +78,8 @@ class OverlapSteps:
         self, old: StoredRequest, rotation: Rotation, now: datetime, *, last_used: datetime | None = None
     ) -> OldAccountPlan:
         """When the old account goes, by today's policy (the earliest, for when_unused)."""
-        settings = rotation_settings(self.d.policy, old)
         return old_account_plan(
-            settings if settings else self.d.policy.rotation,
+            self._settings(old),
             verified_at=rotation.verified_at or now,
             kept_until=rotation.kept_until,
             last_used=last_used,
