@@ -239,7 +239,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(bots, vault, slack):
     due(old, clock)
     planned = bot.runtime.rotation.run_once(dry_run=True)
     assert [item.request.id for item in planned] == [old.id]
-    assert "a successor would be made" in planned[0].describe()
+    due_since = old.expires_at - timedelta(days=14)
+    assert f"due since {due_since:%Y-%m-%d %H:%M} UTC; a successor would be made" in planned[0].describe()
     assert bot.runtime.rotation.rotations.get(old.id) is None
     assert len(bot.mixpanel.create_calls()) == 1
 

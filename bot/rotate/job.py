@@ -20,7 +20,7 @@ from bot.manage.store import LifecycleStore
 from bot.remind.store import ReminderStore
 from bot.rotate.flow import RotationFlow
 from bot.rotate.messages import when
-from bot.rotate.schedule import is_due
+from bot.rotate.schedule import due_at, is_due, rotation_settings
 from bot.rotate.states import RotationState
 from bot.rotate.store import Rotation, RotationStore
 
@@ -34,6 +34,7 @@ class PlannedRotation:
     request: StoredRequest
     rotation: Rotation | None  # None: due, and not started yet
     passed: tuple[RotationState, ...] = ()  # what this run moved it through
+    due_since: datetime | None = None  # for one not started yet: since when it is due
 
     def describe(self) -> str:
         name = self.request.mixpanel_username or self.request.username
@@ -41,12 +42,8 @@ class PlannedRotation:
         if self.passed:
             return f"{name} ({where}): {' -> '.join(str(state) for state in self.passed)}"
         if self.rotation is None:
-            return f"{name} ({where}): due since {when(self.rotation_due)}; a successor would be made"
+            return f"{name} ({where}): due since {when(self.due_since)}; a successor would be made"
         return f"{name} ({where}): {self.rotation.state}"
-
-    @property
-    def rotation_due(self) -> datetime | None:
-        return self.rotation.due_at if self.rotation else None
 
 
 class RotationJob:
@@ -78,7 +75,9 @@ class RotationJob:
             if rotation is not None and not rotation.finished:
                 planned.append(PlannedRotation(request, rotation))
             elif rotation is None and is_due(self.d.policy, request, now):
-                planned.append(PlannedRotation(request, None))
+                settings = rotation_settings(self.d.policy, request)
+                since = due_at(request, settings) if settings else None
+                planned.append(PlannedRotation(request, None, due_since=since))
         # An old account a person deleted during the overlap: its rotation is finished by the next step.
         listed = {request.id for request in live}
         for rotation in self.rotations.unfinished():
