@@ -8,6 +8,8 @@ a Kubernetes CronJob); safe beside a running app, since each reminder is claimed
 accounts made outside the bot, reviews and the posture (docs/governance.md); safe beside a running app.
 `python -m bot inventory [--format text|json]`: every account the bot did not make.
 `python -m bot audit --reviews [--format csv|json]`: the periodic reviews' answers.
+`python -m bot rotate [--dry-run]`: move on the rotations of accounts that live in a secret store (due, or
+under way); safe beside running instances and concurrent runs, since each step is claimed in the database.
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     govern.add_argument("--now", type=_moment, help="act as if it were this time (UTC); for tests and drills")
     inventory = commands.add_parser("inventory", help="list every account the bot did not make")
     inventory.add_argument("--format", choices=["text", "json"], default="text")
+    rotate = commands.add_parser("rotate", help="rotate the accounts in secret stores that are due")
+    rotate.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    rotate.add_argument("--now", type=_moment, help="act as if it were this time (UTC); for tests and drills")
     args = parser.parse_args(argv)
+    if args.command == "rotate":
+        return _rotate(dry_run=args.dry_run, now=args.now)
     if args.command == "govern":
         from bot.govern.cli import govern as run_govern
 
@@ -109,6 +116,39 @@ def _remind(*, dry_run: bool, now: datetime | None) -> int:
     for reminder in reminders:
         print(f"{verb}: {reminder.describe(runtime.policy.audit_channel)}")
     print(f"{len(reminders)} reminder(s) {verb}")
+    return 0
+
+
+def _rotate(*, dry_run: bool, now: datetime | None) -> int:
+    from bot.mixpanel.catalog import OrganizationUnknown
+    from bot.mixpanel.client import MixpanelError
+    from bot.runtime import build_runtime, configure_logging
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"cannot rotate: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    runtime = build_runtime(settings, background_tasks=False)
+    if runtime.rotation is None:  # pragma: no cover - build_runtime always sets it
+        return 2
+    try:
+        planned = runtime.rotation.run_once(now, dry_run=dry_run)
+    except MixpanelError as error:
+        print(f"cannot rotate: Mixpanel could not be asked ({error.kind})", file=sys.stderr)
+        return 1
+    except OrganizationUnknown as error:
+        print(f"cannot rotate: {error}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.close(grace=30)
+    verb = "would rotate" if dry_run else "rotated"
+    for item in planned:
+        print(f"{verb}: {item.describe()}")
+    print(f"{len(planned)} account(s) {'planned' if dry_run else 'looked at'}")
     return 0
 
 

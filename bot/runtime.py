@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ from bot.policy.file import Policy, load_policy
 from bot.redaction import install_log_redaction, redactor
 from bot.remind.flow import ReminderJob
 from bot.remind.store import ReminderStore
+from bot.rotate.approval import RotationApproval
+from bot.rotate.flow import RotationFlow
+from bot.rotate.job import RotationJob
+from bot.rotate.store import RotationStore
 from bot.settings import Settings, SettingsError
 from bot.slack.delivery import SlackDelivery, response_url_hosts
 from bot.slack.directory import SlackDirectory, installation_of
@@ -79,6 +84,7 @@ class Runtime:
     rescope: RescopeFlow
     governance: Governance
     approvals: ApprovalFlow | None = None
+    rotation: RotationJob | None = None  # set by build_runtime (bot/rotate)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def new_bolt_app(self) -> App:
@@ -259,6 +265,15 @@ def build_runtime(
         governance=build_governance(manage, store),
         approvals=ApprovalFlow(flow, policy.approval) if policy.approval is not None else None,
     )
+    runtime.rotation = RotationJob(
+        RotationFlow(flow, manage.records, RotationStore(store), holder=uuid.uuid4().hex),
+        flow,
+        manage.records,
+        ReminderStore(store),
+        stale_after=timedelta(seconds=settings.stale_request_seconds),
+    )
+    if runtime.approvals is not None:
+        runtime.rotation.flow.approvals = RotationApproval(runtime.approvals)
     if background_tasks:
         # Warm the project list in every worker process, so the first modal opens complete; a cold form
         # arriving meanwhile joins this fetch. Failure only means a loading view and a fetch later.
@@ -267,4 +282,5 @@ def build_runtime(
         runtime.reminders.start(settings.reminder_interval_seconds, runtime._stopping)
         # Governance runs at the reminders' pace, under its own lease; it does nothing the policy left off.
         runtime.governance.job.start(settings.reminder_interval_seconds, runtime._stopping)
+        runtime.rotation.start(settings.rotation_interval_seconds, runtime._stopping)
     return runtime

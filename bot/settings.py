@@ -130,6 +130,9 @@ class Settings(DatabaseSettings):
     uncertain_recheck_hours: float = Field(default=6.0, ge=0, le=24 * 14)
     # How often a running instance looks for accounts to remind their creators of (under a database lease).
     reminder_interval_seconds: int = Field(default=900, ge=10)
+    # How often a running instance moves rotations on (bot/rotate/job.py, under a database lease); 0: never,
+    # for deployments that run `python -m bot rotate` from a scheduler instead.
+    rotation_interval_seconds: int = Field(default=900, ge=0)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import approvals, commands, govern, home, manage, options, submission
+from bot.rotate.clicks import RotationClicks
+from handlers import approvals, commands, govern, home, manage, options, rotate, submission
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -22,5 +23,7 @@ def register_all(app: App, runtime: Runtime) -> None:
     manage.register(app, runtime.manage, runtime.rescope, runtime.replace)
     home.register(app, runtime.flow, runtime.manage)
     govern.register(app, runtime.manage, runtime.governance)
+    if runtime.rotation is not None:
+        rotate.register(app, RotationClicks(runtime.rotation.flow))
     if runtime.approvals is not None:
         approvals.register(app, runtime.approvals)

@@ -11,6 +11,7 @@ from bot.manage.replace import ReplaceFlow
 from bot.manage.rescope import RescopeFlow
 from bot.manage.views import (
     ACTION_DELETE,
+    ACTION_MOVE_TO_STORE,
     ACTION_REPLACE,
     ACTION_RESCOPE,
     SCOPE_ALL,
@@ -99,16 +100,28 @@ def register(app: App, manage: ManageFlow, rescope: RescopeFlow, replace: Replac
         if outcome.start is not None:
             outcome.start()
 
-    @app.action(ACTION_REPLACE)
-    def on_replace(ack: Ack, body: dict) -> None:
-        ack()
+    def open_replacement(body: dict, *, into_store: bool) -> None:
         user_id = body["user"]["id"]
         action = (body.get("actions") or [{}])[0]
         scope = scope_of(action.get("block_id"))
         # Where the new token may travel: this conversation, privately, as for any creation.
         context = click_context(body)
         refusal = replace.open(
-            user_id=user_id, value=action.get("value"), trigger_id=body.get("trigger_id", ""), context=context
+            user_id=user_id,
+            value=action.get("value"),
+            trigger_id=body.get("trigger_id", ""),
+            context=context,
+            into_store=into_store,
         )
         if refusal is not None:
             _answer_refusal(manage, body, user_id, scope, refusal)
+
+    @app.action(ACTION_REPLACE)
+    def on_replace(ack: Ack, body: dict) -> None:
+        ack()
+        open_replacement(body, into_store=False)
+
+    @app.action(ACTION_MOVE_TO_STORE)
+    def on_move_to_store(ack: Ack, body: dict) -> None:
+        ack()
+        open_replacement(body, into_store=True)

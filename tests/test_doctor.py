@@ -41,6 +41,7 @@ def test_a_good_setup_passes_every_check(deployment):
         "mixpanel-role",
         "mixpanel-projects",
         "database",
+        "rotations",
         "policy-file",
         "policy-users",
         "policy-usergroups",
@@ -134,7 +135,11 @@ def test_doctor_neither_migrates_nor_creates_a_database(deployment):
     missing = deployment.tmp_path / "typo.db"
     deployment.env["DATABASE_URL"] = f"sqlite:///{missing}"
     result = deployment.run()
-    assert not_passing(result.stdout) == {"database": "FAIL", "ownerless-accounts": "SKIP"}
+    assert not_passing(result.stdout) == {
+        "database": "FAIL",
+        "ownerless-accounts": "SKIP",
+        "rotations": "SKIP",
+    }
     assert "no database file" in statuses(result.stdout)["database"][1]
     assert not missing.exists()
 

@@ -4,7 +4,7 @@ answer per review line; each a compare-and-set that two instances cannot both wi
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,8 +16,13 @@ from bot.govern.reviews import Answer
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
 from bot.manage.store import LifecycleStore
 from bot.models import AccountSpec, Role
+from tests.clock import now
 
-NOW = datetime.now(UTC)
+DELETION_LEASE = timedelta(minutes=10)  # a store's lease is given (bot/runtime.py derives it)
+
+
+def lifecycle(store: Store) -> LifecycleStore:
+    return lifecycle(store)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -36,7 +41,7 @@ def stores(database_url):
 
 
 def delivered(store: Store, key: str, user: str = "UGONE", account_id: int = 7001) -> StoredRequest:
-    spec = AccountSpec("etl", Role.ANALYST, (3001,), (NOW + timedelta(days=30)).date())
+    spec = AccountSpec("etl", Role.ANALYST, (3001,), (now() + timedelta(days=30)).date())
     claimed = store.claim(
         submission_key=key,
         requester_id=user,
@@ -73,46 +78,47 @@ def race(count: int, work) -> list:
 def test_a_notice_is_claimed_once_per_period_across_instances(stores):
     governance = [GovernanceStore(store) for store in stores]
     won = race(
-        6, lambda i: governance[i % 2].claim_notice(NoticeKind.IDLE, 7001, "p1", recipient="U1", now=NOW)
+        6,
+        lambda i: governance[i % 2].claim_notice(NoticeKind.IDLE, 7001, "p1", recipient="U1", now=now()),
     )
     assert won.count(True) == 1
-    assert governance[0].claim_notice(NoticeKind.IDLE, 7001, "p2", recipient="U1", now=NOW)
-    assert governance[0].claim_notice(NoticeKind.IDLE_WARNING, 7001, "p1", recipient="U1", now=NOW)
+    assert governance[0].claim_notice(NoticeKind.IDLE, 7001, "p2", recipient="U1", now=now())
+    assert governance[0].claim_notice(NoticeKind.IDLE_WARNING, 7001, "p1", recipient="U1", now=now())
     governance[1].release_notice(NoticeKind.IDLE, 7001, "p1")
-    assert governance[0].claim_notice(NoticeKind.IDLE, 7001, "p1", recipient="U1", now=NOW)
+    assert governance[0].claim_notice(NoticeKind.IDLE, 7001, "p1", recipient="U1", now=now())
     assert set(governance[0].notices(NoticeKind.IDLE, [7001])) == {(7001, "p1"), (7001, "p2")}
 
 
 def test_a_takeover_happens_once_and_moves_the_current_owner(stores):
     request = delivered(stores[0], "k1")
     governance = [GovernanceStore(store) for store in stores]
-    assert governance[0].open_ownership(request, detail="owner deactivated", now=NOW)
-    assert not governance[1].open_ownership(request, detail="owner deactivated", now=NOW)  # open already
+    assert governance[0].open_ownership(request, detail="owner deactivated", now=now())
+    assert not governance[1].open_ownership(request, detail="owner deactivated", now=now())  # open already
 
     won = race(
         4,
-        lambda i: governance[i % 2].take_over(request, former_owner="UGONE", new_owner=f"UNEW{i}", now=NOW),
+        lambda i: governance[i % 2].take_over(request, former_owner="UGONE", new_owner=f"UNEW{i}", now=now()),
     )
     assert won.count(True) == 1
     owner = stores[0].get(request.id).owner
     assert owner.startswith("UNEW") and stores[0].get(request.id).requester_id == "UGONE"
     assert governance[0].ownership(7001).state is OwnershipState.TAKEN
-    assert [r.id for r in LifecycleStore(stores[0]).delivered(owner)] == [request.id]
-    assert LifecycleStore(stores[0]).delivered("UGONE") == []
+    assert [r.id for r in lifecycle(stores[0]).delivered(owner)] == [request.id]
+    assert lifecycle(stores[0]).delivered("UGONE") == []
     events = [row["event"] for row in stores[0].audit_trail()]
     assert events.count(AuditEvent.OWNERSHIP_OPENED) == 1 and events.count(AuditEvent.OWNER_CHANGED) == 1
 
     # The successor leaves in turn: the ownership opens again, for them.
     moved = stores[0].get(request.id)
-    assert governance[0].open_ownership(moved, detail="successor deactivated", now=NOW)
+    assert governance[0].open_ownership(moved, detail="successor deactivated", now=now())
     assert governance[0].ownership(7001).former_owner == owner
 
 
 def test_a_takeover_of_a_record_that_moved_meanwhile_changes_nothing(stores):
     request = delivered(stores[0], "k1")
     governance = GovernanceStore(stores[0])
-    governance.open_ownership(request, detail="gone", now=NOW)
-    assert not governance.take_over(request, former_owner="USOMEONE", new_owner="UNEW", now=NOW)
+    governance.open_ownership(request, detail="gone", now=now())
+    assert not governance.take_over(request, former_owner="USOMEONE", new_owner="UNEW", now=now())
     assert governance.ownership(7001).state is OwnershipState.OPEN
     assert stores[0].get(request.id).owner == "UGONE"
 
@@ -127,36 +133,37 @@ def test_an_account_is_adopted_once(stores):
             role=Role.CONSUMER,
             project_ids=(3001,),
             expires_at=None,
-            created_at=NOW - timedelta(days=300),
+            created_at=now() - timedelta(days=300),
             mixpanel_creator=42,
             admin_id="UADMIN",
             owner_id=f"UOWNER{index}",
-            now=NOW,
+            now=now(),
         )
 
     adopted = [r for r in race(4, adopt) if r is not None]
     assert len(adopted) == 1 and adopted[0].owner.startswith("UOWNER") and adopted[0].requester_id == "UADMIN"
     assert inventories[0].adopted() == {9001}
     # Adopting counts against nobody's daily limit: the record carries Mixpanel's creation time.
-    assert adopted[0].created_at < NOW - timedelta(days=299)
+    assert adopted[0].created_at < now() - timedelta(days=299)
 
 
 def test_first_seen_is_recorded_once(stores):
     inventory = InventoryStore(stores[0])
-    assert inventory.first_seen([(9001, "a", 42), (9002, "b", None)], now=NOW) == [9001, 9002]
-    assert inventory.first_seen([(9001, "a", 42), (9003, "c", 1)], now=NOW) == [9003]
+    assert inventory.first_seen([(9001, "a", 42), (9002, "b", None)], now=now()) == [9001, 9002]
+    assert inventory.first_seen([(9001, "a", 42), (9003, "c", 1)], now=now()) == [9003]
 
 
 def test_a_review_round_per_owner_and_period_and_one_answer_per_line(stores):
     first = delivered(stores[0], "k1", user="UALICE", account_id=7001)
     second = delivered(stores[0], "k2", user="UALICE", account_id=7002)
     reviews = [ReviewStore(store) for store in stores]
-    rounds = race(4, lambda i: reviews[i % 2].start_round("UALICE", 5, [first, second], now=NOW))
+    rounds = race(4, lambda i: reviews[i % 2].start_round("UALICE", 5, [first, second], now=now()))
     round_id = next(r for r in rounds if r is not None)
     assert rounds.count(None) == 3
     item = reviews[0].item(round_id, 7001)
     answered = race(
-        4, lambda i: reviews[i % 2].answer(item, first, Answer.STILL_NEEDED, actor_id="UALICE", now=NOW)
+        4,
+        lambda i: reviews[i % 2].answer(item, first, Answer.STILL_NEEDED, actor_id="UALICE", now=now()),
     )
     assert answered.count(True) == 1
     assert [(i.account_id, i.answer) for i in reviews[0].items(round_id)] == [
@@ -164,23 +171,23 @@ def test_a_review_round_per_owner_and_period_and_one_answer_per_line(stores):
         (7002, None),
     ]
     assert [i.account_id for i in reviews[0].unanswered()] == [7002]
-    assert reviews[0].start_round("UALICE", 6, [first], now=NOW) is not None  # the next period
+    assert reviews[0].start_round("UALICE", 6, [first], now=now()) is not None  # the next period
 
 
 def test_posture_snapshots_keep_the_latest_per_period(stores):
     governance = GovernanceStore(stores[0])
-    governance.save_posture("2026-W01", {"live": 3}, now=NOW)
-    governance.save_posture("2026-W02", {"live": 4}, now=NOW)
-    governance.save_posture("2026-W02", {"live": 5}, now=NOW)
+    governance.save_posture("2026-W01", {"live": 3}, now=now())
+    governance.save_posture("2026-W02", {"live": 4}, now=now())
+    governance.save_posture("2026-W02", {"live": 5}, now=now())
     assert governance.postures() == [("2026-W02", {"live": 5}), ("2026-W01", {"live": 3})]
 
 
 def test_a_keep_is_audited_with_its_reason_and_counts_as_a_use(stores):
     request = delivered(stores[0], "k1", user="UALICE")
     governance = GovernanceStore(stores[0])
-    governance.record_keep(request, actor_id="UALICE", reason="quarterly export", basis="creator", now=NOW)
+    governance.record_keep(request, actor_id="UALICE", reason="quarterly export", basis="creator", now=now())
     kept = governance.latest_keeps([7001])[7001]
-    assert abs((kept - NOW).total_seconds()) < 1
+    assert abs((kept - now()).total_seconds()) < 1
     row = next(r for r in stores[0].audit_trail() if r["event"] == AuditEvent.KEPT)
     assert "quarterly export" in row["detail"] and row["requester_id"] == "UALICE"
 
@@ -205,13 +212,13 @@ def test_migration_0008_keeps_every_earlier_account_owned_by_its_requester(datab
                 "project_ids, state, mixpanel_account_id, created_at, updated_at) VALUES ('old', 'old', "
                 "'UOLD', 'etl', 'analyst', '[3001]', 'delivered', 7001, :at, :at)"
             ),
-            {"at": NOW},
+            {"at": now()},
         )
     engine.dispose()
 
     store = Store.connect(database_url)
     try:
         assert store.get("old").owner == "UOLD" and store.get("old").owner_id is None
-        assert [r.id for r in LifecycleStore(store).delivered("UOLD")] == ["old"]
+        assert [r.id for r in lifecycle(store).delivered("UOLD")] == ["old"]
     finally:
         store.close()

@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[dict[str, Any]], DeliveryOutcome]
 
 
+def new_account_body(request: StoredRequest) -> NewServiceAccount:
+    """What Mixpanel is asked to create for a stored request (also a rotation's successor)."""
+    return NewServiceAccount(
+        username=request.username,
+        role=request.role,
+        expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
+        projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
+    )
+
+
 class AccountCreation:
     """Creates a stored request's account, records it, delivers the token, records the delivery; and on
     every failure tells the requester one plain sentence and leaves nothing half-done."""
@@ -71,12 +81,7 @@ class AccountCreation:
             )
             self._fail(request, context, view_id, str(error), sentence)
             return
-        body = NewServiceAccount(
-            username=request.username,
-            role=request.role,
-            expires=mixpanel_timestamp(request.expires_at) if request.expires_at else None,
-            projects=tuple(ProjectGrant(id=pid, role=request.role) for pid in request.project_ids),
-        )
+        body = new_account_body(request)
         try:
             request = self.d.store.record_create_attempt(request.id, now=self.d.clock())
         except StateMoved as moved:  # the sweeper settled it while Slack or Mixpanel kept us waiting

@@ -17,6 +17,7 @@ from bot.doctor.governance_checks import check_ownerless
 from bot.doctor.local_checks import check_database, check_policy_file, check_settings, database_password
 from bot.doctor.mixpanel_checks import MIXPANEL_CHECKS, mixpanel_checks
 from bot.doctor.report import CheckResult, Status, exit_code, failed, render_json, render_text, skipped
+from bot.doctor.rotation_checks import check_rotations
 from bot.doctor.slack_checks import (
     check_app_token,
     check_bot_token,
@@ -38,6 +39,7 @@ CHECKS = (
     "slack-app-token",
     *MIXPANEL_CHECKS,
     "database",
+    "rotations",
     "policy-file",
     "policy-users",
     "policy-usergroups",
@@ -89,8 +91,14 @@ def diagnose() -> list[CheckResult]:
         else skipped("slack-scopes", needs_bot),
         guarded("slack-app-token", lambda: check_app_token(settings)),
         *_mixpanel_checks(settings),
-        guarded("database", lambda: check_database(settings.database_url)),
     ]
+    database = guarded("database", lambda: check_database(settings.database_url))
+    results.append(database)
+    results.append(
+        guarded("rotations", lambda: check_rotations(settings.database_url))
+        if database.status is Status.PASS
+        else skipped("rotations", "needs a database at the newest migration (see database)")
+    )
     policy_file = settings.resolved_policy_file
     try:
         policy_check, policy = check_policy_file(policy_file)

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from sqlalchemy import create_engine, make_url
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -58,18 +58,10 @@ def check_database(database_url: str) -> CheckResult:
                 f"no database file at {shown}",
                 f"check DATABASE_URL; if it is right, {STARTING_MIGRATES}",
             )
-        read_only = path.resolve().as_uri() + "?mode=ro"
-        engine = create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(read_only, uri=True), poolclass=NullPool
-        )
-    else:
-        connect_args = (
-            {"connect_timeout": DATABASE_CONNECT_TIMEOUT} if url.get_backend_name() == "postgresql" else {}
-        )
-        try:
-            engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
-        except (SQLAlchemyError, ImportError) as error:  # ImportError: no driver for that database
-            return failed("database", f"cannot use {shown} ({type(error).__name__})", "check DATABASE_URL")
+    try:
+        engine = read_only_engine(url)
+    except (SQLAlchemyError, ImportError) as error:  # ImportError: no driver for that database
+        return failed("database", f"cannot use {shown} ({type(error).__name__})", "check DATABASE_URL")
     from alembic.runtime.migration import MigrationContext  # only here: a third of doctor's start-up
 
     try:
@@ -84,6 +76,19 @@ def check_database(database_url: str) -> CheckResult:
     finally:
         engine.dispose()
     return _migration_state(shown, current)
+
+
+def read_only_engine(url: URL) -> Engine:
+    """An engine that cannot change the database (SQLite: opened read-only), one connection at a time."""
+    if url.get_backend_name() == "sqlite":
+        read_only = Path(url.database or "").resolve().as_uri() + "?mode=ro"
+        return create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(read_only, uri=True), poolclass=NullPool
+        )
+    connect_args = (
+        {"connect_timeout": DATABASE_CONNECT_TIMEOUT} if url.get_backend_name() == "postgresql" else {}
+    )
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
 
 def _migration_state(shown: str, current: set[str]) -> CheckResult:

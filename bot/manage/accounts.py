@@ -36,6 +36,7 @@ class AccountEntry:
     memberships: tuple[tuple[int, str], ...] | None = None
     mixpanel_creator: int | None = None  # the Mixpanel user who made it, as Mixpanel's `creator` says
     idle: bool = False  # set by governance (bot/govern/idle.py) when the policy's idle_days is set
+    rotation: str | None = None  # where its rotation is, and the next date (bot/rotate/views.py)
 
     @property
     def made_by_bot(self) -> bool:

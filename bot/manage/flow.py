@@ -37,6 +37,8 @@ from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
 from bot.mixpanel.listing import AccountListing
 from bot.models import Project
+from bot.rotate.store import RotationStore
+from bot.rotate.views import with_rotation
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,7 @@ class ManageFlow:
         )
         # Governance marks idle accounts (bot/govern/job.py), when the policy's idle_days is set.
         entries = self.d.annotate_entries(entries)
+        entries = with_rotation(self.d.policy, RotationStore(self.d.store), entries)
         return entries, [request for request in gone if request.mixpanel_account_id not in unsure]
 
     def close_gone(self, gone: list[StoredRequest]) -> None:

@@ -37,6 +37,10 @@ def manage_refusal_text(reason: ManageRefusal, *, contact: str) -> str:
 
 
 UNKNOWN_ACCOUNT = ":no_entry: The bot does not know that account; nothing was changed."
+NO_STORE_FOR_YOU = (
+    ":no_entry: No secret store in the policy is open to you, so the account cannot be moved into one; "
+    "ask {contact}."
+)
 UNEXPECTED = ":x: Something unexpected went wrong; please try again, or ask {contact}."
 BOT_ITSELF = ":no_entry: That is the bot's own Mixpanel account; it cannot be deleted from Slack."
 

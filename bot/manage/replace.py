@@ -9,6 +9,7 @@ old account is never deleted on its own: once the new one is delivered, the requ
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk.errors import SlackClientError
@@ -35,14 +36,28 @@ class ReplaceFlow:
         """Judged again when the prefilled form comes back: the link must be this person's to make."""
         return judge_account(self.m, user_id, request_id, ManageAction.REPLACE, "replace").refusal is None
 
-    def open(self, *, user_id: str, value: Any, trigger_id: str, context: SubmissionContext) -> str | None:
-        """Open the prefilled creation form; or return the sentence that says why not."""
+    def open(
+        self,
+        *,
+        user_id: str,
+        value: Any,
+        trigger_id: str,
+        context: SubmissionContext,
+        into_store: bool = False,
+    ) -> str | None:
+        """Open the prefilled creation form; or return the sentence that says why not. `into_store` (Move
+        into a secret store…): the form offers only the secret stores this person may pick."""
         target = parse_target(value)
         judged = judge_account(
             self.m, user_id, target.request_id if target else None, ManageAction.REPLACE, "replace"
         )
         if judged.refusal is not None or judged.request is None or judged.entitlement is None:
             return judged.refusal or say.UNKNOWN_ACCOUNT
+        entitlement = judged.entitlement
+        if into_store:
+            if not entitlement.destinations:
+                return say.NO_STORE_FOR_YOU.format(contact=self.d.policy.contact)
+            entitlement = replace(entitlement, to_me=False)
         requester = self.d.directory.try_requester(user_id)
         snapshot = self.d.catalog.cached()
         old = judged.request
@@ -56,7 +71,7 @@ class ReplaceFlow:
             )
         )
         view = creation_view(
-            entitlement=judged.entitlement,
+            entitlement=entitlement,
             projects=snapshot.projects if snapshot else None,
             today=today_in(requester.timezone if requester else "UTC", self.d.clock()),
             metadata=metadata,

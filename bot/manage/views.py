@@ -14,11 +14,14 @@ from typing import Any
 from bot.create.messages import COMMAND, escape
 from bot.manage.accounts import AccountEntry, Presence
 from bot.models import Project, today_in, zone
+from bot.rotate.views import rotate_now_button
 from bot.slack.block_limits import CONFIRM_TEXT, SECTION_TEXT, clip, name_list
 
 ACTION_DELETE = "mp_account_delete"
 ACTION_RESCOPE = "mp_account_projects"
 ACTION_REPLACE = "mp_account_replace"
+# Replace… into a secret store, for an account whose token was shown in Slack (reminders only).
+ACTION_MOVE_TO_STORE = "mp_account_move_to_store"
 ACTION_HOME_CREATE = "mp_home_create"
 ACTION_ADOPT = "mp_account_adopt"  # an admin adopts an account made outside the bot (bot/govern/actions.py)
 HOME_CALLBACK_ID = "mp_home"
@@ -136,6 +139,8 @@ def account_text(entry: AccountEntry, *, now: datetime, timezone: str, projects:
         lines.append(f"replaced by `{escape(entry.replaced_by)}`")
     if entry.idle:
         lines.append(":zzz: *idle*: unused for longer than the policy allows")
+    if entry.rotation:
+        lines.append(escape(entry.rotation))
     if entry.presence is Presence.SETTLING:
         lines.append("_the bot is still setting this account up or cleaning it away_")
     return "\n".join(lines)
@@ -173,6 +178,15 @@ def replace_button(entry: AccountEntry) -> dict[str, Any]:
         "type": "button",
         "action_id": ACTION_REPLACE,
         "text": plain("Replace…"),
+        "value": button_value(entry),
+    }
+
+
+def move_to_store_button(entry: AccountEntry) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": ACTION_MOVE_TO_STORE,
+        "text": plain("Move into a secret store…"),
         "value": button_value(entry),
     }
 
@@ -223,6 +237,7 @@ def account_blocks(
                             "value": button_value(entry),
                         },
                         replace_button(entry),
+                        *([rotate_now_button(entry)] if entry.rotation else []),
                     ],
                 }
             )
@@ -320,9 +335,11 @@ def reminder_message(
     now: datetime,
     projects: dict[int, Project],
     owner_status: str | None = None,
+    move_to_store: bool = False,
 ) -> dict[str, Any]:
     """The expiry reminder: to the creator, or to the audit channel when `owner_status` says (e.g. "has left
-    the workspace") why the creator cannot be reached. Never a secret."""
+    the workspace") why the creator cannot be reached. Never a secret. `move_to_store`: the token was shown
+    in Slack and the policy has secret stores: offer Move into a secret store… (there it is rotated)."""
     name = f"`{escape(entry.username)}`"
     expiry = expiry_phrase(entry.expires_at, now=now, timezone="UTC")
     if owner_status is None:
@@ -345,7 +362,11 @@ def reminder_message(
             {
                 "type": "actions",
                 "block_id": f"{SCOPE_REMINDER}:{entry.account_id}",
-                "elements": [replace_button(entry), delete],
+                "elements": [
+                    replace_button(entry),
+                    *([move_to_store_button(entry)] if move_to_store else []),
+                    delete,
+                ],
             },
         ],
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,6 +115,51 @@ class ApprovalPolicy(_Strict):
         return needed
 
 
+class DeleteOld(StrEnum):
+    """When a rotated account's predecessor is deleted (docs/rotation.md)."""
+
+    AFTER_OVERLAP = "after_overlap"  # once overlap_hours have passed since the new secret was verified
+    WHEN_UNUSED = "when_unused"  # once Mixpanel's last_used has stood still for overlap_hours (with a cap)
+    NEVER = "never"  # left to expire on its own
+
+
+class RotationOverride(_Strict):
+    """A destination's own `rotation:` keys; what is left out comes from the global block."""
+
+    days_before_expiry: int | None = Field(default=None, ge=1, le=365)
+    every_days: int | None = Field(default=None, ge=1, le=3650)
+    overlap_hours: float | None = Field(default=None, gt=0, le=24 * 30)
+    delete_old: DeleteOld | None = None
+    unused_cap_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+
+
+class RotationSettings(_Strict):
+    """The rotation rules in force for one destination (the global block, overridden per destination)."""
+
+    # Rotate this many days before the old account expires: time to tell people if today's policy refuses.
+    days_before_expiry: int = Field(default=14, ge=1, le=365)
+    # Rotate non-expiring accounts too, this many days after they were made (None: never).
+    every_days: int | None = Field(default=None, ge=1, le=3650)
+    overlap_hours: float = Field(default=24, gt=0, le=24 * 30)
+    delete_old: DeleteOld = DeleteOld.AFTER_OVERLAP
+    # when_unused: delete anyway this long after the new secret was written, even if the old one is in use.
+    unused_cap_hours: float = Field(default=24 * 7, gt=0, le=24 * 90)
+
+
+class RotationPolicy(RotationSettings):
+    """`rotation:` in the policy: the global rules, and `destinations:` overriding them per destination."""
+
+    enabled: bool = True
+    destinations: dict[str, RotationOverride] = Field(default_factory=dict)
+
+    def for_destination(self, name: str) -> RotationSettings:
+        override = self.destinations.get(name)
+        chosen = {key: getattr(self, key) for key in RotationSettings.model_fields}
+        if override is not None:
+            chosen.update(override.model_dump(exclude_none=True))
+        return RotationSettings(**chosen)
+
+
 DESTINATION_OWN_KEYS = ("name", "kind", "allowed")
 
 
@@ -203,6 +249,8 @@ class Policy(_Strict):
     # Secret stores a new account's credentials may go to instead of the requester (bot/destinations).
     destinations: list[DestinationPolicy] = Field(default_factory=list)
     destination_required: DestinationRequirement | None = None
+    # Replacing accounts that live in a destination before they expire (bot/rotate, docs/rotation.md).
+    rotation: RotationPolicy = Field(default_factory=RotationPolicy)
 
     @field_validator("destinations")
     @classmethod
@@ -217,6 +265,13 @@ class Policy(_Strict):
     def _required_destination_exists(self) -> Policy:
         if self.destination_required is not None and not self.destinations:
             raise ValueError("destination_required: needs at least one entry in destinations")
+        return self
+
+    @model_validator(mode="after")
+    def _rotated_destinations_exist(self) -> Policy:
+        unknown = sorted(set(self.rotation.destinations) - {entry.name for entry in self.destinations})
+        if unknown:
+            raise ValueError(f"rotation.destinations names no destination: {', '.join(unknown)}")
         return self
 
     def destination(self, name: str | None) -> DestinationPolicy | None:

@@ -29,7 +29,7 @@ from bot.manage.views import reminder_message
 from bot.models import Requester, Standing, Workspace
 from bot.policy.file import Policy
 from bot.remind.store import ReminderStore
-from bot.slack.directory import DirectoryUnavailable, UnknownUser
+from bot.slack.directory import DirectoryUnavailable, SlackDirectory, UnknownUser
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,20 @@ def owner_status(policy: Policy, creator: Requester, *, installation: Workspace)
     return OwnerStatus.EXTERNAL if decision.refusal is ManageRefusal.EXTERNAL else OwnerStatus.NOT_A_MEMBER
 
 
+def look_up_owner(
+    directory: SlackDirectory, policy: Policy, installation: Workspace, user_id: str
+) -> OwnerStatus | None:
+    """The owner's status from a fresh Slack look-up; None when Slack could not say (ask again next run)."""
+    try:
+        creator = directory.requester(user_id, patient=True, fresh=True)
+    except UnknownUser:
+        return OwnerStatus.LEFT
+    except DirectoryUnavailable as error:
+        log.warning("Cannot tell whether %s may still manage their accounts: %s", user_id, error)
+        return None
+    return owner_status(policy, creator, installation=installation)
+
+
 @dataclass(frozen=True)
 class Reminder:
     entry: AccountEntry
@@ -105,14 +119,7 @@ class ReminderJob:
 
     def _owner_status(self, user_id: str) -> OwnerStatus | None:
         """None when Slack could not say: the reminder waits for the next run."""
-        try:
-            creator = self.d.directory.requester(user_id, patient=True, fresh=True)
-        except UnknownUser:
-            return OwnerStatus.LEFT
-        except DirectoryUnavailable as error:
-            log.warning("Cannot tell whether %s may still get reminders: %s", user_id, error)
-            return None
-        return owner_status(self.d.policy, creator, installation=self.d.installation)
+        return look_up_owner(self.d.directory, self.d.policy, self.d.installation, user_id)
 
     def _admins(self, reminder: Reminder) -> list[str]:
         """The admins who may manage this account now (not the creator): they hear of an owner gone."""
@@ -197,6 +204,8 @@ class ReminderJob:
             now=now,
             projects=self.m.project_names(),
             owner_status=OWNER_PHRASES.get(reminder.owner_status),
+            # Shown in Slack, so not rotated: offer a move into a store, where it will be.
+            move_to_store=request.destination is None and bool(self.d.policy.destinations),
         )
         reached = [target for target, dm in targets if self._post(target, message, reminder, dm=dm)]
         if not reached:

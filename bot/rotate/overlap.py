@@ -1,0 +1,132 @@
+"""The overlap and the old account's end: the steps of a rotation once its successor is verified in the
+store (a part of RotationFlow, bot/rotate/flow.py, which provides the store, the claim and the moves)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from bot.db.schema import RequestState, StoredRequest
+from bot.dependencies import FlowDependencies
+from bot.manage.store import AccountRef, LifecycleStore
+from bot.mixpanel.catalog import OrganizationUnknown
+from bot.mixpanel.client import MixpanelError
+from bot.policy.file import DeleteOld, RotationSettings
+from bot.rotate import messages as say
+from bot.rotate.notices import RotationNotices
+from bot.rotate.schedule import Fate, OldAccountPlan, old_account_plan, rotation_settings
+from bot.rotate.states import RotationState
+from bot.rotate.store import Rotation, RotationStore
+
+log = logging.getLogger(__name__)
+
+ROTATION_ACTOR = "rotation"  # who acted, in the audit trail, for what a rotation does by itself
+
+
+def _parse(moment: str | None) -> datetime | None:
+    if not moment:
+        return None
+    try:
+        return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class OverlapSteps:
+    """Mixed into RotationFlow, which sets these and defines `_move` (the compare-and-set, audited)."""
+
+    d: FlowDependencies
+    records: LifecycleStore
+    rotations: RotationStore
+    notices: RotationNotices
+    holder: str
+    _move: Callable[..., Rotation]
+
+    def _settings(self, old: StoredRequest) -> RotationSettings:
+        """Today's rules for this account; if rotation was turned off since, the global ones, so that a
+        rotation under way ends as configured (its successor exists already)."""
+        return rotation_settings(self.d.policy, old) or self.d.policy.rotation
+
+    def _begin_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation:
+        settings = self._settings(old)
+        delete_old = settings.delete_old
+        plan = self.old_account_plan(old, rotation, now, last_used=None)
+        moved = self._move(old, rotation, RotationState.OVERLAPPING, now, detail=f"old account: {delete_old}")
+        cap = (
+            (rotation.verified_at or now) + timedelta(hours=settings.unused_cap_hours)
+            if delete_old is DeleteOld.WHEN_UNUSED
+            else None
+        )
+        note = say.delete_note(plan.delete_at, when_unused=delete_old is DeleteOld.WHEN_UNUSED, cap=cap)
+        destination = self.d.destinations.get(old.destination or "")
+        where = destination.describe(old.secret_name or "", None) if destination else old.destination or ""
+        self.notices.dm(
+            old.owner,
+            say.written_message(
+                old.id,
+                old=old.mixpanel_username or old.username,
+                new=rotation.successor_username or "",
+                where=where,
+                delete_note=note,
+                keep_button=delete_old is not DeleteOld.NEVER,
+            ),
+        )
+        return moved
+
+    def old_account_plan(
+        self, old: StoredRequest, rotation: Rotation, now: datetime, *, last_used: datetime | None = None
+    ) -> OldAccountPlan:
+        """When the old account goes, by today's policy (the earliest, for when_unused)."""
+        return old_account_plan(
+            self._settings(old),
+            verified_at=rotation.verified_at or now,
+            kept_until=rotation.kept_until,
+            last_used=last_used,
+            warned=rotation.cap_warned_at is not None,
+            now=now,
+        )
+
+    def _end_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
+        name = old.mixpanel_username or old.username
+        if old.state is not RequestState.DELIVERED:  # a person deleted it meanwhile: nothing left to do
+            return self._move(old, rotation, RotationState.OLD_DELETED, now, detail=f"already {old.state}")
+        if old.mixpanel_account_id is None:
+            return None
+        try:
+            organization_id = self.d.catalog.organization_id()
+            live = self.d.mixpanel.get_service_account(organization_id, old.mixpanel_account_id)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", name, error)
+            return None
+        plan = self.old_account_plan(old, rotation, now, last_used=_parse(live.last_used) if live else None)
+        if plan.fate is Fate.KEEP:
+            return self._move(old, rotation, RotationState.OLD_KEPT, now, detail="delete_old: never")
+        if plan.fate is Fate.WARN and plan.delete_at is not None:
+            self.rotations.update(rotation, holder=self.holder, now=now, cap_warned_at=now)
+            self.notices.dm(
+                old.owner,
+                {"text": say.cap_warning_text(name, rotation.successor_username or "", plan.delete_at)},
+            )
+            return None
+        if plan.fate is not Fate.DELETE:
+            return None
+        account = AccountRef(old.mixpanel_account_id, old.mixpanel_username, old)
+        claim = self.records.claim_deletion(account, actor_id=ROTATION_ACTOR, basis="rotation", now=now)
+        if not claim.won:
+            return None  # a person is deleting it right now; the next run records the end
+        try:
+            deleted = self.d.mixpanel.delete_if_present(organization_id, old.mixpanel_account_id)
+        except MixpanelError as error:
+            self.records.fail_deletion(account, actor_id=ROTATION_ACTOR, detail=f"rotation; {error.kind}")
+            return None
+        self.records.finish_deletion(
+            account, actor_id=ROTATION_ACTOR, found_gone=not deleted, detail="rotation complete", now=now
+        )
+        moved = self._move(old, rotation, RotationState.OLD_DELETED, now, detail="old account deleted")
+        destination = self.d.destinations.get(old.destination or "")
+        where = destination.describe(old.secret_name or "", None) if destination else old.destination or ""
+        self.notices.dm(
+            old.owner, {"text": say.old_deleted_text(name, rotation.successor_username or "", where)}
+        )
+        return moved

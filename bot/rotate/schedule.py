@@ -1,0 +1,102 @@
+"""Which accounts are due for rotation, what their successor may be, and when the old account goes: pure
+functions of the stored request, today's policy and the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from bot.db.schema import RequestState, StoredRequest
+from bot.models import AccountSpec
+from bot.policy.file import DeleteOld, Policy, RotationSettings
+
+# when_unused: the owner is warned this long before the cap deletes an old account that is still in use.
+CAP_WARNING = timedelta(hours=24)
+# A failed rotation that nobody retries by hand is tried again this long after it failed.
+RETRY_AFTER = timedelta(days=1)
+
+
+def rotation_settings(policy: Policy, request: StoredRequest) -> RotationSettings | None:
+    """The rules for this account; None when it is not rotated (no destination, or rotation is off)."""
+    if not policy.rotation.enabled or request.destination is None or request.secret_name is None:
+        return None
+    return policy.rotation.for_destination(request.destination)
+
+
+def due_at(request: StoredRequest, settings: RotationSettings) -> datetime | None:
+    """When rotation of this account begins: days_before_expiry before it expires; for an account that never
+    expires, every_days after it was made (None: never)."""
+    if request.expires_at is not None:
+        return request.expires_at - timedelta(days=settings.days_before_expiry)
+    if settings.every_days is not None:
+        return request.created_at + timedelta(days=settings.every_days)
+    return None
+
+
+def is_due(policy: Policy, request: StoredRequest, now: datetime) -> bool:
+    settings = rotation_settings(policy, request)
+    if settings is None or request.state is not RequestState.DELIVERED:
+        return False
+    start = due_at(request, settings)
+    return start is not None and start <= now
+
+
+def successor_spec(policy: Policy, old: StoredRequest, now: datetime) -> AccountSpec:
+    """Same stem, role, projects and destination; the old account's lifetime counted from today, capped by
+    today's longest expiry. The caller judges it against today's policy, like any request."""
+    today = now.date()
+    expires_on: date | None = None
+    if old.expires_at is not None:
+        lifetime = max(old.expires_at - old.created_at, timedelta(days=1))
+        expires_on = min((now + lifetime).date(), today + timedelta(days=policy.expiry.max_days))
+        expires_on = max(expires_on, today + timedelta(days=1))
+    return AccountSpec(
+        username=old.username,
+        role=old.role,
+        project_ids=old.project_ids,
+        expires_on=expires_on,
+        destination=old.destination,
+        secret_name=old.secret_name,
+    )
+
+
+class Fate(StrEnum):
+    WAIT = "wait"
+    WARN = "warn"  # when_unused: still in use, and the cap deletes it within CAP_WARNING: tell the owner
+    DELETE = "delete"
+    KEEP = "keep"  # delete_old: never
+
+
+@dataclass(frozen=True)
+class OldAccountPlan:
+    fate: Fate
+    delete_at: datetime | None  # the earliest the old account goes (None: never)
+
+
+def old_account_plan(
+    settings: RotationSettings,
+    *,
+    verified_at: datetime,
+    kept_until: datetime | None,
+    last_used: datetime | None,
+    warned: bool,
+    now: datetime,
+) -> OldAccountPlan:
+    """What becomes of the old account now that its successor is verified in the store. `kept_until` is a
+    person's "keep the old one a day longer"; `last_used` is Mixpanel's, for the old account."""
+    if settings.delete_old is DeleteOld.NEVER:
+        return OldAccountPlan(Fate.KEEP, None)
+    overlap = timedelta(hours=settings.overlap_hours)
+    earliest = verified_at + overlap
+    if kept_until is not None:
+        earliest = max(earliest, kept_until)
+    if settings.delete_old is DeleteOld.AFTER_OVERLAP:
+        return OldAccountPlan(Fate.DELETE if now >= earliest else Fate.WAIT, earliest)
+    cap = max(verified_at + timedelta(hours=settings.unused_cap_hours), earliest)
+    quiet = last_used is None or last_used <= now - overlap
+    if now >= cap or (now >= earliest and quiet):
+        return OldAccountPlan(Fate.DELETE, now)
+    if not quiet and not warned and now >= cap - CAP_WARNING:
+        return OldAccountPlan(Fate.WARN, cap)
+    return OldAccountPlan(Fate.WAIT, earliest if quiet else cap)
