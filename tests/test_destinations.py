@@ -388,3 +388,4 @@ def test_the_posture_counts_an_account_held_in_a_destination(bots, vault):
     counts = bot.runtime.governance.job.run_once(dry_run=True).counts
 
     assert counts["live"] == 2 and counts["in_destination"] == 1
+    assert counts["rotated_on_schedule"] == 1  # rotation is on by default for accounts in a store

@@ -20,6 +20,7 @@ from bot.rotate.schedule import (
     due_at,
     is_due,
     old_account_plan,
+    on_schedule,
     rotation_settings,
     successor_spec,
 )
@@ -147,6 +148,23 @@ def test_accounts_without_a_destination_or_not_delivered_are_never_due():
     assert not is_due(policy, request(destination=None, expires_in_days=1), NOW)
     assert not is_due(policy, request(state=RequestState.CLOSED, expires_in_days=1), NOW)
     assert not is_due(policy_with(enabled=False), request(expires_in_days=1), NOW)
+
+
+@pytest.mark.parametrize(
+    ("policy", "account", "stopped", "counted"),
+    [
+        (policy_with(), request(), False, True),
+        (policy_with(), request(), True, False),  # its rotation failed
+        (policy_with(enabled=False), request(), False, False),
+        (policy_with(), request(destination=None), False, False),
+        (policy_with(), request(expires_in_days=None), False, False),  # never expires, no every_days
+        (policy_with(every_days=30), request(expires_in_days=None), False, True),
+    ],
+)
+def test_the_posture_counts_as_on_schedule_what_the_bot_rotates_and_has_not_stopped(
+    policy, account, stopped, counted
+):
+    assert on_schedule(policy, account, stopped=stopped) is counted
 
 
 def test_a_non_expiring_account_is_rotated_every_days_if_the_policy_says_so():

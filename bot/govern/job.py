@@ -31,6 +31,9 @@ from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
 from bot.policy.file import GovernancePolicy
 from bot.remind.store import ReminderStore
+from bot.rotate.schedule import on_schedule
+from bot.rotate.states import RotationState
+from bot.rotate.store import RotationStore
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ class GovernJob:
         run.actions += self._unmanaged([e for e in live if is_unmanaged(e)], now, dry_run=dry_run)
         run.actions += self.reviews.run(owned, now, dry_run=dry_run)
         owned_ids = {e.account_id for e in owned}
+        rotations = RotationStore(self.d.store).for_requests([e.request.id for e in managed if e.request])
+        stopped = {request_id for request_id, r in rotations.items() if r.state is RotationState.FAILED}
         facts = [
             AccountFacts(
                 expires_at=e.expires_at,
@@ -134,8 +139,8 @@ class GovernJob:
                     e.last_used, e.created_at, keeps.get(e.account_id), now=now, idle_days=self.g.idle_days
                 ),
                 in_destination=e.request is not None and e.request.destination is not None,
-                # Scheduled rotation (bot/rotate) is wired in here and only here.
-                rotated_on_schedule=False,
+                rotated_on_schedule=e.request is not None
+                and on_schedule(self.d.policy, e.request, stopped=e.request.id in stopped),
             )
             for e in live
         ]

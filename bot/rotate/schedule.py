@@ -34,6 +34,13 @@ def due_at(request: StoredRequest, settings: RotationSettings) -> datetime | Non
     return None
 
 
+def on_schedule(policy: Policy, request: StoredRequest, *, stopped: bool) -> bool:
+    """Does the posture count it as rotated on schedule: the bot rotates it (a destination, rotation on, a
+    date to rotate at) and its rotation has not stopped (failed)?"""
+    settings = rotation_settings(policy, request)
+    return settings is not None and due_at(request, settings) is not None and not stopped
+
+
 def is_due(policy: Policy, request: StoredRequest, now: datetime) -> bool:
     settings = rotation_settings(policy, request)
     if settings is None or request.state is not RequestState.DELIVERED:

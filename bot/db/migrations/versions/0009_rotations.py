@@ -2,7 +2,7 @@
 successor, the secret's new version, the overlap and the claim of the run working it (bot/rotate/store.py).
 
 Revision ID: 0009
-Revises: 0008 (i15's destinations, merged here; the integrator re-chains it after 0007)
+Revises: 0008
 Create Date: 2026-12-06
 """
 
