@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +90,26 @@ class JobRunner:
             log.error("Shutdown grace period ended with %d creation(s) still running", self.in_flight())
         self._executor.shutdown(wait=False, cancel_futures=True)
         return finished
+
+
+# A periodic job's lease outlives one interval by this much, so a slow pass keeps it; a dead instance's
+# lease lapses one interval later and another instance takes over.
+LEASE_MARGIN = timedelta(seconds=60)
+
+
+def lease_for(interval: float) -> timedelta:
+    return timedelta(seconds=interval) + LEASE_MARGIN
+
+
+def run_every(interval: float, stopping: threading.Event, run: Callable[[], object], *, name: str) -> None:
+    """Call `run` every `interval` seconds on a daemon thread until `stopping` is set. The first call comes
+    one interval after start: a fresh start must not hold up its own warm-up with a list of every account."""
+
+    def loop() -> None:
+        while not stopping.wait(interval):
+            try:
+                run()
+            except Exception:
+                log.exception("The periodic %s job failed", name)
+
+    threading.Thread(target=loop, name=name, daemon=True).start()

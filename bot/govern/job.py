@@ -27,6 +27,7 @@ from bot.govern.owners import Owners
 from bot.govern.posture import AccountFacts, posture
 from bot.govern.review_flow import ReviewRounds
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
+from bot.jobs import lease_for, run_every
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
 from bot.policy.file import GovernancePolicy
@@ -306,17 +307,9 @@ class GovernJob:
 
     def run_under_lease(self, interval: float, now: datetime | None = None) -> GovernRun | None:
         now = now or self.d.clock()
-        lease = timedelta(seconds=interval) + timedelta(seconds=60)
-        if not self.leases.acquire_lease(LEASE_NAME, self.holder, now=now, duration=lease):
+        if not self.leases.acquire_lease(LEASE_NAME, self.holder, now=now, duration=lease_for(interval)):
             return None
         return self.run_once(now)
 
     def start(self, interval: float, stopping: threading.Event) -> None:
-        def loop() -> None:
-            while not stopping.wait(interval):
-                try:
-                    self.run_under_lease(interval)
-                except Exception:
-                    log.exception("The governance job failed")
-
-        threading.Thread(target=loop, name="governance", daemon=True).start()
+        run_every(interval, stopping, lambda: self.run_under_lease(interval), name="governance")

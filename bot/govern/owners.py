@@ -13,8 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from slack_sdk.errors import SlackClientError
-
 from bot.cache import TTLCache
 from bot.create.messages import escape
 from bot.db.schema import RequestState
@@ -27,6 +25,7 @@ from bot.manage.views import parse_target
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
 from bot.models import Requester, today_in
+from bot.slack.delivery import post_lasting
 from bot.slack.directory import DirectoryUnavailable, UnknownUser
 
 log = logging.getLogger(__name__)
@@ -137,17 +136,10 @@ class Owners:
         return bool(reached)
 
     def post(self, target: str, message: dict, *, dm: bool) -> bool:
-        try:
-            channel = target
-            if dm:
-                channel = self.d.background_slack.conversations_open(users=target)["channel"]["id"]
-            self.d.background_slack.chat_postMessage(
-                channel=channel, unfurl_links=False, unfurl_media=False, **message
-            )
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("Could not post a governance notice to %s: %s", target, type(error).__name__)
-            return False
-        return True
+        problem = post_lasting(self.d.background_slack, target, message, dm=dm)
+        if problem:
+            log.warning("Could not post a governance notice to %s: %s", target, problem)
+        return problem is None
 
     # --- Take over ---------------------------------------------------------------------------------
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from slack_sdk.errors import SlackClientError
-
+from bot.jobs import lease_for, run_every
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
 from bot.manage.permissions import AccountOwnership, Basis, ManageAction, ManageRefusal, may_manage
@@ -29,6 +28,7 @@ from bot.manage.views import reminder_message
 from bot.models import Requester, Standing, Workspace
 from bot.policy.file import Policy
 from bot.remind.store import ReminderStore
+from bot.slack.delivery import post_lasting
 from bot.slack.directory import DirectoryUnavailable, SlackDirectory, UnknownUser
 
 log = logging.getLogger(__name__)
@@ -219,38 +219,19 @@ class ReminderJob:
 
     def _post(self, target: str, message: dict, reminder: Reminder, *, dm: bool) -> bool:
         """Post to a channel, or to a person's DM; False when Slack would not take it."""
-        try:
-            channel = target
-            if dm:
-                channel = self.d.background_slack.conversations_open(users=target)["channel"]["id"]
-            self.d.background_slack.chat_postMessage(
-                channel=channel, unfurl_links=False, unfurl_media=False, **message
-            )
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
+        problem = post_lasting(self.d.background_slack, target, message, dm=dm)
+        if problem:
             log.warning(
-                "Could not send the reminder for %s to %s: %s",
-                reminder.entry.username,
-                target,
-                type(error).__name__,
+                "Could not send the reminder for %s to %s: %s", reminder.entry.username, target, problem
             )
-            return False
-        return True
+        return problem is None
 
     def run_under_lease(self, interval: float, now: datetime | None = None) -> list[Reminder] | None:
         """One pass if this instance holds (or can take) the lease; None if another instance does."""
         now = now or self.d.clock()
-        lease = timedelta(seconds=interval) + timedelta(seconds=60)
-        if not self.store.acquire_lease(LEASE_NAME, self.holder, now=now, duration=lease):
+        if not self.store.acquire_lease(LEASE_NAME, self.holder, now=now, duration=lease_for(interval)):
             return None
         return self.run_once(now)
 
     def start(self, interval: float, stopping: threading.Event) -> None:
-        def loop() -> None:
-            # First wait: a fresh start must not hold up its own warm-up with a list of every account.
-            while not stopping.wait(interval):
-                try:
-                    self.run_under_lease(interval)
-                except Exception:
-                    log.exception("Sending expiry reminders failed")
-
-        threading.Thread(target=loop, name="reminders", daemon=True).start()
+        run_every(interval, stopping, lambda: self.run_under_lease(interval), name="reminders")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from bot.create.flow import CreationFlow
 from bot.db.schema import StoredRequest
+from bot.jobs import lease_for, run_every
 from bot.manage.store import LifecycleStore
 from bot.remind.store import ReminderStore
 from bot.rotate.flow import RotationFlow
@@ -108,20 +109,10 @@ class RotationJob:
 
     def run_under_lease(self, interval: float, now: datetime | None = None) -> list[PlannedRotation] | None:
         now = now or self.d.clock()
-        lease = timedelta(seconds=interval) + timedelta(seconds=60)
-        if not self.leases.acquire_lease(LEASE_NAME, self.flow.holder, now=now, duration=lease):
+        if not self.leases.acquire_lease(LEASE_NAME, self.flow.holder, now=now, duration=lease_for(interval)):
             return None
         return self.run_once(now)
 
     def start(self, interval: float, stopping: threading.Event) -> None:
-        if interval <= 0:
-            return
-
-        def loop() -> None:
-            while not stopping.wait(interval):
-                try:
-                    self.run_under_lease(interval)
-                except Exception:
-                    log.exception("Rotating accounts failed")
-
-        threading.Thread(target=loop, name="rotation", daemon=True).start()
+        if interval > 0:
+            run_every(interval, stopping, lambda: self.run_under_lease(interval), name="rotation")

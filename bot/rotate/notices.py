@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
 from bot.policy.file import Policy
+from bot.slack.delivery import post_lasting
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,10 @@ class RotationNotices:
         self._policy = policy  # today's: read at each notice
 
     def dm(self, user_id: str, message: dict[str, Any]) -> bool:
-        try:
-            channel = self._client.conversations_open(users=user_id)["channel"]["id"]
-            self._client.chat_postMessage(channel=channel, unfurl_links=False, unfurl_media=False, **message)
-            return True
-        except (SlackClientError, OSError, KeyError, TypeError) as error:
-            log.warning("Could not tell %s about a rotation: %s", user_id, type(error).__name__)
-            return False
+        problem = post_lasting(self._client, user_id, message, dm=True)
+        if problem:
+            log.warning("Could not tell %s about a rotation: %s", user_id, problem)
+        return problem is None
 
     def admins(self, text: str) -> None:
         """The admins named in the policy; admins named by user group hear it in the audit channel."""

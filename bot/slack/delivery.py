@@ -25,6 +25,17 @@ SLACK_RESPONSE_URL_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+def post_lasting(client: WebClient, target: str, message: dict[str, Any], *, dm: bool) -> str | None:
+    """Post a lasting message (never a secret) to a channel, or to a person's DM. None when Slack took it,
+    else the error's name, for the caller's log line."""
+    try:
+        channel = client.conversations_open(users=target)["channel"]["id"] if dm else target
+        client.chat_postMessage(channel=channel, unfurl_links=False, unfurl_media=False, **message)
+    except (SlackClientError, OSError, KeyError, TypeError) as error:
+        return type(error).__name__
+    return None
+
+
 def _is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
