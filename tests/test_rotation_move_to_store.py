@@ -10,9 +10,9 @@ import pytest
 
 from bot.create import views
 from bot.manage.views import ACTION_MOVE_TO_STORE
+from tests import clock
 from tests.conftest import ALICE, form_values
 from tests.fakes.vault import FakeVault
-from tests.lifecycle import berlin_today
 from tests.lifecycle import mint as mint_in_slack
 from tests.rotation_harness import rotating_bot
 
@@ -54,7 +54,7 @@ def test_the_reminder_offers_a_move_into_a_store_and_the_replacement_lands_there
     [deliver] = [block for block in view["blocks"] if block.get("block_id") == views.BLOCK_DESTINATION]
     assert [option["value"] for option in deliver["element"]["options"]] == ["etl-vault"]  # no "To me"
 
-    values = form_values(expires_on=(berlin_today() + timedelta(days=30)).isoformat(), projects=[3001, 3002])
+    values = form_values(expires_on=clock.form_expiry(30), projects=[3001, 3002])
     values[views.BLOCK_DESTINATION] = "etl-vault"
     values[views.BLOCK_SECRET_NAME] = "etl-nightly"
     ack = bot.submit(view, values)
