@@ -1,7 +1,8 @@
 """GitHub Actions secrets of a repository, or of one of its environments, through GitHub's REST API.
 
 Policy keys: `repository` (owner/name), an optional `environment`, `secret_name_prefix`, an optional
-`api_url` (GitHub Enterprise Server, or a test server). Credentials: GITHUB_TOKEN. Values are encrypted
+`api_url` (GitHub Enterprise Server, or a test server). Credentials: GITHUB_TOKEN, or a GitHub App
+(bot/destinations/github_auth.py). Values are encrypted
 with the repository's (or environment's) public key as a libsodium sealed box (PyNaCl), as GitHub's REST
 docs require. GitHub never gives a value back, so a write is verified by the secret's metadata; the bot's
 mark is its own database record (the destination, the secret name and when the write began).
@@ -13,16 +14,17 @@ from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import requests
 from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
+from bot.destinations import github_auth
 from bot.destinations.base import DestinationError, Failure, KindConfig, Receipt, SecretDocument, nothing_sent
+from bot.destinations.github_auth import API_VERSION, Credentials
 
-TOKEN = "GITHUB_TOKEN"  # noqa: S105 - the setting's name
-API_VERSION = "2022-11-28"
 # GitHub's clock and ours may differ; a secret updated this long before the write began still counts.
 CLOCK_SKEW = timedelta(seconds=5)
 
@@ -33,6 +35,14 @@ class GitHubConfig(KindConfig):
     environment: str | None = Field(default=None, pattern=r"^[^/\s][^/]{0,254}$")
     secret_name_prefix: str = Field(default="MP_", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
     api_url: str = Field(default="https://api.github.com", pattern=r"^https?://\S+$")
+
+    @field_validator("repository", "environment")
+    @classmethod
+    def _no_dot_segments(cls, value: str | None) -> str | None:
+        # "." and ".." would be resolved by the HTTP client as path segments, leaving the repository's URL.
+        if value is not None and any(part.strip(".") == "" for part in value.split("/")):
+            raise ValueError("must not be '.' or '..'")
+        return value
 
     @field_validator("secret_name_prefix")
     @classmethod
@@ -58,12 +68,19 @@ def _failure_of_status(status: int, *, what: str) -> DestinationError:
 class GitHubDestination:
     label = "GitHub Actions"
 
-    def __init__(self, name: str, config: GitHubConfig, token: SecretStr, timeout: float):
+    def __init__(
+        self,
+        name: str,
+        config: GitHubConfig,
+        credentials: Credentials,
+        timeout: float,
+        session: requests.Session | None = None,
+    ):
         self.name = name
         self.config = config
-        self._token = token
+        self._credentials = credentials
         self._timeout = timeout
-        self._session = requests.Session()
+        self._session = session or requests.Session()
         self._repository_id: int | None = None
 
     # --- names ---------------------------------------------------------------------------------------
@@ -85,8 +102,17 @@ class GitHubDestination:
     def _call(
         self, method: str, path: str, *, what: str, sent: bool = False, **kwargs: Any
     ) -> requests.Response:
+        answer = self._send(method, path, what=what, sent=sent, **kwargs)
+        if answer.status_code == 401:
+            # An App's installation token GitHub no longer takes (revoked, or our clock is off): a 401 means
+            # nothing was done, so one more try with a fresh token cannot write twice.
+            self._credentials.forget()
+            answer = self._send(method, path, what=what, sent=sent, **kwargs)
+        return answer
+
+    def _send(self, method: str, path: str, *, what: str, sent: bool, **kwargs: Any) -> requests.Response:
         headers = {
-            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Authorization": self._credentials.authorization(),
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
         }
@@ -116,7 +142,10 @@ class GitHubDestination:
             if answer.status_code != 200:
                 raise _failure_of_status(answer.status_code, what="the repository")
             self._repository_id = int(answer.json()["id"])
-        return f"/repositories/{self._repository_id}/environments/{self.config.environment}/secrets"
+        # Quoted whole: an environment's name may hold characters ("?", "#", "%", "..") that would change the
+        # URL's meaning.
+        environment = quote(self.config.environment, safe="")
+        return f"/repositories/{self._repository_id}/environments/{environment}/secrets"
 
     def _public_key(self) -> tuple[str, PublicKey]:
         answer = self._call("GET", self._secrets_path() + "/public-key", what="the public key")
@@ -206,13 +235,14 @@ class GitHubKind:
 
     @staticmethod
     def missing_credentials(config: Any, environment: Mapping[str, SecretStr | None]) -> list[str]:
-        return [] if environment.get(TOKEN) else [TOKEN]
+        return github_auth.missing_credentials(environment)
 
     @staticmethod
     def build(
         name: str, config: Any, environment: Mapping[str, SecretStr | None], timeout: float
     ) -> GitHubDestination:
-        token = environment.get(TOKEN)
-        if token is None:
-            raise ValueError(f"{TOKEN} is missing")  # missing_credentials is asked first
-        return GitHubDestination(name, config, token, timeout)
+        session = requests.Session()
+        credentials = github_auth.credentials_from(
+            environment, api_url=config.api_url, session=session, timeout=timeout
+        )
+        return GitHubDestination(name, config, credentials, timeout, session)
