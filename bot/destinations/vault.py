@@ -8,9 +8,10 @@ someone else in between is never overwritten. The bot's mark goes into the key's
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import hvac
 import requests
@@ -27,6 +28,7 @@ from bot.destinations.base import (
     mark_for,
     nothing_sent,
 )
+from bot.redaction import redactor
 
 TOKEN = "VAULT_TOKEN"  # noqa: S105 - the setting's name
 ROLE_ID = "VAULT_ROLE_ID"
@@ -34,6 +36,8 @@ SECRET_ID = "VAULT_SECRET_ID"  # noqa: S105 - the setting's name
 NAMESPACE = "VAULT_NAMESPACE"
 # What the bot needs on its prefix: create and read for a new secret, update for a new version.
 NEEDED_CAPABILITIES = ("create", "read", "update")
+
+T = TypeVar("T")
 
 
 class VaultConfig(KindConfig):
@@ -69,16 +73,32 @@ class VaultDestination:
         self.config = config
         self._client = client
         self._login = login
+        self._login_lock = threading.Lock()
 
     def _authenticated(self) -> hvac.Client:
-        """AppRole logs in on first use (and again when Vault forgot the token), not at start: a Vault that
-        is down must not stop the bot, only this destination."""
+        """AppRole logs in on first use, not at start: a Vault that is down must not stop the bot, only this
+        destination. One login at a time: concurrent creates share it."""
         if self._login is not None and not self._client.token:
-            try:
-                self._login()
-            except (vault_errors.VaultError, requests.RequestException) as error:
-                raise _failure(error, sent=False) from None
+            with self._login_lock:
+                if not self._client.token:
+                    try:
+                        self._login()
+                    except (vault_errors.VaultError, requests.RequestException) as error:
+                        raise _failure(error, sent=False) from None
+                    redactor.pin(self._client.token)
         return self._client
+
+    def _as_bot(self, call: Callable[[Any], T]) -> T:
+        """`call` with the KV v2 API. An AppRole token Vault no longer takes (its TTL ran out, or it was
+        revoked) answers 403: log in again and try once more. A 403 means Vault did nothing, so the second
+        try cannot write twice. A static VAULT_TOKEN cannot be renewed: its 403 stands."""
+        try:
+            return call(self._authenticated().secrets.kv.v2)
+        except vault_errors.Forbidden:
+            if self._login is None:
+                raise
+            self._client.token = None
+            return call(self._authenticated().secrets.kv.v2)
 
     def _path(self, secret_name: str) -> str:
         return self.config.path_prefix + secret_name
@@ -86,12 +106,11 @@ class VaultDestination:
     def location(self, secret_name: str) -> str:
         return f"{self.config.mount}/{self._path(secret_name)}"
 
-    def _kv(self):
-        return self._authenticated().secrets.kv.v2
-
     def _metadata(self, secret_name: str) -> dict[str, Any] | None:
         try:
-            answer = self._kv().read_secret_metadata(self._path(secret_name), mount_point=self.config.mount)
+            answer = self._as_bot(
+                lambda kv: kv.read_secret_metadata(self._path(secret_name), mount_point=self.config.mount)
+            )
         except vault_errors.InvalidPath:
             return None
         except (vault_errors.VaultError, requests.RequestException) as error:
@@ -100,11 +119,13 @@ class VaultDestination:
 
     def _read(self, secret_name: str, version: int | None = None) -> tuple[dict[str, Any], int] | None:
         try:
-            answer = self._kv().read_secret_version(
-                self._path(secret_name),
-                version=version,
-                mount_point=self.config.mount,
-                raise_on_deleted_version=True,
+            answer = self._as_bot(
+                lambda kv: kv.read_secret_version(
+                    self._path(secret_name),
+                    version=version,
+                    mount_point=self.config.mount,
+                    raise_on_deleted_version=True,
+                )
             )
         except vault_errors.InvalidPath:
             return None
@@ -125,8 +146,10 @@ class VaultDestination:
                 raise DestinationError(Failure.TAKEN, "the secret there is not the one the bot wrote")
             cas = int(metadata.get("current_version") or 0)
         try:
-            answer = self._kv().create_or_update_secret(
-                self._path(secret_name), secret=document.fields(), cas=cas, mount_point=self.config.mount
+            answer = self._as_bot(
+                lambda kv: kv.create_or_update_secret(
+                    self._path(secret_name), secret=document.fields(), cas=cas, mount_point=self.config.mount
+                )
             )
         except vault_errors.InvalidRequest as error:
             if "check-and-set" in str(error):
@@ -140,8 +163,12 @@ class VaultDestination:
 
     def _mark(self, secret_name: str, account_id: int) -> None:
         try:
-            self._kv().update_metadata(
-                self._path(secret_name), custom_metadata=mark_for(account_id), mount_point=self.config.mount
+            self._as_bot(
+                lambda kv: kv.update_metadata(
+                    self._path(secret_name),
+                    custom_metadata=mark_for(account_id),
+                    mount_point=self.config.mount,
+                )
             )
         except (vault_errors.VaultError, requests.RequestException) as error:
             raise _failure(error, sent=True) from None
