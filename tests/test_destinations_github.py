@@ -97,6 +97,20 @@ def test_an_installation_token_near_its_expiry_is_exchanged_again(bots, github, 
     assert github.secret_value(REPO, "MP_ETL_NIGHTLY_SECRET") == the_account(bot)[1]
 
 
+def test_an_installation_token_github_refuses_is_exchanged_again_and_the_write_lands_once(
+    bots, github, app_key
+):
+    bot = bots.start(policy=github_policy(github), **app_settings(app_key))
+    create(bot, to_store("gh-ci"))
+    github.revoke_token(github.issued_tokens[0])
+
+    _, url = create(bot, to_store("gh-ci", secret_name="etl-hourly"))
+
+    assert len(github.issued_tokens) == 2
+    assert github.secret("acme/analytics", "MP_ETL_HOURLY_SECRET")["writes"] == 1
+    assert "Stored in GitHub Actions gh-ci" in told(bot, url)
+
+
 def test_an_app_the_installation_does_not_know_deletes_the_account(bots, github, app_key):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     bot = bots.start(policy=github_policy(github), **app_settings(other))  # signed with the wrong key

@@ -3,9 +3,13 @@ VAULT_TOKEN cases): the fake answers as Vault's API docs say, and records every 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, Policy
-from tests.conftest import ALICE
+from tests.conftest import ALICE, GENERAL, form_values
 from tests.fakes.vault import FakeVault
+from tests.lifecycle import berlin_today
 from tests.test_destinations import (
     VAULT_POLICY,
     assert_token_nowhere_but_the_store,
@@ -92,3 +96,50 @@ def test_without_its_namespace_a_namespaced_vault_refuses_and_the_account_is_del
         assert "could not store its token in etl-vault (the bot is not allowed to write there)" in told(
             bot, url
         )
+
+
+def _replace(bot, old) -> None:
+    """Click Replace… on `old` in the list and submit the form it opens."""
+    before = len(bot.slack.calls("views.open"))
+    bot.sender.block_actions(
+        user_id=ALICE,
+        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
+        channel_id=GENERAL,
+        response_url=bot.slack.new_response_url(),
+    )
+    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    values = form_values(projects=[3001], expires_on=(berlin_today() + timedelta(days=60)).isoformat())
+    bot.submit(opened.response["view"], values)
+    bot.wait_idle()
+
+
+def test_replace_never_overwrites_a_version_someone_else_added_over_the_bots_secret(bots):
+    with FakeVault() as vault:
+        bot = bots.start(policy=vault_policy(vault), vault_token=vault.add_token(policy=VAULT_POLICY))
+        create(bot, to_store("etl-vault"))
+        [old] = bot.runtime.manage.records.delivered(ALICE)
+        # A person adds a version by hand; the key's custom_metadata (the bot's mark) stays as it was.
+        vault.seed("secret", "mixpanel/etl-nightly", {"hand": "written"})
+
+        _replace(bot, old)
+
+        assert vault.secret("secret", "mixpanel/etl-nightly") == {"hand": "written"}
+        assert len(vault.versions("secret", "mixpanel/etl-nightly")) == 2
+        assert list(bot.mixpanel.accounts) == [old.mixpanel_account_id]  # the new account deleted again
+
+
+def test_a_replace_whose_mark_cannot_be_set_keeps_the_new_account_it_wrote(bots):
+    with FakeVault() as vault:
+        bot = bots.start(policy=vault_policy(vault), vault_token=vault.add_token(policy=VAULT_POLICY))
+        create(bot, to_store("etl-vault"))
+        [old] = bot.runtime.manage.records.delivered(ALICE)
+        vault.fail_next(2, status=503, method="POST", path_contains="/metadata/mixpanel/etl-nightly")
+
+        _replace(bot, old)
+
+        new = next(r for r in bot.runtime.manage.records.delivered(ALICE) if r.id != old.id)
+        current = vault.secret("secret", "mixpanel/etl-nightly")
+        # The store's current version is the new account, and that account is alive: never a dead one.
+        assert current["account_id"] == new.mixpanel_account_id
+        assert current["secret"] == bot.mixpanel.tokens[new.mixpanel_account_id]
+        assert new.mixpanel_account_id in bot.mixpanel.accounts

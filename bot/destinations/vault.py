@@ -8,6 +8,7 @@ someone else in between is never overwritten. The bot's mark goes into the key's
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -38,6 +39,8 @@ NAMESPACE = "VAULT_NAMESPACE"
 NEEDED_CAPABILITIES = ("create", "read", "update")
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class VaultConfig(KindConfig):
@@ -141,10 +144,18 @@ class VaultDestination:
     def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
         cas = 0
         if replacing is not None:
+            # Only over the bot's own write for that account: the key's mark says the bot wrote it, and its
+            # current version must still be that account's (someone may have added a version since, which
+            # keeps the key's custom_metadata). cas on that version refuses a change in the moment between.
             metadata = self._metadata(secret_name) or {}
-            if not bears_mark(metadata.get("custom_metadata"), replacing):
+            current = self._read(secret_name)
+            if (
+                not bears_mark(metadata.get("custom_metadata"), replacing)
+                or current is None
+                or str(current[0].get("account_id")) != str(replacing)
+            ):
                 raise DestinationError(Failure.TAKEN, "the secret there is not the one the bot wrote")
-            cas = int(metadata.get("current_version") or 0)
+            cas = current[1]
         try:
             answer = self._as_bot(
                 lambda kv: kv.create_or_update_secret(
@@ -158,10 +169,13 @@ class VaultDestination:
         except (vault_errors.VaultError, requests.RequestException) as error:
             raise _failure(error, sent=True) from None
         version = int(((answer or {}).get("data") or {}).get("version") or 0)
-        self._mark(secret_name, document.account_id)
+        self._try_mark(secret_name, document.account_id)
         return Receipt(version=str(version))
 
-    def _mark(self, secret_name: str, account_id: int) -> None:
+    def _try_mark(self, secret_name: str, account_id: int) -> None:
+        """Set the bot's mark beside a write that landed. Its failure does not undo the write: the secret
+        holds the new account's document, and deleting that account would leave the store (for a Replace…,
+        its current version) holding a dead credential. Without the mark, a later Replace… refuses."""
         try:
             self._as_bot(
                 lambda kv: kv.update_metadata(
@@ -171,18 +185,18 @@ class VaultDestination:
                 )
             )
         except (vault_errors.VaultError, requests.RequestException) as error:
-            raise _failure(error, sent=True) from None
+            log.warning(
+                "Vault %s: %s was written, but its mark could not be set (%s)",
+                self.name,
+                self.location(secret_name),
+                _failure(error, sent=True).failure,
+            )
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime
     ) -> bool:
         read = self._read(secret_name, int(receipt.version) if receipt.version else None)
-        metadata = self._metadata(secret_name) or {}
-        return (
-            read is not None
-            and read[0] == document.fields()
-            and bears_mark(metadata.get("custom_metadata"), document.account_id)
-        )
+        return read is not None and read[0] == document.fields()
 
     def find_mark(self, secret_name: str, account_id: int, *, since: datetime) -> Receipt | None:
         read = self._read(secret_name)
@@ -190,7 +204,7 @@ class VaultDestination:
             return None
         metadata = self._metadata(secret_name) or {}
         if not bears_mark(metadata.get("custom_metadata"), account_id):
-            self._mark(secret_name, account_id)  # the write landed, its mark did not: add it now
+            self._try_mark(secret_name, account_id)  # the write landed, its mark did not: add it now
         return Receipt(version=str(read[1]))
 
     def describe(self, secret_name: str, receipt: Receipt | None) -> str:

@@ -22,6 +22,7 @@ Public API::
             {"token", "expires_at", "permissions"}; a bad, expired or foreign JWT -> 401; another
             installation -> 404. The token it issues works like add_token's until expires_at, then 401.
         .issued_tokens -> the installation tokens issued, in order
+        .revoke_token(token)   the token is now unknown (401), as after a revocation or an early expiry
 
       routes (Authorization: "Bearer <token>" or "token <token>"; owner/repo case-insensitive)
         GET    /repos/{owner}/{repo}       -> {"id", "name", "full_name", "permissions": {"push", ...}, ...}
@@ -171,6 +172,10 @@ class FakeGitHub(RecordingHTTPFake):
         seen = None if repos is None else frozenset(r.casefold() for r in repos)
         with self._lock:
             self._tokens[token] = _Token(permission, seen)
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
 
     def add_app(
         self,
