@@ -3,6 +3,7 @@ VAULT_TOKEN cases): the fake answers as Vault's API docs say, and records every 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from bot.manage.views import ACTION_REPLACE
@@ -143,3 +144,55 @@ def test_a_replace_whose_mark_cannot_be_set_keeps_the_new_account_it_wrote(bots)
         assert current["account_id"] == new.mixpanel_account_id
         assert current["secret"] == bot.mixpanel.tokens[new.mixpanel_account_id]
         assert new.mixpanel_account_id in bot.mixpanel.accounts
+
+
+# --- Socket Mode ---------------------------------------------------------------------------------------
+
+
+def test_socket_mode_stores_in_vault_and_refuses_a_taken_name_in_the_ack(bots, slack, debug_logs):
+    import time
+
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from app import create_app
+    from bot.create import views
+    from tests.fakes.socket_mode import FakeSocketModeServer
+    from tests.slack_requests import build_payload_slash_command, build_payload_view_submission
+
+    app_token = "xapp-1-A1-test-app-token"
+    with FakeVault() as vault, FakeSocketModeServer() as socket_mode:
+        slack.socket_mode_url, slack.app_token = socket_mode.url, app_token
+        bot = bots.start(policy=vault_policy(vault), vault_token=vault.add_token(policy=VAULT_POLICY))
+        handler = SocketModeHandler(create_app(bot.runtime), app_token=app_token)
+        handler.connect()
+        try:
+
+            def submit(values: dict) -> tuple[dict, float]:
+                response_url = slack.new_response_url()
+                before = len(slack.calls("views.open"))
+                socket_mode.send_envelope(
+                    "slash_commands", build_payload_slash_command(ALICE, response_url=response_url)
+                )
+                opened = slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)
+                payload = build_payload_view_submission(
+                    opened[-1].response["view"], user_id=ALICE, values=values
+                )
+                started = time.monotonic()
+                ack = socket_mode.send_envelope("interactive", payload)
+                return ack, time.monotonic() - started
+
+            ack, elapsed = submit(to_store("etl-vault"))
+            assert ack["payload"]["response_action"] == "update" and elapsed < 3
+            bot.wait_idle()
+            _, token = the_account(bot)
+            assert vault.secret("secret", "mixpanel/etl-nightly")["secret"] == token
+
+            ack, elapsed = submit(to_store("etl-vault"))
+            assert ack["payload"]["response_action"] == "errors" and elapsed < 3
+            assert "already exists in etl-vault" in ack["payload"]["errors"][views.BLOCK_SECRET_NAME]
+        finally:
+            handler.close()
+        bot.wait_idle()
+        assert len(bot.mixpanel.create_calls()) == 1
+        assert all(token not in json.dumps(message) for message in socket_mode.received)
+        assert_token_nowhere_but_the_store(bot, token, debug_logs)
