@@ -86,6 +86,7 @@ class CreationFlow:
                 clock=lambda: self.d.clock(),
                 pause=lambda seconds: self.d.pause(seconds),
                 destinations=deps.destinations,
+                tell_user=lambda user_id, text: self.d.delivery.tell_user(user_id, {"text": text}),
             )
         )
         self.account_creation = AccountCreation(deps, self.audit, self.cleanup)
