@@ -143,3 +143,45 @@ def test_aws_replace_never_overwrites_a_secret_someone_else_put_there(aws_bot, a
             client.get_secret_value(SecretId="mixpanel/etl-nightly")["SecretString"] == '{"hand": "written"}'
         )
     assert list(aws_bot.mixpanel.accounts) == [old.mixpanel_account_id]  # the new one deleted again
+
+
+def aws_policy(aws) -> Policy:
+    return Policy(
+        destinations=[
+            DestinationPolicy(
+                name="aws-prod",
+                kind="aws_secrets_manager",
+                region=aws.region,
+                name_prefix="mixpanel/",
+                endpoint_url=aws.endpoint_url,
+            )
+        ]
+    )
+
+
+def test_no_aws_credentials_stop_the_start_naming_the_destination(bots, aws, monkeypatch, tmp_path):
+    from bot.settings import SettingsError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    with pytest.raises(SettingsError, match=r"destination aws-prod \(aws_secrets_manager\): AWS credentials"):
+        bots.start(policy=aws_policy(aws))
+
+
+def test_doctor_checks_aws_with_sts_and_a_dry_list_writing_nothing(bots, aws, monkeypatch):
+    from bot.doctor.destination_checks import destination_checks
+    from bot.doctor.report import Status
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", aws.credentials["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws.credentials["aws_secret_access_key"])
+    [result] = destination_checks(aws_policy(aws), bots.settings())
+    assert result.status is Status.PASS
+    assert set(aws.proxy.actions()) == {"GetCallerIdentity", "ListSecrets"}
+
+    aws.proxy.deny_next(1, action="ListSecrets")
+    [result] = destination_checks(aws_policy(aws), bots.settings())
+    assert result.status is Status.FAIL and "AccessDeniedException" in result.found
