@@ -182,3 +182,34 @@ def test_an_environment_name_cannot_leave_the_repositorys_url(github):
                 DestinationPolicy(name="gh", kind="github_actions", repository="../..", api_url=github.url)
             ]
         )
+
+
+def test_a_github_replace_whose_secret_write_fails_puts_the_old_username_back(bots, github, app_key):
+    from datetime import timedelta
+
+    from bot.manage.views import ACTION_REPLACE
+    from tests.conftest import GENERAL, form_values
+    from tests.lifecycle import berlin_today
+
+    bot = bots.start(policy=github_policy(github), **app_settings(app_key))
+    create(bot, to_store("gh-ci"))
+    [old] = bot.runtime.manage.records.delivered(ALICE)
+    old_token = bot.mixpanel.tokens[old.mixpanel_account_id]
+    before = len(bot.slack.calls("views.open"))
+    bot.sender.block_actions(
+        user_id=ALICE,
+        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
+        channel_id=GENERAL,
+        response_url=bot.slack.new_response_url(),
+    )
+    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    github.fail_next(1, status=500, method="PUT", path_contains="MP_ETL_NIGHTLY_SECRET")
+
+    values = form_values(projects=[3001], expires_on=(berlin_today() + timedelta(days=60)).isoformat())
+    bot.submit(opened.response["view"], values)
+    bot.wait_idle()
+
+    assert list(bot.mixpanel.accounts) == [old.mixpanel_account_id]  # the new account deleted again
+    # The pair in GitHub still works: the old account's username with its secret.
+    assert github.secret_value(REPO, "MP_ETL_NIGHTLY_USERNAME") == old.mixpanel_username
+    assert github.secret_value(REPO, "MP_ETL_NIGHTLY_SECRET") == old_token

@@ -32,6 +32,7 @@ from bot.destinations.base import (
     Failure,
     KindConfig,
     Receipt,
+    Replaced,
     SecretDocument,
     bears_mark,
     mark_for,
@@ -135,7 +136,9 @@ class AwsDestination:
     def exists(self, secret_name: str) -> bool:
         return self._describe(secret_name) is not None
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
         name = self.location(secret_name)
         mark = [{"Key": key, "Value": value} for key, value in mark_for(document.account_id).items()]
         try:
@@ -151,9 +154,9 @@ class AwsDestination:
                 current = self._read(secret_name)
                 if (
                     described is None
-                    or not bears_mark(_tags(described.get("Tags")), replacing)
+                    or not bears_mark(_tags(described.get("Tags")), replacing.account_id)
                     or current is None
-                    or str(current[0].get("account_id")) != str(replacing)
+                    or str(current[0].get("account_id")) != str(replacing.account_id)
                 ):
                     raise DestinationError(Failure.TAKEN, "the secret there is not the one the bot wrote")
                 answer = self._client.put_secret_value(SecretId=name, SecretString=document.as_json())

@@ -101,6 +101,14 @@ class DestinationError(Exception):
 
 
 @dataclass(frozen=True)
+class Replaced:
+    """For a Replace…: the account the bot wrote into that secret before, which the new one replaces."""
+
+    account_id: int
+    username: str | None  # its full username (GitHub keeps it in <NAME>_USERNAME, to restore on failure)
+
+
+@dataclass(frozen=True)
 class Receipt:
     """What a store said about a write: the version it became (None where the store has no versions)."""
 
@@ -117,9 +125,11 @@ class Destination(Protocol):
     def exists(self, secret_name: str) -> bool:
         """Is anything stored under that name? Raises DestinationError when the store cannot say."""
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
-        """Create the secret (refused with TAKEN if the name exists), or, with `replacing` (the account id
-        the bot wrote there before), write a new version over the bot's own secret only."""
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
+        """Create the secret (refused with TAKEN if the name exists), or, with `replacing` (the account the
+        bot wrote there before), write a new version over the bot's own secret only."""
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime

@@ -10,6 +10,7 @@ mark is its own database record (the destination, the secret name and when the w
 
 from __future__ import annotations
 
+import logging
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -22,8 +23,18 @@ from nacl.public import PublicKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
 from bot.destinations import github_auth
-from bot.destinations.base import DestinationError, Failure, KindConfig, Receipt, SecretDocument, nothing_sent
+from bot.destinations.base import (
+    DestinationError,
+    Failure,
+    KindConfig,
+    Receipt,
+    Replaced,
+    SecretDocument,
+    nothing_sent,
+)
 from bot.destinations.github_auth import API_VERSION, Credentials
+
+log = logging.getLogger(__name__)
 
 # GitHub's clock and ours may differ; a secret updated this long before the write began still counts.
 CLOCK_SKEW = timedelta(seconds=5)
@@ -176,7 +187,9 @@ class GitHubDestination:
     def exists(self, secret_name: str) -> bool:
         return any(self._updated_at(name) is not None for name in self.secret_names(secret_name))
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
         # GitHub has no check-and-set: look first (a race in the moment between is possible, and said so in
         # docs/destinations.md). A replacement overwrites the two secrets the bot's record says it wrote.
         if replacing is None and self.exists(secret_name):
@@ -184,21 +197,40 @@ class GitHubDestination:
         key_id, key = self._public_key()
         box = SealedBox(key)
         username_name, secret_name_full = self.secret_names(secret_name)
-        for name, value in (
-            (username_name, document.username),
-            (secret_name_full, document.secret.get_secret_value()),
-        ):
-            encrypted = b64encode(box.encrypt(value.encode())).decode()
-            answer = self._call(
-                "PUT",
-                f"{self._secrets_path()}/{name}",
-                what="writing a secret",
-                sent=True,
-                json={"encrypted_value": encrypted, "key_id": key_id},
-            )
-            if answer.status_code not in (201, 204):
-                raise _failure_of_status(answer.status_code, what="writing a secret")
+        self._put(box, key_id, username_name, document.username)
+        try:
+            self._put(box, key_id, secret_name_full, document.secret.get_secret_value())
+        except DestinationError as error:
+            # The username landed, the secret did not: for a Replace…, put the old username back, so that
+            # the pair still works (the old account lives on). Unknown outcomes are left to the read-back.
+            if replacing is not None and replacing.username and error.failure is not Failure.OUTCOME_UNKNOWN:
+                self._restore(box, key_id, username_name, replacing.username)
+            raise
         return Receipt(version=None)
+
+    def _put(self, box: SealedBox, key_id: str, name: str, value: str) -> None:
+        encrypted = b64encode(box.encrypt(value.encode())).decode()
+        answer = self._call(
+            "PUT",
+            f"{self._secrets_path()}/{name}",
+            what="writing a secret",
+            sent=True,
+            json={"encrypted_value": encrypted, "key_id": key_id},
+        )
+        if answer.status_code not in (201, 204):
+            raise _failure_of_status(answer.status_code, what="writing a secret")
+
+    def _restore(self, box: SealedBox, key_id: str, name: str, value: str) -> None:
+        try:
+            self._put(box, key_id, name, value)
+        except DestinationError as error:
+            log.error(
+                "GitHub %s: %s could not be put back to the old account's username (%s); the pair is "
+                "inconsistent until the next Replace…",
+                self.name,
+                name,
+                error.failure,
+            )
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime

@@ -24,6 +24,7 @@ from bot.destinations.base import (
     Failure,
     KindConfig,
     Receipt,
+    Replaced,
     SecretDocument,
     bears_mark,
     mark_for,
@@ -141,7 +142,9 @@ class VaultDestination:
         metadata = self._metadata(secret_name)
         return metadata is not None and bool(metadata.get("versions") or metadata.get("current_version"))
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
         cas = 0
         if replacing is not None:
             # Only over the bot's own write for that account: the key's mark says the bot wrote it, and its
@@ -150,9 +153,9 @@ class VaultDestination:
             metadata = self._metadata(secret_name) or {}
             current = self._read(secret_name)
             if (
-                not bears_mark(metadata.get("custom_metadata"), replacing)
+                not bears_mark(metadata.get("custom_metadata"), replacing.account_id)
                 or current is None
-                or str(current[0].get("account_id")) != str(replacing)
+                or str(current[0].get("account_id")) != str(replacing.account_id)
             ):
                 raise DestinationError(Failure.TAKEN, "the secret there is not the one the bot wrote")
             cas = current[1]
