@@ -402,36 +402,3 @@ def test_the_sweeper_tells_the_requester_the_same_for_a_lost_delivery_to_them(bo
     assert bot.store.get(request.id).state is RequestState.DELETED
     [notice] = direct_messages(bot)
     assert "before the token was delivered to you" in notice and "deleted the account again" in notice
-
-
-def test_a_required_store_none_of_which_is_open_to_the_person_is_said_on_a_block_the_form_has(bots, vault):
-    policy = Policy(
-        destinations=[
-            DestinationPolicy(
-                name="etl-vault",
-                kind="vault_kv2",
-                url=vault.url,
-                allowed={"users": ["USOMEONEELSE"]},
-            )
-        ],
-        destination_required=DestinationRequirement(roles=["analyst"]),
-    )
-    bot = bots.start(policy=policy, vault_token=vault.add_token(policy=VAULT_POLICY))
-    _, view, _ = bot.open_form()
-    blocks = {b.get("block_id") for b in view["blocks"]}
-    assert views.BLOCK_DESTINATION not in blocks  # no store on offer
-
-    ack = bot.submit(view, form_values(expires_on=(berlin_today() + timedelta(days=30)).isoformat()))
-
-    errors = ack.json()["errors"]
-    assert set(errors) <= blocks, "Slack shows an error only beside a block the form has"
-    assert "none is open to you" in errors[views.BLOCK_ROLE]
-    bot.wait_idle()
-    assert bot.mixpanel.create_calls() == []
-
-
-def test_no_destination_may_take_the_name_of_the_to_me_option():
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match="To me, in Slack"):
-        DestinationPolicy(name=views.TO_ME_VALUE, kind="vault_kv2", url="https://vault.example.com")

@@ -196,3 +196,40 @@ def test_socket_mode_stores_in_vault_and_refuses_a_taken_name_in_the_ack(bots, s
         assert len(bot.mixpanel.create_calls()) == 1
         assert all(token not in json.dumps(message) for message in socket_mode.received)
         assert_token_nowhere_but_the_store(bot, token, debug_logs)
+
+
+def test_a_replace_into_a_store_no_longer_open_to_the_person_is_refused_in_the_modal(bots):
+    with FakeVault() as vault:
+        token = vault.add_token(policy=VAULT_POLICY)
+        first = bots.start(policy=vault_policy(vault), vault_token=token)
+        create(first, to_store("etl-vault"))
+        [old] = first.runtime.manage.records.delivered(ALICE)
+        first.stop()
+        bots.running.remove(first)
+        # Today's policy: etl-vault is someone else's now.
+        closed = Policy(
+            destinations=[
+                DestinationPolicy(
+                    name="etl-vault", kind="vault_kv2", url=vault.url, allowed={"users": ["USOMEONEELSE"]}
+                )
+            ]
+        )
+        bot = bots.start(policy=closed, vault_token=token)
+        before = len(bot.slack.calls("views.open"))
+        bot.sender.block_actions(
+            user_id=ALICE,
+            actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
+            channel_id=GENERAL,
+            response_url=bot.slack.new_response_url(),
+        )
+        opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+        values = form_values(projects=[3001], expires_on=(berlin_today() + timedelta(days=60)).isoformat())
+
+        ack = bot.submit(opened.response["view"], values)
+
+        answer = ack.json()
+        assert answer["response_action"] == "update"
+        assert "which you may no longer deliver to" in json.dumps(answer["view"])
+        bot.wait_idle()
+        assert len(bot.mixpanel.create_calls()) == 1  # only the first account
+        assert len(vault.versions("secret", "mixpanel/etl-nightly")) == 1

@@ -43,7 +43,15 @@ from bot.jobs import ShuttingDown
 from bot.mixpanel.catalog import OrganizationUnknown, Snapshot
 from bot.mixpanel.client import MixpanelError
 from bot.models import AccountSpec, Requester, SubmissionContext, today_in
-from bot.policy.access import Decision, Entitlement, RefusalReason, break_glass_offered, decide, within_quota
+from bot.policy.access import (
+    Decision,
+    Entitlement,
+    FormField,
+    RefusalReason,
+    break_glass_offered,
+    decide,
+    within_quota,
+)
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, retry_budget
 
 log = logging.getLogger(__name__)
@@ -283,6 +291,13 @@ class CreationFlow:
         if decision.violations:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
+            if FormField.DESTINATION in errors and spec.destination != parsed.spec.destination:
+                # A Replace… goes where the old account went, shown as text, not as a choice: Slack shows
+                # errors beside input blocks only, so say it in the modal.
+                sentence = messages.REPLACE_DESTINATION_CLOSED.format(
+                    destination=spec.destination, contact=self._contact
+                )
+                return SubmitOutcome(ack=update_ack(messages.failed_view_text(sentence)))
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
         taken = self._secret_taken(spec, context)
         if taken is not None:

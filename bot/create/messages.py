@@ -206,6 +206,11 @@ def store_failed_text(
     )
 
 
+REPLACE_DESTINATION_CLOSED = (
+    "The account this replaces went to {destination}, which you may no longer deliver to, so nothing was "
+    "created; ask {contact}."
+)
+
 STORE_UNSETTLED = (
     ":warning: The bot created `{username}`, but {destination} did not confirm that its token was stored. "
     "The bot will look again within minutes and delete the account if the secret is not there; "

@@ -1,0 +1,80 @@
+"""Who may deliver where, judged on the server through the wire: a forged destination, a required store
+none of which is open to the person, and the name the form keeps for "To me, in Slack"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.create import views
+from bot.policy.file import DestinationPolicy, DestinationRequirement, Policy
+from tests.conftest import form_values
+from tests.fakes.vault import FakeVault
+from tests.lifecycle import berlin_today
+from tests.test_destinations import VAULT_POLICY, to_store
+
+
+@pytest.fixture
+def vault():
+    with FakeVault() as fake:
+        yield fake
+
+
+def test_a_required_store_none_of_which_is_open_to_the_person_is_said_on_a_block_the_form_has(bots, vault):
+    policy = Policy(
+        destinations=[
+            DestinationPolicy(
+                name="etl-vault",
+                kind="vault_kv2",
+                url=vault.url,
+                allowed={"users": ["USOMEONEELSE"]},
+            )
+        ],
+        destination_required=DestinationRequirement(roles=["analyst"]),
+    )
+    bot = bots.start(policy=policy, vault_token=vault.add_token(policy=VAULT_POLICY))
+    _, view, _ = bot.open_form()
+    blocks = {b.get("block_id") for b in view["blocks"]}
+    assert views.BLOCK_DESTINATION not in blocks  # no store on offer
+
+    ack = bot.submit(view, form_values(expires_on=(berlin_today() + timedelta(days=30)).isoformat()))
+
+    errors = ack.json()["errors"]
+    assert set(errors) <= blocks, "Slack shows an error only beside a block the form has"
+    assert "none is open to you" in errors[views.BLOCK_ROLE]
+    bot.wait_idle()
+    assert bot.mixpanel.create_calls() == []
+
+
+def test_no_destination_may_take_the_name_of_the_to_me_option():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="To me, in Slack"):
+        DestinationPolicy(name=views.TO_ME_VALUE, kind="vault_kv2", url="https://vault.example.com")
+
+
+def test_a_forged_destination_the_person_may_not_pick_is_refused_and_nothing_is_written(bots, vault):
+    policy = Policy(
+        destinations=[
+            DestinationPolicy(name="etl-vault", kind="vault_kv2", url=vault.url),
+            DestinationPolicy(
+                name="finance-vault",
+                kind="vault_kv2",
+                url=vault.url,
+                path_prefix="finance/",
+                allowed={"users": ["USOMEONEELSE"]},
+            ),
+        ]
+    )
+    bot = bots.start(policy=policy, vault_token=vault.add_token(policy={"secret/*": ["create", "read"]}))
+    _, view, _ = bot.open_form()
+    element = next(b for b in view["blocks"] if b.get("block_id") == views.BLOCK_DESTINATION)["element"]
+    assert "finance-vault" not in [o["value"] for o in element["options"]]
+
+    ack = bot.submit(view, to_store("finance-vault"))
+
+    assert ack.json()["response_action"] == "errors"
+    assert "may not deliver to that secret store" in ack.json()["errors"][views.BLOCK_DESTINATION]
+    bot.wait_idle()
+    assert bot.mixpanel.create_calls() == [] and vault.calls("POST") == []
