@@ -213,3 +213,14 @@ def test_a_github_replace_whose_secret_write_fails_puts_the_old_username_back(bo
     # The pair in GitHub still works: the old account's username with its secret.
     assert github.secret_value(REPO, "MP_ETL_NIGHTLY_USERNAME") == old.mixpanel_username
     assert github.secret_value(REPO, "MP_ETL_NIGHTLY_SECRET") == old_token
+
+
+def test_doctor_checks_a_github_app_destination_without_writing(bots, github, app_key):
+    from bot.doctor.destination_checks import destination_checks
+    from bot.doctor.report import Status
+
+    [result] = destination_checks(github_policy(github), bots.settings(**app_settings(app_key)))
+
+    assert result.status is Status.PASS
+    assert [c.status for c in github.calls("POST", "/access_tokens")] == [201]
+    assert github.calls("PUT") == [] and github.calls("DELETE") == []
