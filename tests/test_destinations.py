@@ -361,6 +361,9 @@ def test_the_sweeper_counts_a_secret_bearing_the_bots_mark_as_delivered(bots, va
     assert bot.store.get(request.id).state is RequestState.DELIVERED
     assert request.mixpanel_account_id in bot.mixpanel.accounts
     assert bot.mixpanel.delete_calls() == []
+    [notice] = direct_messages(bot)
+    assert "Stored in Vault etl-vault at secret/mixpanel/etl-nightly (version 1)" in notice
+    assert bot.mixpanel.tokens[request.mixpanel_account_id] not in notice
 
 
 def direct_messages(bot, user: str = ALICE) -> list[str]:

@@ -296,6 +296,11 @@ class Cleanup:
                 secret_version=from_reading.receipt.version,
             )
             self.d.audit.request_event("created", delivered, detail=f"Stored in {from_reading.where}")
+            # The requester last heard that the store did not confirm (or nothing, after a crash).
+            self.d.tell_user(
+                request.requester_id,
+                messages.stored_text(request.mixpanel_username or request.username, from_reading.where),
+            )
             return delivered
         return None
 
