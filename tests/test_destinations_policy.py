@@ -78,3 +78,30 @@ def test_a_forged_destination_the_person_may_not_pick_is_refused_and_nothing_is_
     assert "may not deliver to that secret store" in ack.json()["errors"][views.BLOCK_DESTINATION]
     bot.wait_idle()
     assert bot.mixpanel.create_calls() == [] and vault.calls("POST") == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../etl",
+        "etl/nightly",
+        "%2e%2e%2fetl",
+        "ETL-nightly",
+        "etl..nightly",
+        "etl//nightly",
+        "-etl",
+        "a" * 64,
+        " ",
+    ],
+)
+def test_a_secret_name_that_could_leave_the_prefix_is_refused_inline_and_nothing_is_asked(bots, vault, name):
+    policy = Policy(destinations=[DestinationPolicy(name="etl-vault", kind="vault_kv2", url=vault.url)])
+    bot = bots.start(policy=policy, vault_token=vault.add_token(policy=VAULT_POLICY))
+    _, view, _ = bot.open_form()
+
+    ack = bot.submit(view, to_store("etl-vault", secret_name=name))
+
+    assert ack.json()["response_action"] == "errors"
+    assert views.BLOCK_SECRET_NAME in ack.json()["errors"]
+    bot.wait_idle()
+    assert bot.mixpanel.create_calls() == [] and vault.calls() == []
