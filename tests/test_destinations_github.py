@@ -224,3 +224,15 @@ def test_doctor_checks_a_github_app_destination_without_writing(bots, github, ap
     assert result.status is Status.PASS
     assert [c.status for c in github.calls("POST", "/access_tokens")] == [201]
     assert github.calls("PUT") == [] and github.calls("DELETE") == []
+
+
+def test_a_static_token_github_refuses_is_not_asked_twice_and_the_account_is_deleted(bots, github):
+    bot = bots.start(policy=github_policy(github), github_token="ghp-not-a-token-github-knows")
+
+    _, url = create(bot, to_store("gh-ci"))
+
+    looks = github.calls("GET", "MP_ETL_NIGHTLY_USERNAME")
+    assert [c.status for c in looks] == [401, 401]  # the inline look and the write's own: no retry of either
+    assert github.calls("PUT") == [] and github.calls("POST") == []
+    assert bot.mixpanel.accounts == {}
+    assert "could not store its token in gh-ci (the bot is not allowed to write there)" in told(bot, url)

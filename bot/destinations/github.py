@@ -114,10 +114,9 @@ class GitHubDestination:
         self, method: str, path: str, *, what: str, sent: bool = False, **kwargs: Any
     ) -> requests.Response:
         answer = self._send(method, path, what=what, sent=sent, **kwargs)
-        if answer.status_code == 401:
+        if answer.status_code == 401 and self._credentials.forget():
             # An App's installation token GitHub no longer takes (revoked, or our clock is off): a 401 means
             # nothing was done, so one more try with a fresh token cannot write twice.
-            self._credentials.forget()
             answer = self._send(method, path, what=what, sent=sent, **kwargs)
         return answer
 

@@ -42,8 +42,9 @@ class Credentials(Protocol):
     def authorization(self) -> str:
         """The Authorization header's value. Raises DestinationError when none can be had."""
 
-    def forget(self) -> None:
-        """GitHub refused the last one (401): the next `authorization` must not use it again."""
+    def forget(self) -> bool:
+        """GitHub refused the last one (401): the next `authorization` must not use it again. False when
+        there is no other to have (a static token): asking again would only be refused again."""
 
 
 class TokenCredentials:
@@ -53,8 +54,8 @@ class TokenCredentials:
     def authorization(self) -> str:
         return f"Bearer {self._token.get_secret_value()}"
 
-    def forget(self) -> None:
-        """A static token cannot be renewed: the next call fails the same way."""
+    def forget(self) -> bool:
+        return False  # a static token cannot be renewed
 
 
 def _b64url(raw: bytes) -> str:
@@ -124,9 +125,10 @@ class AppCredentials:
                 self._token, self._expires_at = self._exchange(now)
             return f"Bearer {self._token.get_secret_value()}"
 
-    def forget(self) -> None:
+    def forget(self) -> bool:
         with self._lock:
             self._token = self._expires_at = None
+        return True
 
     def _exchange(self, now: datetime) -> tuple[SecretStr, datetime]:
         what = "the App's installation token"
