@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -369,6 +370,9 @@ class ApprovalFlow:
             project_ids=request.project_ids,
             expires_on=expires_on,
             timezone=requester.timezone,
+            # Judged with where the token will go: a store may be required, or no longer open to them.
+            destination=request.destination,
+            secret_name=request.secret_name,
         )
 
     def _to_modal(self, view_id: str, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:
@@ -430,11 +434,7 @@ class ApprovalFlow:
 
 
 def _capped(spec: AccountSpec, latest: date) -> AccountSpec:
+    """The same account (its destination included: a break glass still goes into the store) ending by
+    `latest` at the latest."""
     expires_on = latest if spec.expires_on is None or spec.expires_on > latest else spec.expires_on
-    return AccountSpec(
-        username=spec.username,
-        role=spec.role,
-        project_ids=spec.project_ids,
-        expires_on=expires_on,
-        timezone=spec.timezone,
-    )
+    return replace(spec, expires_on=expires_on)
