@@ -105,3 +105,30 @@ def test_a_secret_name_that_could_leave_the_prefix_is_refused_inline_and_nothing
     assert views.BLOCK_SECRET_NAME in ack.json()["errors"]
     bot.wait_idle()
     assert bot.mixpanel.create_calls() == [] and vault.calls() == []
+
+
+def test_projects_whose_tokens_must_go_to_a_store_are_not_added_to_an_account_delivered_to_a_person(
+    bots, vault
+):
+    from bot.manage.projects_view import BLOCK_PROJECT_CHOICE
+    from tests.lifecycle import mint
+    from tests.test_projects import open_projects, options
+
+    policy = Policy(
+        destinations=[DestinationPolicy(name="etl-vault", kind="vault_kv2", url=vault.url)],
+        destination_required=DestinationRequirement(projects=[3003]),
+    )
+    bot = bots.start(policy=policy, vault_token=vault.add_token(policy=VAULT_POLICY))
+    request = mint(bot)  # to the person, in 3001 and 3002
+    view = open_projects(bot, request)
+    assert "3003" not in options(view)[0]
+    assert "may only be granted to an account whose token went straight into a secret store" in str(view)
+
+    forged = bot.sender.view_submission(
+        view, user_id="UALICE", values={BLOCK_PROJECT_CHOICE: ["3002", "3003"]}
+    )
+
+    assert forged.json()["response_action"] == "errors"
+    bot.wait_idle()
+    assert bot.mixpanel.calls("POST", "project") == []
+    assert bot.store.get(request.id).project_ids == (3001, 3002)
