@@ -132,3 +132,20 @@ def test_projects_whose_tokens_must_go_to_a_store_are_not_added_to_an_account_de
     bot.wait_idle()
     assert bot.mixpanel.calls("POST", "project") == []
     assert bot.store.get(request.id).project_ids == (3001, 3002)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url_key", "keys"),
+    [
+        ("vault_kv2", "url", {}),
+        ("github_actions", "api_url", {"repository": "acme/analytics"}),
+        ("aws_secrets_manager", "endpoint_url", {"region": "eu-west-1"}),
+    ],
+)
+def test_a_store_reached_in_clear_text_over_a_network_is_refused(kind, url_key, keys):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="must be https"):
+        DestinationPolicy(name="store", kind=kind, **keys, **{url_key: "http://store.example.com:8200"})
+    for allowed in ("https://store.example.com", "http://127.0.0.1:8200", "http://localhost:8200"):
+        assert DestinationPolicy(name="store", kind=kind, **keys, **{url_key: allowed}).name == "store"

@@ -25,7 +25,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from bot.destinations.base import (
     DestinationError,
@@ -35,6 +35,7 @@ from bot.destinations.base import (
     Replaced,
     SecretDocument,
     bears_mark,
+    https_unless_loopback,
     mark_for,
 )
 from bot.redaction import redactor
@@ -60,6 +61,11 @@ class AwsConfig(KindConfig):
     name_prefix: str = Field(default="mixpanel/", pattern=r"^[A-Za-z0-9/_+=.@-]*$", max_length=200)
     kms_key_id: str | None = None
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_clear_text(cls, url: str | None) -> str | None:
+        return https_unless_loopback(url)
 
 
 def _failure(error: Exception, *, sent: bool) -> DestinationError:

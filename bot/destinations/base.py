@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlparse
 
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -48,6 +49,20 @@ def nothing_sent(error: requests.exceptions.ConnectionError) -> bool:
         return True
     reason = error.args[0] if error.args else None
     return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def https_unless_loopback(url: str | None) -> str | None:
+    """A store's URL: https, or plain http to this machine only (a test server, a local agent or proxy):
+    the bot's credentials and the token must never cross a network in clear."""
+    if url is None:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in LOOPBACK_HOSTS):
+        return url
+    raise ValueError("must be https (plain http only to 127.0.0.1, ::1 or localhost)")
 
 
 class KindConfig(BaseModel):

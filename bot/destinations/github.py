@@ -30,6 +30,7 @@ from bot.destinations.base import (
     Receipt,
     Replaced,
     SecretDocument,
+    https_unless_loopback,
     nothing_sent,
 )
 from bot.destinations.github_auth import API_VERSION, Credentials
@@ -62,6 +63,11 @@ class GitHubConfig(KindConfig):
         if not prefix or prefix.upper().startswith("GITHUB"):
             raise ValueError("must be set, and must not start with GITHUB")
         return prefix
+
+    @field_validator("api_url")
+    @classmethod
+    def _no_clear_text(cls, url: str | None) -> str | None:
+        return https_unless_loopback(url)
 
 
 def _failure_of_status(status: int, *, what: str) -> DestinationError:

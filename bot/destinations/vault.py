@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import hvac
 import requests
 from hvac import exceptions as vault_errors
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from bot.destinations.base import (
     DestinationError,
@@ -27,6 +27,7 @@ from bot.destinations.base import (
     Replaced,
     SecretDocument,
     bears_mark,
+    https_unless_loopback,
     mark_for,
     nothing_sent,
 )
@@ -49,6 +50,11 @@ class VaultConfig(KindConfig):
     url: str = Field(pattern=r"^https?://[^\s/]+")
     mount: str = Field(default="secret", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     path_prefix: str = Field(default="mixpanel/", pattern=r"^([A-Za-z0-9_-]+/)*$")
+
+    @field_validator("url")
+    @classmethod
+    def _no_clear_text(cls, url: str | None) -> str | None:
+        return https_unless_loopback(url)
 
 
 def _failure(error: Exception, *, sent: bool) -> DestinationError:
