@@ -15,7 +15,8 @@ from pathlib import Path
 
 import requests
 
-from bench.config import REPO_ROOT, SIGNING_SECRET, STARTUP_TIMEOUT, ServerKind
+from bench.config import DESTINATION_NAME, REPO_ROOT, SIGNING_SECRET, STARTUP_TIMEOUT, ServerKind
+from bench.fakes import BenchVault
 from bot.settings import Settings
 from tests.fakes import bot_environment
 from tests.fakes.mixpanel import FakeMixpanel
@@ -131,12 +132,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def app_environment(slack: FakeSlack, mixpanel: FakeMixpanel, workdir: Path, port: int) -> dict[str, str]:
-    """The inherited environment without any of the app's own settings, plus the benchmark's."""
+def app_environment(
+    slack: FakeSlack, mixpanel: FakeMixpanel, workdir: Path, port: int, *, vault: BenchVault | None = None
+) -> dict[str, str]:
+    """The inherited environment without any of the app's own settings, plus the benchmark's. With `vault`,
+    the policy declares it as the one destination, and the bot holds its token."""
     own = {name.upper() for name in Settings.model_fields}
     env = {key: value for key, value in os.environ.items() if key.upper() not in own}
     policy = workdir / "policy.yml"
-    policy.write_text("rate_limit:\n  per_user_per_day: 1000\n")
+    text = "rate_limit:\n  per_user_per_day: 1000\n"
+    if vault is not None:
+        text += (
+            f"destinations:\n  - name: {DESTINATION_NAME}\n    kind: vault_kv2\n    url: {vault.url}\n"
+            f"    mount: {vault.mount_point}\n    path_prefix: {vault.prefix}\n"
+        )
+        env["VAULT_TOKEN"] = vault.token
+    policy.write_text(text)
     env.update(
         {
             **bot_environment(slack, mixpanel, signing_secret=SIGNING_SECRET),

@@ -7,14 +7,22 @@ import re
 from typing import Any
 
 from bench.config import BASELINE, TOKEN_RE
+from bench.fakes import BenchVault
 from bench.results import ServerResult
 from bench.watcher import SlackWatcher
 from tests.fakes.mixpanel import FakeMixpanel
 from tests.fakes.slack_api import FakeSlack
 
 
-def check(result: ServerResult, watcher: SlackWatcher, slack: FakeSlack, mixpanel: FakeMixpanel) -> None:
-    """Fill ``result.problems`` (correctness failures), ``notes`` and ``counts`` from what the fakes saw."""
+def check(
+    result: ServerResult,
+    watcher: SlackWatcher,
+    slack: FakeSlack,
+    mixpanel: FakeMixpanel,
+    vault: BenchVault | None = None,
+) -> None:
+    """Fill ``result.problems`` (correctness failures), ``notes`` and ``counts`` from what the fakes saw.
+    With `vault`, each token must be in its own secret there, and in no Slack call at all."""
     strict = result.kind is not BASELINE  # the baseline may time out; it may never mix tokens up
     problems, notes = result.problems, result.notes
     issued = set(mixpanel.created_tokens())
@@ -24,7 +32,9 @@ def check(result: ServerResult, watcher: SlackWatcher, slack: FakeSlack, mixpane
     own_tokens_ok = wrong_token = undelivered = 0
     for flow in result.flows:
         found = set()
-        for post in watcher.posts_to(flow.response_url):
+        if vault is not None:
+            found.add(vault.token_for(flow.username))
+        for post in watcher.posts_to(flow.response_url) if vault is None else ():
             found.update(TOKEN_RE.findall(json.dumps(post.args)))
         found &= issued
         records = accounts.get(flow.username, [])
@@ -49,12 +59,12 @@ def check(result: ServerResult, watcher: SlackWatcher, slack: FakeSlack, mixpane
             kinds[key] = kinds.get(key, 0) + 1
         notes.extend(f"{n} flow(s) failed: {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
-    # Each token is in exactly one Slack call: the message to its requester.
+    # Each token is in exactly one Slack call, the message to its requester; with a destination, in none.
     seen: dict[str, list[str]] = {}
     for call in slack.calls():
         for token in set(TOKEN_RE.findall(json.dumps(call.args, default=str))) & issued:
             seen.setdefault(token, []).append(call.method)
-    leaked = [t for t, methods in seen.items() if methods != ["response_url"]]
+    leaked = [t for t, methods in seen.items() if vault is not None or methods != ["response_url"]]
     if leaked:
         problems.append(f"{len(leaked)} token(s) appear in more than the one message to their requester")
 

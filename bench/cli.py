@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--cold-start", type=int, default=50, metavar="PEOPLE", help="people in the cold-start level; 0: skip"
     )
+    add(
+        "--destination",
+        choices=["vault"],
+        help="every flow writes its token to this secret store (a FakeVault) instead of to its requester",
+    )
     add("--no-baseline", action="store_true", help="skip Bolt's development server")
     add("--no-socket", action="store_true", help="skip Socket Mode")
     add("--no-http", action="store_true", help="skip HTTP mode")
@@ -135,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         env = {} if kind is BASELINE else settings
         bench = ServerBench(
-            kind, list(plan.items()), workdir, progress, mixpanel_latency=latency, extra_env=env
+            kind,
+            list(plan.items()),
+            workdir,
+            progress,
+            mixpanel_latency=latency,
+            extra_env=env,
+            destination=args.destination,
         )
         servers.append(bench.run())
     cold = []

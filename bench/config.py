@@ -29,6 +29,10 @@ STARTUP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.003
 TOKEN_RE = re.compile(r"[0-9a-f]{32}")  # FakeMixpanel issues secrets.token_hex(16)
 FAKE_BACKLOG = LoopbackHTTPServer.request_queue_size  # the fakes widen their listen backlog themselves
+# --destination vault: the policy's one destination, and where in the FakeVault the bot may write.
+DESTINATION_NAME = "bench-vault"
+VAULT_MOUNT = "secret"
+VAULT_PREFIX = "mixpanel/"
 PROBE_USER = "UBPROBE"
 WARMUP_USER = "UBWARMUP"
 

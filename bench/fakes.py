@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.fakes.mixpanel import FakeMixpanel, MixpanelCall, _Handler
 from tests.fakes.socket_mode import FakeSocketModeServer
+from tests.fakes.vault import FakeVault
 
 _peer = threading.local()
 
@@ -149,3 +150,26 @@ class TimedSocketMode(FakeSocketModeServer):
             with self._lock:
                 self.acked_at.setdefault(envelope_id, now)
         super()._on_message(message, connection)
+
+
+class BenchVault(FakeVault):
+    """The FakeVault of the --destination vault level, with a token that may write under the prefix."""
+
+    def __init__(self) -> None:
+        from bench.config import VAULT_MOUNT, VAULT_PREFIX
+
+        super().__init__()
+        self.mount_point, self.prefix = VAULT_MOUNT, VAULT_PREFIX
+        capabilities = ["create", "read", "update"]
+        self.token = self.add_token(
+            policy={
+                f"{VAULT_MOUNT}/data/{VAULT_PREFIX}*": capabilities,
+                f"{VAULT_MOUNT}/metadata/{VAULT_PREFIX}*": capabilities,
+            }
+        )
+
+    def token_for(self, secret_name: str) -> str | None:
+        """The Mixpanel token stored under `secret_name` (None: nothing, or not a document of ours)."""
+        stored = self.secret(self.mount_point, self.prefix + secret_name) or {}
+        value = stored.get("secret")
+        return value if isinstance(value, str) else None

@@ -31,6 +31,7 @@ from bench.config import (
     APP_TOKEN,
     BOT_TOKEN,
     CLIENT_TIMEOUT,
+    DESTINATION_NAME,
     MP_SECRET,
     MP_USERNAME,
     ORG_ID,
@@ -43,7 +44,7 @@ from bench.config import (
     WARMUP_USER,
     ServerKind,
 )
-from bench.fakes import TimedMixpanel, TimedSocketMode
+from bench.fakes import BenchVault, TimedMixpanel, TimedSocketMode
 from bench.results import Flow, ServerResult
 from bench.transport import HttpTransport, SocketTransport
 from bench.watcher import SlackWatcher
@@ -55,14 +56,19 @@ from tests.fakes.slack_api import FakeSlack, SlackCall
 Transport = HttpTransport | SocketTransport
 
 
-def form_values(username: str) -> dict[str, Any]:
-    """A valid form: keyed by block id, as tests/slack_requests.build_view_state expects."""
-    return {
+def form_values(username: str, destination: str | None = None) -> dict[str, Any]:
+    """A valid form: keyed by block id, as tests/slack_requests.build_view_state expects. With a destination,
+    the token goes there, into a secret named like the account."""
+    values: dict[str, Any] = {
         views.BLOCK_USERNAME: username,
         views.BLOCK_ROLE: "analyst",
         views.BLOCK_PROJECTS: [str(PROJECT_ID)],
         views.BLOCK_EXPIRY: clock.form_expiry(30, USER_TZ),
     }
+    if destination is not None:
+        values[views.BLOCK_DESTINATION] = DESTINATION_NAME
+        values[views.BLOCK_SECRET_NAME] = username
+    return values
 
 
 def ok_view(call: SlackCall) -> dict[str, Any] | None:
@@ -76,11 +82,15 @@ class Fakes:
     mixpanel: TimedMixpanel
     socket_mode: TimedSocketMode | None
     watcher: SlackWatcher
+    vault: BenchVault | None = None  # the --destination vault level's secret store
 
 
 @contextlib.contextmanager
-def fresh_fakes(kind: ServerKind, mixpanel_latency: float, users: list[str]) -> Iterator[Fakes]:
-    """Fake Slack (and its Socket Mode server for `kind`) and a fake Mixpanel slow on every route."""
+def fresh_fakes(
+    kind: ServerKind, mixpanel_latency: float, users: list[str], *, destination: str | None = None
+) -> Iterator[Fakes]:
+    """Fake Slack (and its Socket Mode server for `kind`) and a fake Mixpanel slow on every route; with
+    `destination`, the fake secret store every flow writes to."""
     with contextlib.ExitStack() as stack:
         slack = stack.enter_context(FakeSlack(bot_token=BOT_TOKEN))
         mixpanel = stack.enter_context(
@@ -96,7 +106,8 @@ def fresh_fakes(kind: ServerKind, mixpanel_latency: float, users: list[str]) -> 
             slack.add_user(user)
         watcher = SlackWatcher(slack).start()
         stack.callback(watcher.stop)
-        yield Fakes(slack, mixpanel, socket_mode, watcher)
+        vault = stack.enter_context(BenchVault()) if destination == "vault" else None
+        yield Fakes(slack, mixpanel, socket_mode, watcher, vault)
 
 
 def launch(
@@ -104,7 +115,7 @@ def launch(
 ) -> tuple[AppProcess, Transport, Callable[[], bool]]:
     """Spawn the app pointed at `fakes`; return it, a transport to it and a probe that it serves."""
     port = free_port()
-    env = {**app_environment(fakes.slack, fakes.mixpanel, workdir, port), **extra_env}
+    env = {**app_environment(fakes.slack, fakes.mixpanel, workdir, port, vault=fakes.vault), **extra_env}
     if kind.socket_mode:
         assert fakes.socket_mode is not None
         env["SLACK_APP_TOKEN"] = APP_TOKEN
@@ -179,8 +190,10 @@ class ServerBench:
         *,
         mixpanel_latency: float,
         extra_env: dict[str, str] | None = None,
+        destination: str | None = None,
     ) -> None:
         self.kind = kind
+        self.destination = destination
         self.plan = plan  # [(people, rounds)]
         self.workdir = workdir / kind.name
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +205,8 @@ class ServerBench:
             mixpanel_latency=mixpanel_latency,
             settings=dict(self.extra_env),
         )
+        if destination is not None:
+            self.result.settings["destination"] = f"{destination} (every flow writes its token there)"
 
     # --- one person ----------------------------------------------------------------------------------
 
@@ -210,7 +225,9 @@ class ServerBench:
             return
         flow.submitted_at = submitted_at = time.monotonic()
         flow.submitted = True
-        ack = transport.submission(view, user_id=flow.user_id, values=form_values(flow.username))
+        ack = transport.submission(
+            view, user_id=flow.user_id, values=form_values(flow.username, self.destination)
+        )
         if ack.error is not None:
             flow.submit_error = flow.error = f"submission: {ack.error} after {ack.elapsed:.2f}s"
             return  # the app may still act on it: the quiesce step waits for any token it delivers
@@ -244,11 +261,13 @@ class ServerBench:
         result = self.result
         users = [WARMUP_USER] + [self._user_id(p, i) for p, _ in self.plan for i in range(p)]
         try:
-            with fresh_fakes(self.kind, result.mixpanel_latency, users) as fakes:
+            with fresh_fakes(
+                self.kind, result.mixpanel_latency, users, destination=self.destination
+            ) as fakes:
                 self.fakes = fakes
                 self._run_app()
                 fakes.watcher.stop()
-                check(result, fakes.watcher, fakes.slack, fakes.mixpanel)
+                check(result, fakes.watcher, fakes.slack, fakes.mixpanel, fakes.vault)
         except Exception as error:
             result.fatal = f"{type(error).__name__}: {error}"
         return result
@@ -324,6 +343,9 @@ class ServerBench:
             issued = set(mixpanel.created_tokens())
             delivered = set()
             for flow in self.result.flows:
+                if self.fakes.vault is not None:
+                    delivered.add(self.fakes.vault.token_for(flow.username))
+                    continue
                 for post in watcher.posts_to(flow.response_url):
                     delivered.update(TOKEN_RE.findall(json.dumps(post.args)))
             if all(c.status is not None for c in creates) and issued <= delivered:

@@ -16,8 +16,16 @@ import traceback
 from collections import OrderedDict
 
 REDACTED = "[REDACTED]"
-# Slack bot/user/app/refresh tokens and app-level tokens.
-SLACK_TOKEN_PATTERN = re.compile(r"\b(?:xox[abpre]|xapp)-[A-Za-z0-9-]+")
+# Slack bot/user/app/refresh tokens and app-level tokens; GitHub tokens (personal, App installation, fine-
+# grained) and Vault tokens, which the destinations receive at run time (an AppRole login, an installation
+# token exchange) and might appear before they are pinned.
+SLACK_TOKEN_PATTERN = re.compile(
+    r"\b(?:(?:xox[abpre]|xapp)-[A-Za-z0-9-]+|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|hv[sbr]\.[A-Za-z0-9_-]{20,})"
+)
+# botocore logs each signed request's headers at DEBUG; a role's session token refreshes every hour or so,
+# and only the first one is pinned when the destination is built.
+AWS_SESSION_TOKEN_PATTERN = re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[A-Za-z0-9+/=]+")
 # A Basic auth header or URL credentials would carry the bot's own Mixpanel secret.
 BASIC_AUTH_PATTERN = re.compile(
     r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer)\s+)[A-Za-z0-9+/=._-]+"
@@ -77,6 +85,7 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         text = SLACK_TOKEN_PATTERN.sub(REDACTED, text)
+        text = AWS_SESSION_TOKEN_PATTERN.sub(lambda match: match.group(1) + REDACTED, text)
         return BASIC_AUTH_PATTERN.sub(lambda match: match.group(1) + REDACTED, text)
 
 

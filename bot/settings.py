@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.destinations.registry import CREDENTIAL_SETTINGS
+from bot.destinations.registry import CREDENTIAL_SETTINGS, IDENTIFIER_SETTINGS
 from bot.mixpanel.client import longest_idempotent_call_seconds
 from bot.slack.retry import BACKGROUND_RETRY_BUDGET, DELIVERY_RETRY_BUDGET
 
@@ -96,6 +96,11 @@ class Settings(DatabaseSettings):
     vault_secret_id: SecretStr | None = None
     vault_namespace: SecretStr | None = None
     github_token: SecretStr | None = None
+    # A GitHub App instead of GITHUB_TOKEN (bot/destinations/github_auth.py): its id, its private key (PEM)
+    # and the id of its installation on the repositories' owner.
+    github_app_id: SecretStr | None = None
+    github_app_private_key: SecretStr | None = None
+    github_app_installation_id: SecretStr | None = None
     # Each call to a destination (a write, a read-back): connect and read.
     destination_timeout: PositiveSeconds = 10.0
 
@@ -254,7 +259,11 @@ class Settings(DatabaseSettings):
         values = [self.slack_bot_token, self.slack_signing_secret, self.mixpanel_service_account_secret]
         if self.slack_app_token is not None:
             values.append(self.slack_app_token)
-        values.extend(value for value in self.destination_credentials().values() if value is not None)
+        values.extend(
+            value
+            for name, value in self.destination_credentials().items()
+            if value is not None and name not in IDENTIFIER_SETTINGS
+        )
         return [value.get_secret_value() for value in values]
 
 

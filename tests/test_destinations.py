@@ -361,9 +361,24 @@ def test_the_sweeper_counts_a_secret_bearing_the_bots_mark_as_delivered(bots, va
     assert bot.store.get(request.id).state is RequestState.DELIVERED
     assert request.mixpanel_account_id in bot.mixpanel.accounts
     assert bot.mixpanel.delete_calls() == []
+    [notice] = direct_messages(bot)
+    assert "Stored in Vault etl-vault at secret/mixpanel/etl-nightly (version 1)" in notice
+    assert bot.mixpanel.tokens[request.mixpanel_account_id] not in notice
 
 
-def test_the_sweeper_deletes_an_account_whose_write_never_began(bots, vault):
+def direct_messages(bot, user: str = ALICE) -> list[str]:
+    """The texts of the direct messages (chat.postMessage into the person's DM) the bot sent `user`."""
+    dms = {
+        c.response["channel"]["id"]
+        for c in bot.slack.calls("conversations.open")
+        if c.response and c.args.get("users") == user
+    }
+    return [
+        c.args.get("text", "") for c in bot.slack.calls("chat.postMessage") if c.args.get("channel") in dms
+    ]
+
+
+def test_the_sweeper_deletes_an_account_whose_write_never_began_and_tells_the_requester(bots, vault):
     bot = vault_bot(bots, vault)
     create(bot, to_store("etl-vault"))
     [request] = bot.runtime.manage.records.delivered(ALICE)
@@ -373,6 +388,23 @@ def test_the_sweeper_deletes_an_account_whose_write_never_began(bots, vault):
 
     assert bot.store.get(request.id).state is RequestState.DELETED
     assert request.mixpanel_account_id not in bot.mixpanel.accounts
+    [notice] = direct_messages(bot)
+    assert f"`{request.mixpanel_username}`" in notice and "before the token was stored in etl-vault" in notice
+    assert "deleted the account again" in notice
+
+
+def test_the_sweeper_tells_the_requester_the_same_for_a_lost_delivery_to_them(bots):
+    bot = bots.start()
+    values = form_values(expires_on=clock.form_expiry(30))
+    create(bot, values)
+    [request] = bot.runtime.manage.records.delivered(ALICE)
+    _as_if_the_run_died_before_recording(bot, request.id, write_began=False)
+
+    bot.runtime.flow.sweep_stale(timedelta(0))
+
+    assert bot.store.get(request.id).state is RequestState.DELETED
+    [notice] = direct_messages(bot)
+    assert "before the token was delivered to you" in notice and "deleted the account again" in notice
 
 
 # --- governance ----------------------------------------------------------------------------------------

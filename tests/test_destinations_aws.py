@@ -7,8 +7,10 @@ import json
 import pytest
 
 from bot.db.schema import AuditEvent
+from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, Policy
-from tests.conftest import ALICE
+from tests import clock
+from tests.conftest import ALICE, GENERAL, form_values
 from tests.fakes.aws import action_is, aws, aws_server
 from tests.test_destinations import assert_token_nowhere_but_the_store, create, the_account, to_store, told
 
@@ -74,3 +76,111 @@ def test_aws_timeout_after_the_create_is_settled_by_reading_back(aws_bot, aws):
     assert "Stored in AWS Secrets Manager aws-prod" in told(aws_bot, url)
     [request] = aws_bot.runtime.manage.records.delivered(ALICE)
     assert request.destination == "aws-prod"
+
+
+def test_aws_replace_puts_a_new_version_the_old_one_stays_awsprevious(aws_bot, aws, debug_logs):
+    create(aws_bot, to_store("aws-prod"))
+    [old] = aws_bot.runtime.manage.records.delivered(ALICE)
+    before = len(aws_bot.slack.calls("views.open"))
+    aws_bot.sender.block_actions(
+        user_id=ALICE,
+        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
+        channel_id=GENERAL,
+        response_url=aws_bot.slack.new_response_url(),
+    )
+    opened = aws_bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    form = opened.response["view"]
+    assert "new version of the same secret" in json.dumps(form)
+
+    values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
+    aws_bot.submit(form, values)
+    aws_bot.wait_idle()
+
+    new = next(r for r in aws_bot.runtime.manage.records.delivered(ALICE) if r.id != old.id)
+    client = aws.client()
+    current = client.get_secret_value(SecretId="mixpanel/etl-nightly", VersionStage="AWSCURRENT")
+    previous = client.get_secret_value(SecretId="mixpanel/etl-nightly", VersionStage="AWSPREVIOUS")
+    assert json.loads(current["SecretString"])["account_id"] == new.mixpanel_account_id
+    assert json.loads(current["SecretString"])["secret"] == aws_bot.mixpanel.tokens[new.mixpanel_account_id]
+    assert json.loads(previous["SecretString"])["account_id"] == old.mixpanel_account_id
+    assert new.secret_version == current["VersionId"] != previous["VersionId"]
+    assert aws.proxy.actions().count("CreateSecret") == 1 and "PutSecretValue" in aws.proxy.actions()
+    tags = {t["Key"]: t["Value"] for t in client.describe_secret(SecretId="mixpanel/etl-nightly")["Tags"]}
+    assert tags["mixpanel-account-id"] == str(new.mixpanel_account_id)
+    assert old.mixpanel_account_id in aws_bot.mixpanel.accounts  # deleted only when its owner confirms
+    for token in aws_bot.mixpanel.tokens.values():
+        assert_token_nowhere_but_the_store(aws_bot, token, debug_logs)
+
+
+@pytest.mark.parametrize("tamper", ["retagged", "new value"])
+def test_aws_replace_never_overwrites_a_secret_someone_else_put_there(aws_bot, aws, tamper):
+    create(aws_bot, to_store("aws-prod"))
+    [old] = aws_bot.runtime.manage.records.delivered(ALICE)
+    client = aws.client()
+    if tamper == "retagged":  # the tags no longer say it is the bot's write for the old account
+        client.tag_resource(
+            SecretId="mixpanel/etl-nightly", Tags=[{"Key": "mixpanel-account-id", "Value": "1"}]
+        )
+    else:  # someone put their own value; the tags stay as the bot left them
+        client.put_secret_value(SecretId="mixpanel/etl-nightly", SecretString='{"hand": "written"}')
+    puts_before = aws.proxy.actions().count("PutSecretValue")
+    before = len(aws_bot.slack.calls("views.open"))
+    aws_bot.sender.block_actions(
+        user_id=ALICE,
+        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
+        channel_id=GENERAL,
+        response_url=aws_bot.slack.new_response_url(),
+    )
+    opened = aws_bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
+    aws_bot.submit(opened.response["view"], values)
+    aws_bot.wait_idle()
+
+    assert aws.proxy.actions().count("PutSecretValue") == puts_before
+    if tamper == "new value":
+        assert (
+            client.get_secret_value(SecretId="mixpanel/etl-nightly")["SecretString"] == '{"hand": "written"}'
+        )
+    assert list(aws_bot.mixpanel.accounts) == [old.mixpanel_account_id]  # the new one deleted again
+
+
+def aws_policy(aws) -> Policy:
+    return Policy(
+        destinations=[
+            DestinationPolicy(
+                name="aws-prod",
+                kind="aws_secrets_manager",
+                region=aws.region,
+                name_prefix="mixpanel/",
+                endpoint_url=aws.endpoint_url,
+            )
+        ]
+    )
+
+
+def test_no_aws_credentials_stop_the_start_naming_the_destination(bots, aws, monkeypatch, tmp_path):
+    from bot.settings import SettingsError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    with pytest.raises(SettingsError, match=r"destination aws-prod \(aws_secrets_manager\): AWS credentials"):
+        bots.start(policy=aws_policy(aws))
+
+
+def test_doctor_checks_aws_with_sts_and_a_dry_list_writing_nothing(bots, aws, monkeypatch):
+    from bot.doctor.destination_checks import destination_checks
+    from bot.doctor.report import Status
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", aws.credentials["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws.credentials["aws_secret_access_key"])
+    [result] = destination_checks(aws_policy(aws), bots.settings())
+    assert result.status is Status.PASS
+    assert set(aws.proxy.actions()) == {"GetCallerIdentity", "ListSecrets"}
+
+    aws.proxy.deny_next(1, action="ListSecrets")
+    [result] = destination_checks(aws_policy(aws), bots.settings())
+    assert result.status is Status.FAIL and "AccessDeniedException" in result.found

@@ -89,3 +89,30 @@ def test_an_exception_message_from_outside_cannot_forge_a_log_line(caplog):
     # The traceback's own structure stays readable: one line per frame, as Python prints it.
     assert lines[0] == "Traceback (most recent call last):"
     assert any(line.startswith('  File "') for line in lines)
+
+
+def test_destination_credentials_received_at_run_time_are_redacted_by_their_shape(caplog):
+    from botocore.awsrequest import AWSRequest
+
+    install_log_redaction()
+    caplog.set_level(logging.DEBUG)
+    session_token = "FwoGZXIvYXdzEJr//////////wEaDNewRoleSessionToken+abc="
+    signed = AWSRequest(
+        method="POST",
+        url="https://secretsmanager.eu-west-1.amazonaws.com/",
+        headers={
+            "X-Amz-Security-Token": session_token.encode(),
+            "X-Amz-Target": "secretsmanager.PutSecretValue",
+        },
+    ).prepare()
+    installation = "ghs_" + "A1b2C3d4" * 5
+    vault = "hvs." + "CAESIJ-abc_def" * 3
+    logging.getLogger("botocore.endpoint").debug("Sending http request: %s", signed)
+    logging.getLogger("test").info(
+        "token %s and %s, pat github_pat_11ABCDEFG0123456789_abcdefghij", installation, vault
+    )
+
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert session_token not in text and "NewRoleSessionToken" not in text
+    assert installation not in text and vault not in text and "github_pat_11" not in text
+    assert "secretsmanager.PutSecretValue" in text  # the rest of the line stays readable

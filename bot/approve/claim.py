@@ -138,6 +138,9 @@ class ApprovalClaims(ApprovalCore):
             project_ids=request.project_ids,
             expires_on=expires_on,
             timezone=requester.timezone,
+            # Judged with where the token will go: a store may be required, or no longer open to them.
+            destination=request.destination,
+            secret_name=request.secret_name,
         )
 
     def _to_modal(self, view_id: str, context: SubmissionContext, message: dict[str, Any]) -> DeliveryOutcome:

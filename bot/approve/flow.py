@@ -9,6 +9,7 @@ CreationFlow's: a claimed request is created like any other.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -296,15 +297,9 @@ class ApprovalFlow(ApprovalClaims):
 
 
 def _capped(spec: AccountSpec, latest: datetime) -> AccountSpec:
-    """The account expires when asked, or at `latest` (to the second, UTC) if that is sooner."""
+    """The same account (its destination included: a break glass still goes into the store), expiring when
+    asked, or at `latest` (to the second, UTC) if that is sooner."""
     if spec.expires_at is not None and spec.expires_at <= latest:
         return spec
     latest = latest.replace(microsecond=0)
-    return AccountSpec(
-        username=spec.username,
-        role=spec.role,
-        project_ids=spec.project_ids,
-        expires_on=latest.astimezone(zone(spec.timezone)).date(),
-        timezone=spec.timezone,
-        expires_exactly=latest,
-    )
+    return replace(spec, expires_on=latest.astimezone(zone(spec.timezone)).date(), expires_exactly=latest)

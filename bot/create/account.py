@@ -24,6 +24,7 @@ from bot.create.views import status_view
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import StateMoved
 from bot.dependencies import FlowDependencies
+from bot.destinations.base import Replaced
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
 from bot.mixpanel.models import CreatedServiceAccount, NewServiceAccount, ProjectGrant
@@ -300,14 +301,14 @@ class AccountCreation:
         )
         self.tell(context, view_id, sentence)
 
-    def _replacing(self, request: StoredRequest) -> int | None:
+    def _replacing(self, request: StoredRequest) -> Replaced | None:
         """For a Replace… into the same secret: the old account, whose secret the bot may overwrite."""
         old = self.d.store.get(request.replaces_request_id) if request.replaces_request_id else None
-        same = old is not None and (old.destination, old.secret_name) == (
-            request.destination,
-            request.secret_name,
-        )
-        return old.mixpanel_account_id if same and old is not None else None
+        if old is None or old.mixpanel_account_id is None:
+            return None
+        if (old.destination, old.secret_name) != (request.destination, request.secret_name):
+            return None
+        return Replaced(old.mixpanel_account_id, old.mixpanel_username)
 
     def _record_delivery(
         self,

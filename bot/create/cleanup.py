@@ -55,6 +55,8 @@ class CleanupDependencies:
     pause: Callable[[float], bool] = field(default=lambda seconds: time.sleep(seconds) is None)
     # The policy's secret stores: a `created` request whose write began is settled by reading its store.
     destinations: dict[str, Destination] = field(default_factory=dict)
+    # A direct message to a requester (user id, text): the sweeper's news comes long after their request.
+    tell_user: Callable[[str, str], object] = lambda user_id, text: None
 
 
 class Cleanup:
@@ -234,14 +236,23 @@ class Cleanup:
             stored = self._stored_by_a_lost_run(request)
             if stored is not None:
                 return stored
-            # The run that held the token died with it (or could not record its delivery): revoke.
-            return self.orphan_and_delete(
+            # The run that held the token died with it (or could not record its delivery): revoke, and tell
+            # the requester, whose form or "will look again" notice was the last they heard.
+            settled = self.orphan_and_delete(
                 request,
                 organization_id,
                 [(request.mixpanel_account_id, request.mixpanel_username)],
                 expected=(RequestState.CREATED,),
                 reason="left behind by an interrupted run; token lost",
             )
+            sentence = messages.token_lost_text(
+                request.mixpanel_username or request.username,
+                request.destination,
+                deleted=settled.state is RequestState.DELETED,
+                contact=self.d.contact,
+            )
+            self.d.tell_user(request.requester_id, sentence)
+            return settled
         if request.state in (RequestState.ORPHANED, RequestState.DELETE_FAILED):
             return self.delete_recorded(request, organization_id, reason="retried by the sweeper")
         if request.state is RequestState.SUBMITTED:
@@ -285,6 +296,11 @@ class Cleanup:
                 secret_version=from_reading.receipt.version,
             )
             self.d.audit.request_event("created", delivered, detail=f"Stored in {from_reading.where}")
+            # The requester last heard that the store did not confirm (or nothing, after a crash).
+            self.d.tell_user(
+                request.requester_id,
+                messages.stored_text(request.mixpanel_username or request.username, from_reading.where),
+            )
             return delivered
         return None
 

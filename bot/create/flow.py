@@ -94,6 +94,7 @@ class CreationFlow:
                 clock=lambda: self.d.clock(),
                 pause=lambda seconds: self.d.pause(seconds),
                 destinations=deps.destinations,
+                tell_user=lambda user_id, text: self.d.delivery.tell_user(user_id, {"text": text}),
             )
         )
         self.account_creation = AccountCreation(deps, self.audit, self.cleanup)
@@ -300,6 +301,13 @@ class CreationFlow:
         if decision.violations:
             self._refuse(user_id, "; ".join(v.message for v in decision.violations), spec)
             errors = {violation.field: violation.message for violation in reversed(decision.violations)}
+            if FormField.DESTINATION in errors and spec.destination != parsed.spec.destination:
+                # A Replace… goes where the old account went, shown as text, not as a choice: Slack shows
+                # errors beside input blocks only, so say it in the modal.
+                sentence = messages.REPLACE_DESTINATION_CLOSED.format(
+                    destination=spec.destination, contact=self._contact
+                )
+                return SubmitOutcome(ack=update_ack(messages.failed_view_text(sentence)))
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(errors)})
         taken = self._secret_taken(spec, context)
         if taken is not None:

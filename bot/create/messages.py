@@ -134,6 +134,23 @@ DELIVERY_FAILED = (
     ":warning: The bot created `{username}` but could not deliver its token to you, so it deleted the "
     "account again and nothing is left behind; please run {command} again from a channel you are in."
 )
+
+
+def token_lost_text(username: str, destination: str | None, *, deleted: bool, contact: str) -> str:
+    """What the sweeper tells a requester whose run was interrupted after the create, before the delivery of
+    its token (to them, or into `destination`) was recorded: the token is lost, so the account is deleted."""
+    where = f"stored in {destination}" if destination else "delivered to you"
+    gone = (
+        "so it deleted the account again: any token for it no longer works"
+        if deleted
+        else f"and deleting the account failed; it is recorded for {contact} to remove"
+    )
+    return (
+        f":warning: The bot created `{username}`, but it was interrupted before the token was {where}, "
+        f"{gone}. Please run {COMMAND} again."
+    )
+
+
 DELIVERY_FAILED_ORPHAN = (
     ":warning: The bot created `{username}` but could not deliver its token to you, and deleting it "
     "failed; it is recorded for {contact} to remove. Please run {command} again."
@@ -192,6 +209,11 @@ def store_failed_text(
         f"({cause}), {after}, or ask {contact}."
     )
 
+
+REPLACE_DESTINATION_CLOSED = (
+    "The account this replaces went to {destination}, which you may no longer deliver to, so nothing was "
+    "created; ask {contact}."
+)
 
 STORE_UNSETTLED = (
     ":warning: The bot created `{username}`, but {destination} did not confirm that its token was stored. "

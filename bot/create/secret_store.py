@@ -17,7 +17,7 @@ from datetime import datetime
 
 from bot.db.schema import StoredRequest
 from bot.db.store import Store
-from bot.destinations.base import Destination, DestinationError, Failure, Receipt, SecretDocument
+from bot.destinations.base import Destination, DestinationError, Failure, Receipt, Replaced, SecretDocument
 from bot.mixpanel.models import CreatedServiceAccount
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,11 @@ class SecretStore:
         organization_id: int,
         account: CreatedServiceAccount,
         *,
-        replacing: int | None = None,
+        replacing: Replaced | None = None,
     ) -> Outcome:
         """Write `account` to the request's destination (as a new version of the secret the bot wrote for
-        account `replacing`, for a Replace…). Raises StateMoved when the sweeper took the request first."""
+        the account `replacing`, for a Replace…). Raises StateMoved when the sweeper took the request
+        first."""
         destination = self.destinations.get(request.destination or "")
         if destination is None or not request.secret_name:
             return NotStored(Failure.REJECTED, f"destination {request.destination!r} is not configured")

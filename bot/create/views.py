@@ -21,6 +21,7 @@ from bot.models import (
     SubmissionContext,
 )
 from bot.policy.access import Entitlement, FormField
+from bot.policy.file import TO_ME_OPTION_VALUE
 
 CREATE_CALLBACK_ID = "mp_create_account"
 LOADING_CALLBACK_ID = "mp_create_loading"
@@ -50,7 +51,7 @@ BREAK_GLASS_VALUE = "break_glass"
 REASON_MAX_LENGTH = 500
 ACTION_DESTINATION = "destination_select"
 ACTION_SECRET_NAME = "secret_name_input"  # noqa: S105 - an action id
-TO_ME_VALUE = "slack"  # the Deliver to option "To me, in Slack"; destination names never equal it
+TO_ME_VALUE = TO_ME_OPTION_VALUE  # the Deliver to option "To me, in Slack"; the policy forbids the name
 SECRET_NAME_MAX_LENGTH = 63
 
 BLOCK_FOR_FIELD: dict[FormField, str] = {

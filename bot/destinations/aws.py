@@ -9,6 +9,7 @@ value stays readable as AWSPREVIOUS). The bot's mark is the secret's tags.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -24,18 +25,22 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from bot.destinations.base import (
     DestinationError,
     Failure,
     KindConfig,
     Receipt,
+    Replaced,
     SecretDocument,
     bears_mark,
+    https_unless_loopback,
     mark_for,
 )
 from bot.redaction import redactor
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS = (
     "AWS credentials (boto3's chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)"
@@ -56,6 +61,11 @@ class AwsConfig(KindConfig):
     name_prefix: str = Field(default="mixpanel/", pattern=r"^[A-Za-z0-9/_+=.@-]*$", max_length=200)
     kms_key_id: str | None = None
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_clear_text(cls, url: str | None) -> str | None:
+        return https_unless_loopback(url)
 
 
 def _failure(error: Exception, *, sent: bool) -> DestinationError:
@@ -132,7 +142,9 @@ class AwsDestination:
     def exists(self, secret_name: str) -> bool:
         return self._describe(secret_name) is not None
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
         name = self.location(secret_name)
         mark = [{"Key": key, "Value": value} for key, value in mark_for(document.account_id).items()]
         try:
@@ -142,30 +154,52 @@ class AwsDestination:
                     arguments["KmsKeyId"] = self.config.kms_key_id
                 answer = self._client.create_secret(**arguments)
             else:
+                # Only over the bot's own write for that account: tagged so, and its current value still
+                # that account's document (a value put by someone else keeps the tags).
                 described = self._describe(secret_name)
-                if described is None or not bears_mark(_tags(described.get("Tags")), replacing):
+                current = self._read(secret_name)
+                if (
+                    described is None
+                    or not bears_mark(_tags(described.get("Tags")), replacing.account_id)
+                    or current is None
+                    or str(current[0].get("account_id")) != str(replacing.account_id)
+                ):
                     raise DestinationError(Failure.TAKEN, "the secret there is not the one the bot wrote")
                 answer = self._client.put_secret_value(SecretId=name, SecretString=document.as_json())
-                self._client.tag_resource(SecretId=name, Tags=mark)
         except (ClientError, BotoCoreError) as error:
             raise _failure(error, sent=True) from None
+        if replacing is not None:
+            self._try_mark(secret_name, document.account_id)
         return Receipt(version=answer.get("VersionId"))
+
+    def _try_mark(self, secret_name: str, account_id: int) -> None:
+        """Retag a secret whose new value landed. Its failure does not undo the write: deleting the new
+        account would leave AWSCURRENT holding a dead credential. Without the mark, a later Replace…
+        refuses."""
+        mark = [{"Key": key, "Value": value} for key, value in mark_for(account_id).items()]
+        try:
+            self._client.tag_resource(SecretId=self.location(secret_name), Tags=mark)
+        except (ClientError, BotoCoreError) as error:
+            log.warning(
+                "AWS %s: %s was written, but its tags could not be set (%s)",
+                self.name,
+                self.location(secret_name),
+                _failure(error, sent=True).detail,
+            )
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime
     ) -> bool:
         read = self._read(secret_name, receipt.version)
-        described = self._describe(secret_name) or {}
-        return (
-            read is not None
-            and read[0] == document.fields()
-            and bears_mark(_tags(described.get("Tags")), document.account_id)
-        )
+        return read is not None and read[0] == document.fields()
 
     def find_mark(self, secret_name: str, account_id: int, *, since: datetime) -> Receipt | None:
         read = self._read(secret_name)
         if read is None or str(read[0].get("account_id")) != str(account_id):
             return None
+        described = self._describe(secret_name) or {}
+        if not bears_mark(_tags(described.get("Tags")), account_id):
+            self._try_mark(secret_name, account_id)  # the value landed, its tags did not: add them now
         return Receipt(version=read[1])
 
     def describe(self, secret_name: str, receipt: Receipt | None) -> str:

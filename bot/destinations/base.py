@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlparse
 
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -48,6 +49,20 @@ def nothing_sent(error: requests.exceptions.ConnectionError) -> bool:
         return True
     reason = error.args[0] if error.args else None
     return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def https_unless_loopback(url: str | None) -> str | None:
+    """A store's URL: https, or plain http to this machine only (a test server, a local agent or proxy):
+    the bot's credentials and the token must never cross a network in clear."""
+    if url is None:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in LOOPBACK_HOSTS):
+        return url
+    raise ValueError("must be https (plain http only to 127.0.0.1, ::1 or localhost)")
 
 
 class KindConfig(BaseModel):
@@ -101,6 +116,14 @@ class DestinationError(Exception):
 
 
 @dataclass(frozen=True)
+class Replaced:
+    """For a Replace…: the account the bot wrote into that secret before, which the new one replaces."""
+
+    account_id: int
+    username: str | None  # its full username (GitHub keeps it in <NAME>_USERNAME, to restore on failure)
+
+
+@dataclass(frozen=True)
 class Receipt:
     """What a store said about a write: the version it became (None where the store has no versions)."""
 
@@ -117,9 +140,11 @@ class Destination(Protocol):
     def exists(self, secret_name: str) -> bool:
         """Is anything stored under that name? Raises DestinationError when the store cannot say."""
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
-        """Create the secret (refused with TAKEN if the name exists), or, with `replacing` (the account id
-        the bot wrote there before), write a new version over the bot's own secret only."""
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
+        """Create the secret (refused with TAKEN if the name exists), or, with `replacing` (the account the
+        bot wrote there before), write a new version over the bot's own secret only."""
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime

@@ -1,7 +1,8 @@
 """GitHub Actions secrets of a repository, or of one of its environments, through GitHub's REST API.
 
 Policy keys: `repository` (owner/name), an optional `environment`, `secret_name_prefix`, an optional
-`api_url` (GitHub Enterprise Server, or a test server). Credentials: GITHUB_TOKEN. Values are encrypted
+`api_url` (GitHub Enterprise Server, or a test server). Credentials: GITHUB_TOKEN, or a GitHub App
+(bot/destinations/github_auth.py). Values are encrypted
 with the repository's (or environment's) public key as a libsodium sealed box (PyNaCl), as GitHub's REST
 docs require. GitHub never gives a value back, so a write is verified by the secret's metadata; the bot's
 mark is its own database record (the destination, the secret name and when the write began).
@@ -9,20 +10,33 @@ mark is its own database record (the destination, the secret name and when the w
 
 from __future__ import annotations
 
+import logging
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import requests
 from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
-from bot.destinations.base import DestinationError, Failure, KindConfig, Receipt, SecretDocument, nothing_sent
+from bot.destinations import github_auth
+from bot.destinations.base import (
+    DestinationError,
+    Failure,
+    KindConfig,
+    Receipt,
+    Replaced,
+    SecretDocument,
+    https_unless_loopback,
+    nothing_sent,
+)
+from bot.destinations.github_auth import API_VERSION, Credentials
 
-TOKEN = "GITHUB_TOKEN"  # noqa: S105 - the setting's name
-API_VERSION = "2022-11-28"
+log = logging.getLogger(__name__)
+
 # GitHub's clock and ours may differ; a secret updated this long before the write began still counts.
 CLOCK_SKEW = timedelta(seconds=5)
 
@@ -34,6 +48,14 @@ class GitHubConfig(KindConfig):
     secret_name_prefix: str = Field(default="MP_", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
     api_url: str = Field(default="https://api.github.com", pattern=r"^https?://\S+$")
 
+    @field_validator("repository", "environment")
+    @classmethod
+    def _no_dot_segments(cls, value: str | None) -> str | None:
+        # "." and ".." would be resolved by the HTTP client as path segments, leaving the repository's URL.
+        if value is not None and any(part.strip(".") == "" for part in value.split("/")):
+            raise ValueError("must not be '.' or '..'")
+        return value
+
     @field_validator("secret_name_prefix")
     @classmethod
     def _not_githubs(cls, prefix: str) -> str:
@@ -41,6 +63,11 @@ class GitHubConfig(KindConfig):
         if not prefix or prefix.upper().startswith("GITHUB"):
             raise ValueError("must be set, and must not start with GITHUB")
         return prefix
+
+    @field_validator("api_url")
+    @classmethod
+    def _no_clear_text(cls, url: str | None) -> str | None:
+        return https_unless_loopback(url)
 
 
 def _failure_of_status(status: int, *, what: str) -> DestinationError:
@@ -58,12 +85,19 @@ def _failure_of_status(status: int, *, what: str) -> DestinationError:
 class GitHubDestination:
     label = "GitHub Actions"
 
-    def __init__(self, name: str, config: GitHubConfig, token: SecretStr, timeout: float):
+    def __init__(
+        self,
+        name: str,
+        config: GitHubConfig,
+        credentials: Credentials,
+        timeout: float,
+        session: requests.Session | None = None,
+    ):
         self.name = name
         self.config = config
-        self._token = token
+        self._credentials = credentials
         self._timeout = timeout
-        self._session = requests.Session()
+        self._session = session or requests.Session()
         self._repository_id: int | None = None
 
     # --- names ---------------------------------------------------------------------------------------
@@ -85,8 +119,16 @@ class GitHubDestination:
     def _call(
         self, method: str, path: str, *, what: str, sent: bool = False, **kwargs: Any
     ) -> requests.Response:
+        answer = self._send(method, path, what=what, sent=sent, **kwargs)
+        if answer.status_code == 401 and self._credentials.forget():
+            # An App's installation token GitHub no longer takes (revoked, or our clock is off): a 401 means
+            # nothing was done, so one more try with a fresh token cannot write twice.
+            answer = self._send(method, path, what=what, sent=sent, **kwargs)
+        return answer
+
+    def _send(self, method: str, path: str, *, what: str, sent: bool, **kwargs: Any) -> requests.Response:
         headers = {
-            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Authorization": self._credentials.authorization(),
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
         }
@@ -116,7 +158,10 @@ class GitHubDestination:
             if answer.status_code != 200:
                 raise _failure_of_status(answer.status_code, what="the repository")
             self._repository_id = int(answer.json()["id"])
-        return f"/repositories/{self._repository_id}/environments/{self.config.environment}/secrets"
+        # Quoted whole: an environment's name may hold characters ("?", "#", "%", "..") that would change the
+        # URL's meaning.
+        environment = quote(self.config.environment, safe="")
+        return f"/repositories/{self._repository_id}/environments/{environment}/secrets"
 
     def _public_key(self) -> tuple[str, PublicKey]:
         answer = self._call("GET", self._secrets_path() + "/public-key", what="the public key")
@@ -147,7 +192,9 @@ class GitHubDestination:
     def exists(self, secret_name: str) -> bool:
         return any(self._updated_at(name) is not None for name in self.secret_names(secret_name))
 
-    def write(self, secret_name: str, document: SecretDocument, *, replacing: int | None = None) -> Receipt:
+    def write(
+        self, secret_name: str, document: SecretDocument, *, replacing: Replaced | None = None
+    ) -> Receipt:
         # GitHub has no check-and-set: look first (a race in the moment between is possible, and said so in
         # docs/destinations.md). A replacement overwrites the two secrets the bot's record says it wrote.
         if replacing is None and self.exists(secret_name):
@@ -155,21 +202,40 @@ class GitHubDestination:
         key_id, key = self._public_key()
         box = SealedBox(key)
         username_name, secret_name_full = self.secret_names(secret_name)
-        for name, value in (
-            (username_name, document.username),
-            (secret_name_full, document.secret.get_secret_value()),
-        ):
-            encrypted = b64encode(box.encrypt(value.encode())).decode()
-            answer = self._call(
-                "PUT",
-                f"{self._secrets_path()}/{name}",
-                what="writing a secret",
-                sent=True,
-                json={"encrypted_value": encrypted, "key_id": key_id},
-            )
-            if answer.status_code not in (201, 204):
-                raise _failure_of_status(answer.status_code, what="writing a secret")
+        self._put(box, key_id, username_name, document.username)
+        try:
+            self._put(box, key_id, secret_name_full, document.secret.get_secret_value())
+        except DestinationError as error:
+            # The username landed, the secret did not: for a Replace…, put the old username back, so that
+            # the pair still works (the old account lives on). Unknown outcomes are left to the read-back.
+            if replacing is not None and replacing.username and error.failure is not Failure.OUTCOME_UNKNOWN:
+                self._restore(box, key_id, username_name, replacing.username)
+            raise
         return Receipt(version=None)
+
+    def _put(self, box: SealedBox, key_id: str, name: str, value: str) -> None:
+        encrypted = b64encode(box.encrypt(value.encode())).decode()
+        answer = self._call(
+            "PUT",
+            f"{self._secrets_path()}/{name}",
+            what="writing a secret",
+            sent=True,
+            json={"encrypted_value": encrypted, "key_id": key_id},
+        )
+        if answer.status_code not in (201, 204):
+            raise _failure_of_status(answer.status_code, what="writing a secret")
+
+    def _restore(self, box: SealedBox, key_id: str, name: str, value: str) -> None:
+        try:
+            self._put(box, key_id, name, value)
+        except DestinationError as error:
+            log.error(
+                "GitHub %s: %s could not be put back to the old account's username (%s); the pair is "
+                "inconsistent until the next Replace…",
+                self.name,
+                name,
+                error.failure,
+            )
 
     def verify(
         self, secret_name: str, receipt: Receipt, document: SecretDocument, *, since: datetime
@@ -206,13 +272,14 @@ class GitHubKind:
 
     @staticmethod
     def missing_credentials(config: Any, environment: Mapping[str, SecretStr | None]) -> list[str]:
-        return [] if environment.get(TOKEN) else [TOKEN]
+        return github_auth.missing_credentials(environment)
 
     @staticmethod
     def build(
         name: str, config: Any, environment: Mapping[str, SecretStr | None], timeout: float
     ) -> GitHubDestination:
-        token = environment.get(TOKEN)
-        if token is None:
-            raise ValueError(f"{TOKEN} is missing")  # missing_credentials is asked first
-        return GitHubDestination(name, config, token, timeout)
+        session = requests.Session()
+        credentials = github_auth.credentials_from(
+            environment, api_url=config.api_url, session=session, timeout=timeout
+        )
+        return GitHubDestination(name, config, credentials, timeout, session)

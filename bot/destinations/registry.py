@@ -18,7 +18,19 @@ KINDS: dict[str, type[Kind]] = {
 }
 
 # Every setting some kind reads its credentials from (held as SecretStr in bot/settings.py).
-CREDENTIAL_SETTINGS = ("VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_NAMESPACE", "GITHUB_TOKEN")
+CREDENTIAL_SETTINGS = (
+    "VAULT_TOKEN",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "VAULT_NAMESPACE",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_INSTALLATION_ID",
+)
+# Of those, the ones that only say who the bot is, not how it proves it: redacting a number such as an App id
+# from every log line would garble the logs and protect nothing.
+IDENTIFIER_SETTINGS = ("GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID")
 
 
 class DestinationsError(Exception):

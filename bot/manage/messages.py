@@ -164,6 +164,21 @@ def approval_project_chosen_text(names: list[str]) -> str:
     )
 
 
+def store_only_projects_note(names: list[str]) -> str:
+    """In the Projects… modal: why projects whose tokens must go to a secret store are not offered."""
+    return (
+        f"{name_list([escape(n) for n in names])} may only be granted to an account whose token went "
+        "straight into a secret store, so they are not offered here. Use *Replace…* to make one."
+    )
+
+
+def store_only_project_chosen_text(names: list[str]) -> str:
+    return (
+        f"{name_list(names)} may only be granted to an account whose token went straight into a secret "
+        "store: use Replace… to make one."
+    )
+
+
 def more_projects_note(shown: int, total: int) -> str:
     return (
         f"Only {shown} of the {total} projects you may grant fit in this list (the account's own come "

@@ -109,6 +109,15 @@ def approval_projects(policy: Policy) -> frozenset[int]:
     return frozenset(policy.approval.required_for.projects) if policy.approval else frozenset()
 
 
+def store_only_projects(policy: Policy, request: StoredRequest, catalog: list[Project]) -> frozenset[int]:
+    """Projects whose accounts' tokens must go straight into a secret store: never added by Projects… to
+    an account whose token went to a person (a Replace… into a store may)."""
+    rule = policy.destination_required
+    if rule is None or request.destination:
+        return frozenset()
+    return frozenset(p.id for p in catalog) if rule.everyone else frozenset(rule.projects)
+
+
 def account_needs_approval(policy: Policy, request: StoredRequest, now: datetime) -> bool:
     """Would this account, by its role or expiry alone, need approval were it requested today? Then growing
     it here would skip that approval: only a replacement, which goes through it, may."""
@@ -133,17 +142,25 @@ class Offer:
 
 
 def projects_offer(
-    policy: Policy, catalog: list[Project], entitlement: Entitlement, current: tuple[int, ...]
+    policy: Policy,
+    catalog: list[Project],
+    entitlement: Entitlement,
+    current: tuple[int, ...],
+    *,
+    store_only: frozenset[int] = frozenset(),
 ) -> Offer:
     """The same computation at opening and at submission, so a save changes only what was shown."""
     sensitive = approval_projects(policy)
     grantable = offered_projects(catalog, entitlement)
-    open_to_grant = [p for p in grantable if p.id not in sensitive]
+    open_to_grant = [p for p in grantable if p.id not in sensitive and p.id not in store_only]
     shown = shown_projects(open_to_grant, current)
     notes: list[str] = []
     held_back = [p.name for p in grantable if p.id in sensitive and p.id not in current]
     if held_back:
         notes.append(say.approval_projects_note(held_back))
+    store_held = [p.name for p in grantable if p.id in store_only - sensitive and p.id not in current]
+    if store_held:
+        notes.append(say.store_only_projects_note(store_held))
     if len(shown) < len(open_to_grant):
         notes.append(say.more_projects_note(len(shown), len(open_to_grant)))
     return Offer(shown=shown, notes=tuple(notes))
@@ -184,7 +201,13 @@ class RescopeFlow:
         catalog = self._catalog()
         if catalog is None:
             return self._open(trigger_id, status_view(say.PROJECTS_LOADING_TRY_AGAIN))
-        offer = projects_offer(self.d.policy, catalog, judged.entitlement, request.project_ids)
+        offer = projects_offer(
+            self.d.policy,
+            catalog,
+            judged.entitlement,
+            request.project_ids,
+            store_only=store_only_projects(self.d.policy, request, catalog),
+        )
         view = projects_modal(
             username=request.mixpanel_username or request.username,
             role=str(request.role),
@@ -242,7 +265,14 @@ class RescopeFlow:
             self.m.record_refusal(user_id, "change projects of", target, f"needs approval: {sensitive}", ref)
             names = [_name(p, {p.id: p for p in catalog}) for p in sensitive]
             return ProjectsSubmitOutcome(ack=_errors(say.approval_project_chosen_text(names)))
-        offer = projects_offer(self.d.policy, catalog, entitlement, request.project_ids)
+        store_only = store_only_projects(self.d.policy, request, catalog)
+        into_store = sorted((chosen or set()) & (store_only - current))
+        if into_store:
+            names = [_name(p, {p.id: p for p in catalog}) for p in into_store]
+            return ProjectsSubmitOutcome(ack=_errors(say.store_only_project_chosen_text(names)))
+        offer = projects_offer(
+            self.d.policy, catalog, entitlement, request.project_ids, store_only=store_only
+        )
         offered = {p.id for p in offer.shown}
         if chosen is None or not chosen <= offered:
             forged = (

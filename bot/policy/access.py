@@ -239,10 +239,24 @@ def _destination_violations(
     policy: Policy, entitlement: Entitlement, spec: AccountSpec
 ) -> Iterable[Violation]:
     if spec.destination is None:
-        if destination_required(policy, spec):
+        if not destination_required(policy, spec):
+            return
+        if entitlement.destinations:
             yield Violation(
                 FormField.DESTINATION,
                 "This account's token must go straight into a secret store: choose one of them.",
             )
+            return
+        # The form has no Deliver to block (no store is open to this person): key the error to the choice
+        # that made a store necessary, so that Slack can show it and the person can change it.
+        rule = policy.destination_required
+        field = FormField.USERNAME
+        if rule is not None and not rule.everyone:
+            field = FormField.ROLE if spec.role in rule.roles else FormField.PROJECTS
+        yield Violation(
+            field,
+            "This account's token must go straight into a secret store, and none is open to you; "
+            f"choose another role or projects, or ask {policy.contact}.",
+        )
     elif spec.destination not in entitlement.destinations:
         yield Violation(FormField.DESTINATION, "You may not deliver to that secret store; choose another.")

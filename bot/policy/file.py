@@ -161,6 +161,8 @@ class RotationPolicy(RotationSettings):
 
 
 DESTINATION_OWN_KEYS = ("name", "kind", "allowed")
+# The Deliver to option "To me, in Slack" (bot/create/views.py TO_ME_VALUE): no destination may be named so.
+TO_ME_OPTION_VALUE = "slack"
 
 
 class DestinationPolicy(_Strict):
@@ -192,6 +194,13 @@ class DestinationPolicy(_Strict):
                 )
             raise ValueError("; ".join(problems)) from None
         return {**{key: data[key] for key in DESTINATION_OWN_KEYS if key in data}, "config": config}
+
+    @field_validator("name")
+    @classmethod
+    def _not_to_me(cls, name: str) -> str:
+        if name == TO_ME_OPTION_VALUE:
+            raise ValueError(f"{name!r} is the form's value for 'To me, in Slack'; choose another name")
+        return name
 
     def may_pick(self, requester: Requester) -> bool:
         return self.allowed is None or self.allowed.matches(requester)

@@ -155,6 +155,17 @@ class SlackDelivery:
             log.warning("Redrawing a message failed: HTTP %s", response.status_code)
         return response.status_code == 200
 
+    def tell_user(self, user_id: str, message: dict[str, Any]) -> bool:
+        """A direct message that stays (not ephemeral): for news that comes long after the person's request,
+        when no response_url or channel of theirs is known any more. Best effort."""
+        try:
+            channel = self._client.conversations_open(users=user_id)["channel"]["id"]
+            self._client.chat_postMessage(channel=channel, unfurl_links=False, unfurl_media=False, **message)
+            return True
+        except (SlackClientError, OSError, KeyError, TypeError) as error:
+            log.warning("Could not send %s a direct message: %s", user_id, _slack_error(error))
+            return False
+
     def announce(self, channel: str, message: dict[str, Any]) -> bool:
         """Post to the audit channel. Best effort: the database row is the record of truth."""
         try:

@@ -15,6 +15,14 @@ Public API::
         .add_environment("owner/name", environment)
         .add_token(token, *, permission="write" | "read", repos=None)  repos: the only repositories it sees
         .rotate_key("owner/name", environment=None) -> new key_id   (values sealed to the old key: 422)
+        .add_app(app_id, installation_id, public_key_pem, *, permission="write", repos=None,
+                 token_lifetime=timedelta(hours=1))
+            a GitHub App installation: POST /app/installations/{id}/access_tokens with a JWT (RS256, signed
+            by the App's private key, iss the App id, at most 10 minutes long, not expired) -> 201
+            {"token", "expires_at", "permissions"}; a bad, expired or foreign JWT -> 401; another
+            installation -> 404. The token it issues works like add_token's until expires_at, then 401.
+        .issued_tokens -> the installation tokens issued, in order
+        .revoke_token(token)   the token is now unknown (401), as after a revocation or an early expiry
 
       routes (Authorization: "Bearer <token>" or "token <token>"; owner/repo case-insensitive)
         GET    /repos/{owner}/{repo}       -> {"id", "name", "full_name", "permissions": {"push", ...}, ...}
@@ -50,14 +58,18 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
@@ -105,6 +117,21 @@ class _Repo:
 class _Token:
     permission: str  # write | read
     repos: frozenset[str] | None  # casefolded full names; None: all
+    expires_at: datetime | None = None  # an App's installation token expires
+
+
+@dataclass
+class _App:
+    app_id: str
+    installation_id: str
+    public_key: Any  # cryptography's RSAPublicKey
+    permission: str
+    repos: frozenset[str] | None
+    token_lifetime: timedelta
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class FakeGitHub(RecordingHTTPFake):
@@ -122,6 +149,8 @@ class FakeGitHub(RecordingHTTPFake):
         self._ids = itertools.count(500100)
         self._repos: dict[str, _Repo] = {}
         self._tokens: dict[str, _Token] = {token: _Token("write", None)}
+        self._apps: dict[str, _App] = {}
+        self.issued_tokens: list[str] = []
         for name in repos:
             self.add_repo(name)
 
@@ -143,6 +172,27 @@ class FakeGitHub(RecordingHTTPFake):
         seen = None if repos is None else frozenset(r.casefold() for r in repos)
         with self._lock:
             self._tokens[token] = _Token(permission, seen)
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    def add_app(
+        self,
+        app_id: str,
+        installation_id: str,
+        public_key_pem: bytes,
+        *,
+        permission: str = "write",
+        repos: Iterable[str] | None = None,
+        token_lifetime: timedelta = timedelta(hours=1),
+    ) -> None:
+        seen = None if repos is None else frozenset(r.casefold() for r in repos)
+        key = serialization.load_pem_public_key(public_key_pem)
+        with self._lock:
+            self._apps[str(installation_id)] = _App(
+                str(app_id), str(installation_id), key, permission, seen, token_lifetime
+            )
 
     def _holder(self, full_name: str, environment: str | None) -> _SecretsHolder:
         repo = self._repos[full_name.casefold()]
@@ -183,17 +233,76 @@ class FakeGitHub(RecordingHTTPFake):
         scheme, _, credential = (call.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() not in ("bearer", "token"):
             return None
-        return self._tokens.get(credential.strip())
+        found = self._tokens.get(credential.strip())
+        if found is not None and found.expires_at is not None and datetime.now(UTC) >= found.expires_at:
+            return None
+        return found
+
+    def _verified_app_claims(self, call: HTTPCall, app: _App) -> bool:
+        """GitHub's rules for an App's JWT: RS256 signed by the App's key, iss the App, at most 10 minutes
+        from iat to exp, not expired, iat not in the future (60 s of drift allowed)."""
+        scheme, _, jwt = (call.headers.get("Authorization") or "").partition(" ")
+        parts = jwt.strip().split(".")
+        if scheme.lower() != "bearer" or len(parts) != 3:
+            return False
+        try:
+            header = json.loads(_unb64url(parts[0]))
+            claims = json.loads(_unb64url(parts[1]))
+            app.public_key.verify(
+                _unb64url(parts[2]), f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, binascii.Error, InvalidSignature):
+            return False
+        now = datetime.now(UTC).timestamp()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        return (
+            header.get("alg") == "RS256"
+            and str(claims.get("iss")) == app.app_id
+            and isinstance(iat, int)
+            and isinstance(exp, int)
+            and exp - iat <= 600
+            and iat <= now + 60
+            and exp > now
+        )
+
+    def _installation_token(self, call: HTTPCall, installation_id: str) -> Reply:
+        app = self._apps.get(installation_id)
+        if app is None:
+            # An unknown installation: GitHub cannot tell whose JWT it is before it finds the installation.
+            return _error(404, "Not Found")
+        if not self._verified_app_claims(call, app):
+            return _error(401, "A JSON web token could not be decoded")
+        token = "ghs_" + secrets.token_urlsafe(27)
+        expires_at = datetime.now(UTC).replace(microsecond=0) + app.token_lifetime
+        self._tokens[token] = _Token(app.permission, app.repos, expires_at)
+        self.issued_tokens.append(token)
+        permissions = {"secrets": app.permission, "metadata": "read"}
+        return json_reply(
+            201,
+            {
+                "token": token,
+                "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "permissions": permissions,
+                "repository_selection": "all" if app.repos is None else "selected",
+            },
+        )
 
     def _serve(self, call: HTTPCall) -> Reply:
         version = call.headers.get("X-GitHub-Api-Version")
         if version is not None and version not in self.api_versions:
             return _error(400, f"API version '{version}' is not supported.")
         with self._lock:
+            segments = [unquote(s) for s in call.path.split("/") if s]
+            if (
+                call.method == "POST"
+                and len(segments) == 4
+                and segments[:2] == ["app", "installations"]
+                and segments[3] == "access_tokens"
+            ):
+                return self._installation_token(call, segments[2])
             token = self._token(call)
             if token is None:
                 return _error(401, "Bad credentials")
-            segments = [unquote(s) for s in call.path.split("/") if s]
             repo, rest = self._find_repo(segments)
             if repo is None or (token.repos is not None and repo.full_name.casefold() not in token.repos):
                 return _error(404, "Not Found")
