@@ -22,7 +22,7 @@ DELETION_LEASE = timedelta(minutes=10)  # a store's lease is given (bot/runtime.
 
 
 def lifecycle(store: Store) -> LifecycleStore:
-    return lifecycle(store)
+    return LifecycleStore(store, deletion_lease=DELETION_LEASE)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

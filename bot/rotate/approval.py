@@ -45,7 +45,10 @@ class RotationApproval:
             return None
         self.flow.creation.audit.announce(
             approval_text.audit_announcement(
-                "approval_requested", old.owner, self.flow.notices.summary(record), None
+                "approval_requested",
+                old.owner,
+                self.flow.notices.summary(record),
+                self.flow.notices.words(record),
             )
         )
         if self.flow.notices.ask_approvers(record) == 0:
@@ -62,7 +65,10 @@ class RotationApproval:
             lambda: self.flow.store.claim(successor.id, successor.requester_id, now=now),
             lambda record: (
                 approval_text.audit_announcement(
-                    "claimed", successor.requester_id, self.flow.notices.summary(record), "by the rotation"
+                    "claimed",
+                    successor.requester_id,
+                    f"{self.flow.notices.summary(record)}\nClaimed by the rotation, not by a click.",
+                    self.flow.notices.words(record),
                 )
                 if record
                 else None

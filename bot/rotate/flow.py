@@ -25,7 +25,7 @@ from bot.create.flow import CreationFlow
 from bot.create.secret_store import NotStored, Stored
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
 from bot.db.store import AlreadyClaimed, StateMoved
-from bot.destinations.base import DestinationError, Failure
+from bot.destinations.base import DestinationError, Failure, Replaced
 from bot.manage.store import LifecycleStore
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
@@ -274,7 +274,10 @@ class RotationFlow(OverlapSteps):
             )
             self.d.mixpanel.delete_if_present(organization_id, account.id)
             return None
-        outcome = self.secrets.put(successor, organization_id, account, replacing=old.mixpanel_account_id)
+        replacing = (
+            Replaced(old.mixpanel_account_id, old.mixpanel_username) if old.mixpanel_account_id else None
+        )
+        outcome = self.secrets.put(successor, organization_id, account, replacing=replacing)
         del account
         if isinstance(outcome, Stored):
             self.d.store.transition(
