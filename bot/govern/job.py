@@ -23,6 +23,7 @@ from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD, CountdownStep, countdown_step, idle_period, is_idle
 from bot.govern.inventory import is_unmanaged
 from bot.govern.inventory_store import InventoryStore
+from bot.govern.notices import Notices
 from bot.govern.owners import Owners
 from bot.govern.posture import AccountFacts, posture
 from bot.govern.review_flow import ReviewRounds
@@ -35,6 +36,7 @@ from bot.remind.store import ReminderStore
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "governance"
+UNMANAGED_DUE, UNMANAGED_TOLD = "due", "first_seen"  # the periods of an unmanaged account's notice
 SYSTEM_ACTOR = "governance"  # the actor the audit trail names for what the bot does on its own
 
 
@@ -59,6 +61,7 @@ class GovernJob:
         owners: Owners,
         reviews: ReviewRounds,
         leases: ReminderStore,
+        notices: Notices,
         *,
         holder: str | None = None,
     ):
@@ -69,6 +72,7 @@ class GovernJob:
         self.owners = owners
         self.reviews = reviews
         self.leases = leases
+        self.notices = notices
         self.holder = holder or uuid.uuid4().hex
 
     @property
@@ -109,6 +113,7 @@ class GovernJob:
         keeps = self.store.latest_keeps([e.account_id for e in live])
         checks = {owner: self.owners.check(owner) for owner in sorted({e.owner_id or "" for e in managed})}
         open_ids = {o.account_id for o in self.store.open_ownerships()}
+        before = set(open_ids)
         run = GovernRun()
         for entry in managed:
             check = checks[entry.owner_id or ""]
@@ -118,6 +123,12 @@ class GovernJob:
                     run.actions.append(
                         f"{entry.username}: owner {entry.owner_id} {check.why}; ownership opened"
                     )
+        opened_now = open_ids - before
+        for entry, opened_at in self.owners.unoffered(managed):  # opened before, its offer reached nobody
+            if entry.account_id in opened_now:
+                continue  # its offer was tried a moment ago
+            if dry_run or self.owners.offer(entry, now=now, opened_at=opened_at):
+                run.actions.append(f"{entry.username}: ownership offered again")
         owned = [e for e in managed if checks[e.owner_id or ""].known and not checks[e.owner_id or ""].gone]
         owned = [e for e in owned if e.account_id not in open_ids]
         run.actions += self._idle(owned, keeps, now, dry_run=dry_run)
@@ -170,44 +181,24 @@ class GovernJob:
             key = (entry.account_id, period)
             if key not in told:
                 message = say.idle_message(entry, idle_days=idle_days, projects=self.m.project_names())
-                if dry_run or self._notify(NoticeKind.IDLE, entry, period, message, now):
+                if dry_run or self.notices.to_owner(NoticeKind.IDLE, entry, period, message, now):
                     actions.append(f"{entry.username}: idle notice to {entry.owner_id}")
                 continue
             if after is None:
                 continue
-            step = countdown_step(told[key], warned.get(key), now=now, after=timedelta(days=after))
+            warned_at = self.notices.warned_at(warned, entry.account_id, period)
+            step = countdown_step(told[key], warned_at, now=now, after=timedelta(days=after))
             why = f"idle, and its owner did nothing for {after} days"
             if step is CountdownStep.WARN:
                 due = max(told[key] + timedelta(days=after), now + WARNING_AHEAD)
                 message = say.deletion_warning(entry, why=why, when=due)
-                if dry_run or self._notify(NoticeKind.IDLE_WARNING, entry, period, message, now, audit=True):
+                if dry_run or self.notices.warn(NoticeKind.IDLE_WARNING, entry, period, message, now):
                     actions.append(f"{entry.username}: warned of its deletion tomorrow")
             elif step is CountdownStep.DELETE and (
                 dry_run or self.delete(entry, NoticeKind.IDLE_DELETED, period, why=why, now=now)
             ):
                 actions.append(f"{entry.username}: deleted ({why})")
         return actions
-
-    def _notify(
-        self,
-        kind: NoticeKind,
-        entry: AccountEntry,
-        period: str,
-        message: dict,
-        now: datetime,
-        *,
-        audit: bool = False,
-    ) -> bool:
-        """To the owner (and the audit channel), once per kind, account and period."""
-        owner = entry.owner_id or ""
-        if not self.store.claim_notice(kind, entry.account_id, period, recipient=owner, now=now):
-            return False
-        if not self.owners.post(owner, message, dm=True):
-            self.store.release_notice(kind, entry.account_id, period)
-            return False
-        if audit:
-            self.m.audit.announce(message)
-        return True
 
     def delete(self, entry: AccountEntry, kind: NoticeKind, period: str, *, why: str, now: datetime) -> bool:
         """The bot deletes on its own (only with idle_action or review_action delete), once: the notice is
@@ -244,22 +235,30 @@ class GovernJob:
                 [(e.account_id, e.username, e.mixpanel_creator) for e in outside], now=now
             )
         )
-        actions, told = [], []
-        channel = self.d.policy.audit_channel
+        actions = [f"{e.username}: first seen, made outside the bot" for e in outside if e.account_id in new]
+        if self.g.unmanaged != "notify" or not self.d.policy.audit_channel:
+            return actions
+        # Seen first under notify: owed a notice (DUE), until one is posted (TOLD), so that a notice whose
+        # post failed goes out on a later run; those first seen under report are owed none.
         for entry in outside:
-            if entry.account_id not in new:
-                continue
-            actions.append(f"{entry.username}: first seen, made outside the bot")
-            if (
-                self.g.unmanaged == "notify"
-                and channel
-                and self.store.claim_notice(
-                    NoticeKind.UNMANAGED, entry.account_id, "first_seen", recipient=channel, now=now
+            if entry.account_id in new:
+                self.store.claim_notice(
+                    NoticeKind.UNMANAGED, entry.account_id, UNMANAGED_DUE, recipient="", now=now
                 )
-            ):
-                told.append(entry)
-        if told:
-            self.m.audit.announce(say.unmanaged_notice(told))
+        sent = self.store.notices(NoticeKind.UNMANAGED, [e.account_id for e in outside])
+        owed = [
+            e
+            for e in outside
+            if (e.account_id, UNMANAGED_DUE) in sent and (e.account_id, UNMANAGED_TOLD) not in sent
+        ]
+        if owed:
+            claims = [(entry.account_id, UNMANAGED_TOLD) for entry in owed]
+
+            def message(won: list[tuple[int, str]]) -> dict:
+                ids = {account_id for account_id, _ in won}
+                return say.unmanaged_notice([e for e in owed if e.account_id in ids])
+
+            self.notices.to_audit_channel(NoticeKind.UNMANAGED, claims, message, now)
         return actions
 
     # --- the weekly summary ----------------------------------------------------------------------------
@@ -278,16 +277,8 @@ class GovernJob:
         return found
 
     def _weekly_summary(self, run: GovernRun, week: str, now: datetime) -> bool:
-        channel = self.d.policy.audit_channel
-        if not channel or not self.store.claim_notice(
-            NoticeKind.WEEKLY_SUMMARY, 0, week, recipient=channel, now=now
-        ):
-            return False
         message = say.summary_message(run.counts, run.previous, self.orphans_overdue(now))
-        if not self.d.delivery.announce(channel, message):
-            self.store.release_notice(NoticeKind.WEEKLY_SUMMARY, 0, week)
-            return False
-        return True
+        return bool(self.notices.to_audit_channel(NoticeKind.WEEKLY_SUMMARY, [(0, week)], message, now))
 
     # --- the admins' App Home header ---------------------------------------------------------------
 

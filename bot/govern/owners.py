@@ -48,6 +48,11 @@ class OwnerCheck:
 UNKNOWN = OwnerCheck(known=False)
 
 
+def offer_period(opened_at: datetime) -> str:
+    """An ownership offer is sent once per opening of the ownership."""
+    return opened_at.isoformat(timespec="seconds")
+
+
 class Owners:
     def __init__(self, manage: ManageFlow, store: GovernanceStore):
         self.m = manage
@@ -110,8 +115,10 @@ class Owners:
         self.offer(entry, now=now)
         return True
 
-    def offer(self, entry: AccountEntry, *, now: datetime) -> bool:
-        """To the successor group's members by DM; otherwise to the admins through the audit channel."""
+    def offer(self, entry: AccountEntry, *, now: datetime, opened_at: datetime | None = None) -> bool:
+        """To the successor group's members by DM; otherwise to the admins through the audit channel. Once
+        per opening (`opened_at`, default `now`: it opened just now): an offer nobody could be sent is
+        released, and the job offers it again (`unoffered`)."""
         request = entry.request
         if request is None:
             return False
@@ -125,7 +132,7 @@ class Owners:
                 log.warning("Cannot list the successor group %s: %s", group, error)
         if not targets and self.d.policy.audit_channel:
             targets = [(self.d.policy.audit_channel, False)]
-        period = now.isoformat(timespec="seconds")
+        period = offer_period(opened_at or now)
         account_id = entry.account_id
         if not targets or not self.store.claim_notice(
             NoticeKind.OWNERSHIP_OFFER, account_id, period, recipient=targets[0][0], now=now
@@ -135,6 +142,17 @@ class Owners:
         if not reached:
             self.store.release_notice(NoticeKind.OWNERSHIP_OFFER, account_id, period)
         return bool(reached)
+
+    def unoffered(self, entries: list[AccountEntry]) -> list[tuple[AccountEntry, datetime]]:
+        """The open ownerships among these accounts whose offer reached nobody yet, with when they opened."""
+        by_id = {entry.account_id: entry for entry in entries}
+        ownerships = [o for o in self.store.open_ownerships() if o.account_id in by_id]
+        offered = self.store.notices(NoticeKind.OWNERSHIP_OFFER, [o.account_id for o in ownerships])
+        return [
+            (by_id[o.account_id], o.opened_at)
+            for o in ownerships
+            if o.state is OwnershipState.OPEN and (o.account_id, offer_period(o.opened_at)) not in offered
+        ]
 
     def post(self, target: str, message: dict, *, dm: bool) -> bool:
         try:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD
+from bot.govern.notices import Notices
 from bot.govern.owners import Owners
 from bot.govern.review_store import ReviewItem, ReviewStore
 from bot.govern.reviews import Answer, Overdue, overdue_step, review_period
@@ -20,12 +21,15 @@ from bot.manage.permissions import AccountOwnership, ManageAction, may_manage
 
 
 class ReviewRounds:
-    def __init__(self, manage: ManageFlow, store: ReviewStore, notices: GovernanceStore, owners: Owners):
+    def __init__(
+        self, manage: ManageFlow, store: ReviewStore, notices: GovernanceStore, owners: Owners, send: Notices
+    ):
         self.m = manage
         self.d = manage.d
         self.store = store
         self.notices = notices
         self.owners = owners
+        self.send = send
         # Set by the job: how the bot deletes on its own (claimed once, audited, both told).
         self.delete: Callable[..., bool] = lambda *args, **kwargs: False
 
@@ -66,38 +70,24 @@ class ReviewRounds:
         g = self.d.policy.governance
         if entry is None:
             return []  # deleted meanwhile, or its owner left: the ownership flow has it
-        warned = self.notices.notices(NoticeKind.REVIEW_WARNING, [item.account_id]).get(
-            (item.account_id, item.round_id)
-        )
+        sent = self.notices.notices(NoticeKind.REVIEW_WARNING, [item.account_id])
+        warned = self.send.warned_at(sent, item.account_id, item.round_id)
         step = overdue_step(
             item.started_at, warned, now=now, grace_days=g.review_grace_days, action=g.review_action
         )
-        channel = self.d.policy.audit_channel
         if step is Overdue.NOT_YET:
             return []
         if step is Overdue.REPORT:
-            if dry_run or (
-                channel
-                and self.notices.claim_notice(
-                    NoticeKind.REVIEW_OVERDUE, item.account_id, item.round_id, recipient=channel, now=now
-                )
-            ):
-                if not dry_run:
-                    self.m.audit.announce(
-                        say.review_overdue_notice(item.username, item.owner_id, item.started_at)
-                    )
+            claim = [(item.account_id, item.round_id)]
+            message = say.review_overdue_notice(item.username, item.owner_id, item.started_at)
+            if dry_run or self.send.to_audit_channel(NoticeKind.REVIEW_OVERDUE, claim, message, now):
                 return [f"{item.username}: unconfirmed in review, reported"]
             return []
         why = f"left unconfirmed in the periodic review for {g.review_grace_days} days"
         if step is Overdue.WARN:
             due = max(item.started_at + timedelta(days=g.review_grace_days), now + WARNING_AHEAD)
             message = say.deletion_warning(entry, why=why, when=due)
-            if dry_run or self.notices.claim_notice(
-                NoticeKind.REVIEW_WARNING, item.account_id, item.round_id, recipient=item.owner_id, now=now
-            ):
-                if not dry_run:
-                    self.owners.post(item.owner_id, message, dm=True)
-                    self.m.audit.announce(message)
+            if dry_run or self.send.warn(NoticeKind.REVIEW_WARNING, entry, item.round_id, message, now):
                 return [f"{item.username}: unconfirmed in review, warned of its deletion"]
             return []
         if dry_run or self.delete(entry, NoticeKind.REVIEW_DELETED, item.round_id, why=why, now=now):
