@@ -146,7 +146,9 @@ def test_an_idle_account_is_told_once_kept_with_a_reason_and_then_idle_again(bot
     bot.wait_idle()
     assert len(kept) == 1 and "the quarterly finance export" in kept[0]["detail"]
     [announced] = posts_to(bot, AUDIT, "the quarterly finance export")
-    assert "&lt;!channel&gt;" in json.dumps(announced) and "<!channel>" not in json.dumps(announced)
+    # The person's words only as plain_text, never as mrkdwn nor in the notification text.
+    assert reason not in announced["text"]
+    assert [b["text"]["type"] for b in announced["blocks"] if reason in b["text"]["text"]] == ["plain_text"]
     assert ":zzz: *idle*" not in text_of(run_list(bot))
 
     clock.now += 29 * DAY  # counts as used at the keep: not idle within idle_days of it

@@ -106,7 +106,7 @@ class GovernActions:
                 lambda: self.store.record_keep(
                     request, actor_id=user_id, reason=reason, basis=str(basis), now=now
                 ),
-                say.section_message(f":zzz: <@{user_id}> kept idle `{escape(name)}`: {escape(reason)}"),
+                say.kept_notice(user_id, name, reason),
             )
             return say.KEPT.format(name=name)
 

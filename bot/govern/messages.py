@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.approve.messages import said
 from bot.create.messages import escape
 from bot.govern.posture import posture_lines
 from bot.manage.accounts import AccountEntry
@@ -80,6 +81,13 @@ def idle_message(entry: AccountEntry, *, idle_days: int, projects: dict[int, Pro
             },
         ],
     }
+
+
+def kept_notice(user_id: str, name: str, reason: str) -> dict[str, Any]:
+    """To the audit channel: the keep-reason is the person's own words, so it is shown as plain_text (as
+    approvals show reasons), never as mrkdwn that could pass for the bot's, nor in the notification text."""
+    text = f":zzz: <@{user_id}> kept idle `{escape(name)}`."
+    return {"text": text, "blocks": [section(text), *said((("Reason", reason),))]}
 
 
 def deletion_warning(entry: AccountEntry, *, why: str, when: datetime) -> dict[str, Any]:
