@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -30,6 +31,9 @@ from bot.govern.review_flow import ReviewRounds
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
+from bot.mixpanel.catalog import OrganizationUnknown
+from bot.mixpanel.client import MixpanelError
+from bot.mixpanel.models import parse_timestamp
 from bot.policy.file import GovernancePolicy
 from bot.remind.store import ReminderStore
 
@@ -195,15 +199,52 @@ class GovernJob:
                 if dry_run or self.notices.warn(NoticeKind.IDLE_WARNING, entry, period, message, now):
                     actions.append(f"{entry.username}: warned of its deletion tomorrow")
             elif step is CountdownStep.DELETE and (
-                dry_run or self.delete(entry, NoticeKind.IDLE_DELETED, period, why=why, now=now)
+                dry_run
+                or self.delete(
+                    entry,
+                    NoticeKind.IDLE_DELETED,
+                    period,
+                    why=why,
+                    now=now,
+                    still_due=lambda entry=entry, period=period: self._still_idle(entry, period, now),
+                )
             ):
                 actions.append(f"{entry.username}: deleted ({why})")
         return actions
 
-    def delete(self, entry: AccountEntry, kind: NoticeKind, period: str, *, why: str, now: datetime) -> bool:
-        """The bot deletes on its own (only with idle_action or review_action delete), once: the notice is
-        claimed first, then the usual deletion (claimed once per account, audited), then both told."""
-        if entry.request is None or not self.store.claim_notice(
+    def _still_idle(self, entry: AccountEntry, period: str, now: datetime) -> bool:
+        """Asked right before an idle account is deleted: the run's listing may be a shared cached one, and
+        the owner may have kept it since the run began. Mixpanel's own word on its last use, fresh, and the
+        latest keep must still make it idle in the very period that was warned about."""
+        try:
+            live = self.d.mixpanel.get_service_account(self.d.catalog.organization_id(), entry.account_id)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Not deleting idle account %s: cannot read it again (%s)", entry.account_id, error)
+            return False  # a later run asks again
+        if live is None:
+            return False
+        last_used = parse_timestamp(live.last_used)
+        kept = self.store.latest_keeps([entry.account_id]).get(entry.account_id)
+        return is_idle(
+            last_used, entry.created_at, kept, now=now, idle_days=self.g.idle_days
+        ) and period == idle_period(last_used, entry.created_at, kept)
+
+    def delete(
+        self,
+        entry: AccountEntry,
+        kind: NoticeKind,
+        period: str,
+        *,
+        why: str,
+        now: datetime,
+        still_due: Callable[[], bool] | None = None,
+    ) -> bool:
+        """The bot deletes on its own (only with idle_action or review_action delete), once: `still_due`
+        judges it again on fresh facts, the notice is claimed, then the usual deletion (claimed once per
+        account, audited), then both told."""
+        if entry.request is None or (still_due is not None and not still_due()):
+            return False
+        if not self.store.claim_notice(
             kind, entry.account_id, period, recipient=entry.owner_id or "", now=now
         ):
             return False

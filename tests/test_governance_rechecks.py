@@ -1,0 +1,31 @@
+"""What the governance job judges again right before it acts on its own, through the wire: an automatic
+deletion is decided on Mixpanel's fresh word and the latest keep, not on the run's shared cached listing."""
+
+from __future__ import annotations
+
+from bot.policy.file import GovernancePolicy, IdleDeletion, PersonSelector, Policy
+from tests.lifecycle import ADMIN, AUDIT, mint
+from tests.test_governance import DAY, Clock, on_clock
+
+
+def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, slack):
+    governance = GovernancePolicy(idle_days=30, idle_action=IdleDeletion(delete_after_days=3))
+    policy = Policy(admins=PersonSelector(users=[ADMIN]), audit_channel=AUDIT, governance=governance)
+    bot = bots.start(policy=policy, mixpanel_list_cache_seconds=60)  # the shared listing, as in production
+    clock = Clock()
+    request = mint(bot)
+    on_clock(bot, clock)
+    job = bot.runtime.governance.job
+    clock.now += 31 * DAY
+    job.run_once()  # the idle notice
+    clock.now += 2 * DAY
+    assert any("warned" in a for a in job.run_once().actions)
+    clock.now += 2 * DAY  # past the deadline, a day after the warnings
+    # Used just now in Mixpanel; the shared listing the run reads was cached before that.
+    bot.runtime.manage.listing.accounts(bot.runtime.manage.d.catalog.organization_id())
+    bot.mixpanel.use_account(request.mixpanel_account_id, (clock.now - DAY / 24).isoformat())
+
+    assert not any("deleted" in a for a in job.run_once().actions)
+    assert bot.mixpanel.delete_calls() == []
+    assert request.mixpanel_account_id in bot.mixpanel.accounts
+    assert bot.store.get(request.id).state.value == "delivered"
