@@ -29,7 +29,7 @@ def delivered_to(bot, channel: str, words: str) -> list[dict]:
 
 def test_an_idle_deletion_waits_for_the_audit_channel_warning_and_the_owner_is_warned_once(bots, slack):
     bot, clock = start(bots, slack, idle_days=30, idle_action=IdleDeletion(delete_after_days=3))
-    request = mint(bot)
+    request = mint(bot, days=90)
     on_clock(bot, clock)
     job = bot.runtime.governance.job
     clock.now += 31 * DAY

@@ -4,8 +4,9 @@ deletion is decided on Mixpanel's fresh word and the latest keep, not on the run
 from __future__ import annotations
 
 from bot.policy.file import GovernancePolicy, IdleDeletion, PersonSelector, Policy
-from tests.lifecycle import ADMIN, AUDIT, mint
-from tests.test_governance import DAY, Clock, on_clock
+from tests.conftest import ALICE, ORG_ID
+from tests.lifecycle import ADMIN, AUDIT, mint, text_of
+from tests.test_governance import DAY, Clock, dms, on_clock, start
 
 
 def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, slack):
@@ -13,7 +14,7 @@ def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, s
     policy = Policy(admins=PersonSelector(users=[ADMIN]), audit_channel=AUDIT, governance=governance)
     bot = bots.start(policy=policy, mixpanel_list_cache_seconds=60)  # the shared listing, as in production
     clock = Clock()
-    request = mint(bot)
+    request = mint(bot, days=90)
     on_clock(bot, clock)
     job = bot.runtime.governance.job
     clock.now += 31 * DAY
@@ -29,3 +30,21 @@ def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, s
     assert bot.mixpanel.delete_calls() == []
     assert request.mixpanel_account_id in bot.mixpanel.accounts
     assert bot.store.get(request.id).state.value == "delivered"
+
+
+def test_an_expired_account_mixpanel_still_lists_is_neither_counted_nor_told_about(bots, slack):
+    bot, clock = start(bots, slack, idle_days=10, review_every_days=90, unmanaged="notify")
+    expired = mint(bot, days=20)
+    live = mint(bot, username="etl-live", days=60)
+    on_clock(bot, clock)
+    clock.now += 25 * DAY  # the first has expired; Mixpanel still lists it
+    by_hand = (clock.now - DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
+    bot.mixpanel.add_account(ORG_ID, "made-by-hand-expired", role="analyst", projects=[], expires=by_hand)
+    assert expired.mixpanel_account_id in bot.mixpanel.accounts
+
+    run = bot.runtime.governance.job.run_once()
+    assert run.counts["live"] == 1 and run.counts["unmanaged"] == 0 and run.counts["idle"] == 1
+    assert not any(expired.mixpanel_username in a or "made-by-hand" in a for a in run.actions)
+    told = [text_of(m) for m in dms(bot, ALICE)]
+    assert any(live.mixpanel_username in t and "idle" in t for t in told)
+    assert not any(expired.mixpanel_username in t for t in told if "idle" in t or "Periodic review" in t)

@@ -51,6 +51,10 @@ class GovernRun:
     previous: dict[str, int] | None = None
 
 
+def unexpired(entry: AccountEntry, now: datetime) -> bool:
+    return entry.expires_at is None or entry.expires_at > now
+
+
 def week_of(now: datetime) -> str:
     year, week, _ = now.isocalendar()
     return f"{year}-W{week:02d}"
@@ -93,6 +97,7 @@ class GovernJob:
         return [
             replace(entry, idle=True)
             if entry.presence is Presence.LIVE
+            and unexpired(entry, now)
             and is_idle(
                 entry.last_used,
                 entry.created_at,
@@ -112,7 +117,11 @@ class GovernJob:
         entries, gone = self.m.read_entries(None, outside_projects=False)
         if not dry_run:
             self.m.close_gone(gone)
-        live = [e for e in entries if e.presence is Presence.LIVE and not e.is_bot_itself]
+        # Mixpanel keeps listing an account after it expired, but it no longer works: it is not counted,
+        # and nobody is told about it (no idle notice, review, ownership offer or unmanaged notice).
+        live = [
+            e for e in entries if e.presence is Presence.LIVE and not e.is_bot_itself and unexpired(e, now)
+        ]
         managed = [e for e in live if e.made_by_bot and e.request is not None]
         keeps = self.store.latest_keeps([e.account_id for e in live])
         checks = {owner: self.owners.check(owner) for owner in sorted({e.owner_id or "" for e in managed})}
