@@ -452,7 +452,7 @@ def test_two_govern_runs_at_once_send_one_notice(bots, slack, fresh_postgres_url
     )
     first = bots.start(database_url=fresh_postgres_url, policy=policy)
     second = bots.start(database_url=fresh_postgres_url, policy=policy)
-    mint(first)
+    mint(first, days=90)
     clock = Clock()
     clock.now += 31 * DAY
     for bot in (first, second):
