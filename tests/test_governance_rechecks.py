@@ -3,10 +3,13 @@ deletion is decided on Mixpanel's fresh word and the latest keep, not on the run
 
 from __future__ import annotations
 
+from bot.db.schema import AuditEvent
+from bot.govern import messages as say
+from bot.manage.views import ACTION_DELETE
 from bot.policy.file import GovernancePolicy, IdleDeletion, PersonSelector, Policy
 from tests.conftest import ALICE, ORG_ID
-from tests.lifecycle import ADMIN, AUDIT, mint, text_of
-from tests.test_governance import DAY, Clock, dms, on_clock, start
+from tests.lifecycle import ADMIN, AUDIT, audit_events, mint, text_of
+from tests.test_governance import DAY, Clock, answer_at, click, dms, on_clock, posts_to, start
 
 
 def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, slack):
@@ -48,3 +51,25 @@ def test_an_expired_account_mixpanel_still_lists_is_neither_counted_nor_told_abo
     told = [text_of(m) for m in dms(bot, ALICE)]
     assert any(live.mixpanel_username in t and "idle" in t for t in told)
     assert not any(expired.mixpanel_username in t for t in told if "idle" in t or "Periodic review" in t)
+
+
+def test_keep_it_on_an_old_idle_message_after_the_account_was_deleted_changes_nothing(bots, slack):
+    bot, clock = start(bots, slack, idle_days=30)
+    request = mint(bot, days=90)
+    on_clock(bot, clock)
+    clock.now += 31 * DAY
+    bot.runtime.governance.job.run_once()
+    [idle] = [m for m in dms(bot, ALICE) if "idle" in text_of(m)]
+    url = click(bot, ALICE, idle, ACTION_DELETE)
+    assert "was deleted from Mixpanel" in answer_at(bot, url)
+    bot.wait_idle()
+
+    before = len(bot.slack.calls("views.open"))
+    url = click(bot, ALICE, idle, say.ACTION_KEEP)  # the old message's other button
+    assert "nothing was changed" in answer_at(bot, url)
+    assert len(bot.slack.calls("views.open")) == before  # no form
+    form = {**say.keep_modal(f"r:{request.id}"), "id": "VOLD"}  # a form opened before the deletion
+    assert bot.submit(form, {say.BLOCK_KEEP_REASON: "still needed"}, ALICE).status == 200
+    bot.wait_idle()
+    assert audit_events(bot, AuditEvent.KEPT) == []
+    assert posts_to(bot, AUDIT, "kept idle") == []
