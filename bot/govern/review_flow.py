@@ -70,6 +70,8 @@ class ReviewRounds:
         g = self.d.policy.governance
         if entry is None:
             return []  # deleted meanwhile, or its owner left: the ownership flow has it
+        if entry.owner_id != item.owner_id:
+            return []  # taken over since: the round asked the former owner; the new one is asked next period
         sent = self.notices.notices(NoticeKind.REVIEW_WARNING, [item.account_id])
         warned = self.send.warned_at(sent, item.account_id, item.round_id)
         step = overdue_step(

@@ -294,6 +294,17 @@ class GovernanceStore:
             ).rowcount
             if moved != 1:
                 raise _Lost  # rolls back the ownership's update too
+            # A takeover counts as a keep by the new owner: a new idle spell begins, so a countdown begun
+            # for the former owner (whose idle notice, with its Keep it, the new owner never got) ends.
+            connection.execute(
+                insert(KEEPS).values(
+                    mixpanel_account_id=request.mixpanel_account_id,
+                    request_id=request.id,
+                    actor_id=new_owner,
+                    reason=f"took over from {former_owner}",
+                    kept_at=now,
+                )
+            )
             LifecycleStore.action_row(
                 connection,
                 AuditEvent.OWNER_CHANGED,
