@@ -97,8 +97,10 @@ def test_a_takeover_happens_once_and_moves_the_current_owner(stores):
     owner = stores[0].get(request.id).owner
     assert owner.startswith("UNEW") and stores[0].get(request.id).requester_id == "UGONE"
     assert governance[0].ownership(7001).state is OwnershipState.TAKEN
-    assert [r.id for r in LifecycleStore(stores[0]).delivered(owner)] == [request.id]
-    assert LifecycleStore(stores[0]).delivered("UGONE") == []
+    assert [
+        r.id for r in LifecycleStore(stores[0], deletion_lease=timedelta(minutes=5)).delivered(owner)
+    ] == [request.id]
+    assert LifecycleStore(stores[0], deletion_lease=timedelta(minutes=5)).delivered("UGONE") == []
     events = [row["event"] for row in stores[0].audit_trail()]
     assert events.count(AuditEvent.OWNERSHIP_OPENED) == 1 and events.count(AuditEvent.OWNER_CHANGED) == 1
 
@@ -212,6 +214,8 @@ def test_migration_0008_keeps_every_earlier_account_owned_by_its_requester(datab
     store = Store.connect(database_url)
     try:
         assert store.get("old").owner == "UOLD" and store.get("old").owner_id is None
-        assert [r.id for r in LifecycleStore(store).delivered("UOLD")] == ["old"]
+        assert [
+            r.id for r in LifecycleStore(store, deletion_lease=timedelta(minutes=5)).delivered("UOLD")
+        ] == ["old"]
     finally:
         store.close()
