@@ -4,6 +4,9 @@ asked about."""
 
 from __future__ import annotations
 
+import threading
+
+from bot.govern.store import GovernanceStore, OwnershipState
 from bot.policy.file import IdleDeletion
 from tests.lifecycle import BOB, mint
 from tests.test_governance import (
@@ -13,6 +16,7 @@ from tests.test_governance import (
     answer_at,
     click,
     dms,
+    lookups_of,
     on_clock,
     say,
     start,
@@ -67,3 +71,27 @@ def test_a_review_line_the_former_owner_left_unanswered_deletes_nothing_the_new_
         assert not any("warned" in a or "deleted" in a for a in job.run_once().actions)
     assert bot.mixpanel.delete_calls() == []
     assert not [m for m in dms(bot, CAROL) if "will be deleted by the bot" in text_of(m)]
+
+
+def test_a_burst_of_user_change_events_for_one_person_costs_at_most_two_lookups(bots, slack):
+    bot, _ = start(bots, slack, successor=SUCCESSORS)
+    request = mint(bot, BOB, username="bobs-pipeline")
+    slack.add_user(BOB, deleted=True, name="bob")
+    before = lookups_of(bot, BOB)
+    slack.delay("users.info", 2.0)  # the first re-check is still asking Slack while the rest arrive
+    event = {"type": "user_change", "user": {"id": BOB, "deleted": True}, "event_ts": "1700000000.1"}
+    results: list = []
+    senders = [
+        threading.Thread(target=lambda: results.append(bot.sender.event_callback(event))) for _ in range(6)
+    ]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert [r.status for r in results] == [200] * 6 and all(r.elapsed < 3 for r in results)
+    bot.slack.wait_for(lambda c: c.method == "users.info" and c.args.get("user") == BOB, count=before + 1)
+    bot.wait_idle()
+
+    assert 1 <= lookups_of(bot, BOB) - before <= 2  # one, and one more for the events that came meanwhile
+    assert GovernanceStore(bot.store).ownership(request.mixpanel_account_id).state is OwnershipState.OPEN
+    assert len([m for m in dms(bot, CAROL) if "needs a new owner" in text_of(m)]) == 1

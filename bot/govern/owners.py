@@ -10,6 +10,7 @@ background client, which waits out Slack's 429s within its budget (bot/slack/ret
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,6 +60,10 @@ class Owners:
         self.d = manage.d
         self.store = store
         self._checks: TTLCache[OwnerCheck] = TTLCache(OWNER_CHECK_SECONDS)
+        # user_change re-checks in progress: a person's burst of events costs one users.info, plus one more
+        # if events came in meanwhile (that lookup may have read Slack from before them).
+        self._rechecks: dict[str, bool] = {}  # user id -> another re-check is due after this one
+        self._rechecks_lock = threading.Lock()
 
     def check(self, user_id: str, *, fresh: bool = False) -> OwnerCheck:
         """`fresh`: after an event about this person, never trust an answer from before it."""
@@ -86,7 +91,28 @@ class Owners:
 
     def on_user_change(self, user_id: str, *, now: datetime | None = None) -> list[str]:
         """A `user_change` event said this person may have left: look them up again, and only if Slack
-        confirms it, open the ownership of every account they own. Deletes nothing."""
+        confirms it, open the ownership of every account they own. Deletes nothing. Single flight per
+        person: an event that comes while a re-check of the same person runs makes it run once more."""
+        with self._rechecks_lock:
+            if user_id in self._rechecks:
+                self._rechecks[user_id] = True
+                return []
+            self._rechecks[user_id] = False
+        done: list[str] = []
+        try:
+            while True:
+                done += self._recheck(user_id, now)
+                with self._rechecks_lock:
+                    if not self._rechecks[user_id]:
+                        del self._rechecks[user_id]
+                        return done
+                    self._rechecks[user_id] = False
+        except BaseException:
+            with self._rechecks_lock:
+                self._rechecks.pop(user_id, None)  # the next event re-checks afresh
+            raise
+
+    def _recheck(self, user_id: str, now: datetime | None) -> list[str]:
         check = self.check(user_id, fresh=True)
         if not check.gone:
             return []
