@@ -149,17 +149,28 @@ def unmanaged_notice(entries: list[AccountEntry]) -> dict[str, Any]:
 
 
 def review_message(
-    round_id: str, entries: list[AccountEntry], *, projects: dict[int, Project], grace_days: int
+    round_id: str,
+    entries: list[AccountEntry],
+    *,
+    projects: dict[int, Project],
+    grace_days: int,
+    deletes: bool,
+    total: int | None = None,
+    part: tuple[int, int] = (1, 1),
 ) -> dict[str, Any]:
-    """One DM per owner per period: Still needed / Delete, per account."""
-    headline = (
-        f":clipboard: Periodic review: are your {len(entries)} Mixpanel service account(s) still needed?"
+    """One DM per owner per period: Still needed / Delete, per account; an owner of more than REVIEW_MAX
+    accounts gets the round in parts of REVIEW_MAX (`part`: this one, of how many). `deletes`: what the
+    policy's review_action does to an unanswered account, said as it is."""
+    count = total if total is not None else len(entries)
+    headline = f":clipboard: Periodic review: are your {count} Mixpanel service account(s) still needed?"
+    if part[1] > 1:
+        headline += f" (part {part[0]} of {part[1]})"
+    fate = (
+        "unanswered accounts are deleted by the bot, after a warning the day before"
+        if deletes
+        else "unanswered accounts are reported to the admins"
     )
-    blocks: list[dict[str, Any]] = [
-        section(
-            f"{headline}\nAnswer within {grace_days} days; unanswered accounts are reported to the admins."
-        )
-    ]
+    blocks: list[dict[str, Any]] = [section(f"{headline}\nAnswer within {grace_days} days; {fate}.")]
     for entry in entries[:REVIEW_MAX]:
         value = f"{round_id}:{entry.account_id}"
         delete = delete_button(entry)

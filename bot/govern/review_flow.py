@@ -44,25 +44,44 @@ class ReviewRounds:
             by_owner[entry.owner_id or ""].append(entry)
         actions = []
         for owner, every in sorted(by_owner.items()):
-            entries = every[: say.REVIEW_MAX]  # past that, the ones that expire soonest (the list order)
             if dry_run:
-                actions.append(f"review round {period} for {owner}: {len(entries)} account(s), unless sent")
+                actions.append(f"review round {period} for {owner}: {len(every)} account(s), unless sent")
                 continue
-            requests = [e.request for e in entries if e.request is not None]
-            round_id = self.store.start_round(owner, period, requests, now=now)
-            if round_id is None:
-                continue  # this period's round was opened already
-            message = say.review_message(
-                round_id, entries, projects=self.m.project_names(), grace_days=g.review_grace_days
-            )
-            if self.owners.post(owner, message, dm=True):
-                actions.append(f"review round {period} sent to {owner}: {len(entries)} account(s)")
-            else:
-                self.store.forget_round(round_id)
+            actions += self._start(owner, period, every, now)
         live = {e.account_id: e for e in owned}
         for item in self.store.unanswered():
             actions += self._overdue(item, live.get(item.account_id), now, dry_run=dry_run)
         return actions
+
+    def _start(self, owner: str, period: int, every: list[AccountEntry], now: datetime) -> list[str]:
+        """Open the owner's round with every account in it, and send it in DMs of at most REVIEW_MAX lines
+        (the soonest to expire first, the list's order). A line whose DM could not be sent leaves the round
+        (it is never reported or deleted unasked); a round none of whose DMs went out is opened again."""
+        g = self.d.policy.governance
+        requests = [e.request for e in every if e.request is not None]
+        round_id = self.store.start_round(owner, period, requests, now=now)
+        if round_id is None:
+            return []  # this period's round was opened already
+        parts = [every[i : i + say.REVIEW_MAX] for i in range(0, len(every), say.REVIEW_MAX)]
+        unsent: list[AccountEntry] = []
+        for number, part in enumerate(parts, start=1):
+            message = say.review_message(
+                round_id,
+                part,
+                projects=self.m.project_names(),
+                grace_days=g.review_grace_days,
+                deletes=g.review_action == "delete",
+                total=len(every),
+                part=(number, len(parts)),
+            )
+            if not self.owners.post(owner, message, dm=True):
+                unsent += part
+        if len(unsent) == len(every):
+            self.store.forget_round(round_id)
+            return []
+        if unsent:
+            self.store.drop_lines(round_id, [e.account_id for e in unsent])
+        return [f"review round {period} sent to {owner}: {len(every) - len(unsent)} account(s)"]
 
     def _overdue(
         self, item: ReviewItem, entry: AccountEntry | None, now: datetime, *, dry_run: bool
