@@ -11,8 +11,8 @@ from bot.govern.inventory_store import InventoryStore
 from bot.govern.review_store import ReviewStore
 from bot.models import Role
 from tests.conftest import ALICE, ORG_ID
-from tests.lifecycle import ADMIN
-from tests.test_governance import DAY, dms, on_clock, start, text_of
+from tests.lifecycle import ADMIN, mint
+from tests.test_governance import DAY, answer_at, click, dms, on_clock, start, text_of
 
 
 def owned_by_alice(bot, count: int) -> list[int]:
@@ -91,3 +91,18 @@ def test_a_review_line_whose_dm_failed_is_never_deleted_unasked(bots, slack):
     bot.wait_idle()
     assert len(bot.mixpanel.delete_calls()) == len(in_round)  # the lines Alice was asked about, once each
     assert {i for i in ids if i in bot.mixpanel.accounts} == set(ids) - in_round  # never asked: still there
+
+
+def test_still_needed_on_a_review_line_whose_account_is_gone_records_nothing(bots, slack):
+    bot, _ = start(bots, slack, review_every_days=90)
+    request = mint(bot, days=90)
+    job = bot.runtime.governance.job
+    job.run_once()
+    [review] = reviews_to_alice(bot)
+    bot.mixpanel.delete_outside(request.mixpanel_account_id)  # deleted in Mixpanel's UI
+    job.run_once()  # the record is closed
+    assert bot.store.get(request.id).state.value != "delivered"
+
+    url = click(bot, ALICE, review, say.ACTION_REVIEW_KEEP)
+    assert "nothing changed" in answer_at(bot, url)
+    assert [item.answer for item in ReviewStore(bot.store).items()] == [None]

@@ -50,6 +50,9 @@ ADOPT_GONE = "`{name}` is no longer there to adopt (deleted, or adopted already)
 ADOPT_OWNER_INVALID = "Choose a full member of this workspace as the owner."
 REVIEW_ANSWERED = "Noted: `{name}` is still needed. Thank you."
 REVIEW_STALE = "This review line was answered already or is not yours; nothing changed."
+REVIEW_GONE = (
+    "`{name}` was deleted since this review was sent, so there is nothing to confirm; nothing changed."
+)
 
 
 def section_message(text: str) -> dict[str, Any]:

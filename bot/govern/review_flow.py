@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD
 from bot.govern.notices import Notices
@@ -136,6 +137,9 @@ class ReviewRounds:
         if item is None or request is None or item.answer is not None or not decision.allowed:
             self.m.record_refusal(user_id, "review", f"`{str(value)[:64]}`", "stale or not theirs", None)
             return say.REVIEW_STALE
+        if request.state is not RequestState.DELIVERED:  # deleted since: no answer to record
+            self.m.record_refusal(user_id, "review", f"account {item.account_id}", "account gone", None)
+            return say.REVIEW_GONE.format(name=item.username)
         if answer is Answer.DELETE:
             outcome = self.m.delete(user_id, f"r:{request.id}")
             if outcome.changed:
