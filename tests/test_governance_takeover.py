@@ -8,7 +8,7 @@ import threading
 
 from bot.govern.store import GovernanceStore, OwnershipState
 from bot.policy.file import IdleDeletion
-from tests.lifecycle import BOB, mint
+from tests.lifecycle import AUDIT, BOB, mint
 from tests.test_governance import (
     CAROL,
     DAY,
@@ -18,6 +18,7 @@ from tests.test_governance import (
     dms,
     lookups_of,
     on_clock,
+    posts_to,
     say,
     start,
     text_of,
@@ -95,3 +96,23 @@ def test_a_burst_of_user_change_events_for_one_person_costs_at_most_two_lookups(
     assert 1 <= lookups_of(bot, BOB) - before <= 2  # one, and one more for the events that came meanwhile
     assert GovernanceStore(bot.store).ownership(request.mixpanel_account_id).state is OwnershipState.OPEN
     assert len([m for m in dms(bot, CAROL) if "needs a new owner" in text_of(m)]) == 1
+
+
+def test_an_owner_who_is_back_owns_their_accounts_again_and_the_old_offer_is_void(bots, slack):
+    bot, _ = start(bots, slack, successor=SUCCESSORS)
+    request = mint(bot, BOB, username="bobs-pipeline")
+    slack.add_user(BOB, deleted=True, name="bob")
+    user_change(bot, {"id": BOB, "deleted": True})
+    [offer] = [m for m in dms(bot, CAROL) if "needs a new owner" in text_of(m)]
+
+    slack.add_user(BOB, tz="UTC", name="bob")  # reactivated
+    bot.runtime.governance.owners._checks.clear()  # the owner checks' 60 s have passed
+    run = bot.runtime.governance.job.run_once()
+    assert f"{request.mixpanel_username}: owner {BOB} is back; ownership settled" in run.actions
+    assert run.counts["without_owner"] == 0 and run.counts["owned_by_active_member"] == 1
+    assert GovernanceStore(bot.store).ownership(request.mixpanel_account_id).state is OwnershipState.TAKEN
+    bot.wait_idle()
+    assert posts_to(bot, AUDIT, "is theirs again")
+
+    assert "nothing changed" in answer_at(bot, click(bot, CAROL, offer, say.ACTION_TAKE_OVER))
+    assert bot.store.get(request.id).owner == BOB

@@ -25,7 +25,7 @@ from bot.govern.idle import WARNING_AHEAD, CountdownStep, countdown_step, idle_p
 from bot.govern.inventory import is_unmanaged
 from bot.govern.inventory_store import InventoryStore
 from bot.govern.notices import Notices
-from bot.govern.owners import Owners
+from bot.govern.owners import OwnerCheck, Owners
 from bot.govern.posture import AccountFacts, posture
 from bot.govern.review_flow import ReviewRounds
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
@@ -125,9 +125,10 @@ class GovernJob:
         managed = [e for e in live if e.made_by_bot and e.request is not None]
         keeps = self.store.latest_keeps([e.account_id for e in live])
         checks = {owner: self.owners.check(owner) for owner in sorted({e.owner_id or "" for e in managed})}
+        run = GovernRun()
+        run.actions += self._returned(managed, checks, now, dry_run=dry_run)
         open_ids = {o.account_id for o in self.store.open_ownerships()}
         before = set(open_ids)
-        run = GovernRun()
         for entry in managed:
             check = checks[entry.owner_id or ""]
             if check.gone and entry.account_id not in open_ids:
@@ -171,6 +172,32 @@ class GovernJob:
             if self._weekly_summary(run, week, now):
                 run.actions.append(f"weekly summary {week} posted to {self.d.policy.audit_channel}")
         return run
+
+    def _returned(
+        self, managed: list[AccountEntry], checks: dict[str, OwnerCheck], now: datetime, *, dry_run: bool
+    ) -> list[str]:
+        """An open ownership whose former owner Slack now says may own accounts again (reactivated, or a
+        full member again), and whose record still names them, is theirs again: settled, audited, told."""
+        by_id = {entry.account_id: entry for entry in managed}
+        actions = []
+        for ownership in self.store.open_ownerships():
+            entry = by_id.get(ownership.account_id)
+            check = checks.get(ownership.former_owner)
+            if entry is None or entry.request is None or entry.owner_id != ownership.former_owner:
+                continue
+            if check is None or not check.known or check.gone:
+                continue
+            request, former = entry.request, ownership.former_owner
+            message = say.owner_back_notice(entry, former)
+            settled = dry_run or self.m.audit.record(
+                lambda request=request, former=former: self.store.settle_return(
+                    request, former_owner=former, actor_id=SYSTEM_ACTOR, now=now
+                ),
+                lambda done, message=message: message if done else None,
+            )
+            if settled:
+                actions.append(f"{entry.username}: owner {former} is back; ownership settled")
+        return actions
 
     # --- idle ------------------------------------------------------------------------------------------
 

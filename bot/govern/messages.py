@@ -93,6 +93,15 @@ def kept_notice(user_id: str, name: str, reason: str) -> dict[str, Any]:
     return {"text": text, "blocks": [section(text), *said((("Reason", reason),))]}
 
 
+def owner_back_notice(entry: AccountEntry, owner_id: str) -> dict[str, Any]:
+    """To the audit channel, where the admins were offered the account: the offer is void."""
+    text = (
+        f":leftwards_arrow_with_hook: <@{owner_id}> may own accounts again, so `{escape(entry.username)}` "
+        "is theirs again; its ownership offer no longer stands."
+    )
+    return {"text": text, "blocks": [section(text)]}
+
+
 def deletion_warning(entry: AccountEntry, *, why: str, when: datetime) -> dict[str, Any]:
     text = (
         f":warning: `{escape(entry.username)}` will be deleted by the bot on {day_in(when, 'UTC')} ({why}), "

@@ -315,6 +315,32 @@ class GovernanceStore:
             )
             return True
 
+    def settle_return(
+        self, request: StoredRequest, *, former_owner: str, actor_id: str, now: datetime
+    ) -> bool:
+        """The former owner may own accounts again (reactivated, or a full member again) and the record
+        still names them: the ownership is settled in their favour. A compare-and-set; audited."""
+        with self._store._write() as connection:
+            settled = connection.execute(
+                update(OWNERSHIPS)
+                .where(
+                    OWNERSHIPS.c.mixpanel_account_id == request.mixpanel_account_id,
+                    OWNERSHIPS.c.state == str(OwnershipState.OPEN),
+                    OWNERSHIPS.c.former_owner == former_owner,
+                )
+                .values(state=str(OwnershipState.TAKEN), resolved_by=former_owner, resolved_at=now)
+            ).rowcount
+            if settled == 1:
+                LifecycleStore.action_row(
+                    connection,
+                    AuditEvent.OWNER_CHANGED,
+                    _ref(request),
+                    actor_id=actor_id,
+                    detail=f"{former_owner} may own accounts again; the ownership is theirs again",
+                    now=now,
+                )
+            return settled == 1
+
     def close_ownership(self, account_id: int, *, actor_id: str, now: datetime) -> None:
         """The account was deleted: its open ownership is settled."""
         with self._store._write() as connection:
