@@ -113,7 +113,7 @@ def opened_view(bot, before: int) -> dict:
 
 def test_an_idle_account_is_told_once_kept_with_a_reason_and_then_idle_again(bots, slack):
     bot, clock = start(bots, slack, idle_days=30)
-    request = mint(bot)
+    request = mint(bot, days=90)
     since = len(bot.slack.calls())
     on_clock(bot, clock)
     job = bot.runtime.governance.job
@@ -146,7 +146,9 @@ def test_an_idle_account_is_told_once_kept_with_a_reason_and_then_idle_again(bot
     bot.wait_idle()
     assert len(kept) == 1 and "the quarterly finance export" in kept[0]["detail"]
     [announced] = posts_to(bot, AUDIT, "the quarterly finance export")
-    assert "&lt;!channel&gt;" in json.dumps(announced) and "<!channel>" not in json.dumps(announced)
+    # The person's words only as plain_text, never as mrkdwn nor in the notification text.
+    assert reason not in announced["text"]
+    assert [b["text"]["type"] for b in announced["blocks"] if reason in b["text"]["text"]] == ["plain_text"]
     assert ":zzz: *idle*" not in text_of(run_list(bot))
 
     clock.now += 29 * DAY  # counts as used at the keep: not idle within idle_days of it
@@ -170,7 +172,7 @@ def test_a_used_account_is_not_idle(bots, slack):
 
 def test_an_idle_account_is_deleted_after_the_grace_period_with_both_warnings(bots, slack):
     bot, clock = start(bots, slack, idle_days=30, idle_action=IdleDeletion(delete_after_days=3))
-    request = mint(bot)
+    request = mint(bot, days=90)
     since = len(bot.slack.calls())
     on_clock(bot, clock)
     job = bot.runtime.governance.job
@@ -431,7 +433,7 @@ def test_the_posture_counts_a_known_organization(bots, slack):
 
 def test_a_dry_run_writes_and_sends_nothing(bots, slack):
     bot, clock = start(bots, slack, idle_days=30, unmanaged="notify")
-    mint(bot)
+    mint(bot, days=90)
     bot.mixpanel.add_account(ORG_ID, "made-by-hand")
     on_clock(bot, clock)
     clock.now += 31 * DAY
@@ -450,7 +452,7 @@ def test_two_govern_runs_at_once_send_one_notice(bots, slack, fresh_postgres_url
     )
     first = bots.start(database_url=fresh_postgres_url, policy=policy)
     second = bots.start(database_url=fresh_postgres_url, policy=policy)
-    mint(first)
+    mint(first, days=90)
     clock = Clock()
     clock.now += 31 * DAY
     for bot in (first, second):
@@ -577,7 +579,7 @@ def test_an_owner_gone_past_orphan_days_is_in_the_weekly_summary(bots, slack):
 
 def test_forged_keep_and_review_clicks_change_nothing(bots, slack):
     bot, clock = start(bots, slack, idle_days=30, review_every_days=90)
-    request = mint(bot)
+    request = mint(bot, days=90)
     on_clock(bot, clock)
     clock.now += 31 * DAY
     bot.runtime.governance.job.run_once()

@@ -13,6 +13,7 @@ from typing import Any
 from slack_sdk.errors import SlackClientError
 
 from bot.create.messages import escape
+from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.inventory_store import InventoryStore
 from bot.govern.store import GovernanceStore
@@ -66,8 +67,8 @@ class GovernActions:
     def _keep_refusal(self, user_id: str, value: Any, *, patient: bool):
         target = parse_target(value)
         request = self.m.records.get(target.request_id) if target and target.request_id else None
-        if request is None:
-            return None, UNKNOWN_ACCOUNT, None
+        if request is None or request.state is not RequestState.DELIVERED:
+            return None, UNKNOWN_ACCOUNT, None  # unknown, or deleted since the idle message: nothing to keep
         person = self.d.directory.try_requester(user_id, patient=patient)
         decision = may_manage(
             self.d.policy,
@@ -106,7 +107,7 @@ class GovernActions:
                 lambda: self.store.record_keep(
                     request, actor_id=user_id, reason=reason, basis=str(basis), now=now
                 ),
-                say.section_message(f":zzz: <@{user_id}> kept idle `{escape(name)}`: {escape(reason)}"),
+                say.kept_notice(user_id, name, reason),
             )
             return say.KEPT.format(name=name)
 

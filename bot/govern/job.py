@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,13 +24,17 @@ from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD, CountdownStep, countdown_step, idle_period, is_idle
 from bot.govern.inventory import is_unmanaged
 from bot.govern.inventory_store import InventoryStore
-from bot.govern.owners import Owners
+from bot.govern.notices import Notices
+from bot.govern.owners import OwnerCheck, Owners
 from bot.govern.posture import AccountFacts, posture
 from bot.govern.review_flow import ReviewRounds
 from bot.govern.store import GovernanceStore, NoticeKind, OwnershipState
 from bot.jobs import lease_for, run_every
 from bot.manage.accounts import AccountEntry, Presence
 from bot.manage.flow import ManageFlow
+from bot.mixpanel.catalog import OrganizationUnknown
+from bot.mixpanel.client import MixpanelError
+from bot.mixpanel.models import parse_timestamp
 from bot.policy.file import GovernancePolicy
 from bot.remind.store import ReminderStore
 from bot.rotate.schedule import on_schedule
@@ -39,6 +44,7 @@ from bot.rotate.store import RotationStore
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "governance"
+UNMANAGED_DUE, UNMANAGED_TOLD = "due", "first_seen"  # the periods of an unmanaged account's notice
 SYSTEM_ACTOR = "governance"  # the actor the audit trail names for what the bot does on its own
 
 
@@ -47,6 +53,10 @@ class GovernRun:
     actions: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     previous: dict[str, int] | None = None
+
+
+def unexpired(entry: AccountEntry, now: datetime) -> bool:
+    return entry.expires_at is None or entry.expires_at > now
 
 
 def week_of(now: datetime) -> str:
@@ -63,6 +73,7 @@ class GovernJob:
         owners: Owners,
         reviews: ReviewRounds,
         leases: ReminderStore,
+        notices: Notices,
         *,
         holder: str | None = None,
     ):
@@ -73,6 +84,7 @@ class GovernJob:
         self.owners = owners
         self.reviews = reviews
         self.leases = leases
+        self.notices = notices
         self.holder = holder or uuid.uuid4().hex
 
     @property
@@ -89,6 +101,7 @@ class GovernJob:
         return [
             replace(entry, idle=True)
             if entry.presence is Presence.LIVE
+            and unexpired(entry, now)
             and is_idle(
                 entry.last_used,
                 entry.created_at,
@@ -108,12 +121,18 @@ class GovernJob:
         entries, gone = self.m.read_entries(None, outside_projects=False)
         if not dry_run:
             self.m.close_gone(gone)
-        live = [e for e in entries if e.presence is Presence.LIVE and not e.is_bot_itself]
+        # Mixpanel keeps listing an account after it expired, but it no longer works: it is not counted,
+        # and nobody is told about it (no idle notice, review, ownership offer or unmanaged notice).
+        live = [
+            e for e in entries if e.presence is Presence.LIVE and not e.is_bot_itself and unexpired(e, now)
+        ]
         managed = [e for e in live if e.made_by_bot and e.request is not None]
         keeps = self.store.latest_keeps([e.account_id for e in live])
         checks = {owner: self.owners.check(owner) for owner in sorted({e.owner_id or "" for e in managed})}
-        open_ids = {o.account_id for o in self.store.open_ownerships()}
         run = GovernRun()
+        run.actions += self._returned(managed, checks, now, dry_run=dry_run)
+        open_ids = {o.account_id for o in self.store.open_ownerships()}
+        before = set(open_ids)
         for entry in managed:
             check = checks[entry.owner_id or ""]
             if check.gone and entry.account_id not in open_ids:
@@ -122,6 +141,12 @@ class GovernJob:
                     run.actions.append(
                         f"{entry.username}: owner {entry.owner_id} {check.why}; ownership opened"
                     )
+        opened_now = open_ids - before
+        for entry, opened_at in self.owners.unoffered(managed):  # opened before, its offer reached nobody
+            if entry.account_id in opened_now:
+                continue  # its offer was tried a moment ago
+            if dry_run or self.owners.offer(entry, now=now, opened_at=opened_at):
+                run.actions.append(f"{entry.username}: ownership offered again")
         owned = [e for e in managed if checks[e.owner_id or ""].known and not checks[e.owner_id or ""].gone]
         owned = [e for e in owned if e.account_id not in open_ids]
         run.actions += self._idle(owned, keeps, now, dry_run=dry_run)
@@ -154,6 +179,32 @@ class GovernJob:
                 run.actions.append(f"weekly summary {week} posted to {self.d.policy.audit_channel}")
         return run
 
+    def _returned(
+        self, managed: list[AccountEntry], checks: dict[str, OwnerCheck], now: datetime, *, dry_run: bool
+    ) -> list[str]:
+        """An open ownership whose former owner Slack now says may own accounts again (reactivated, or a
+        full member again), and whose record still names them, is theirs again: settled, audited, told."""
+        by_id = {entry.account_id: entry for entry in managed}
+        actions = []
+        for ownership in self.store.open_ownerships():
+            entry = by_id.get(ownership.account_id)
+            check = checks.get(ownership.former_owner)
+            if entry is None or entry.request is None or entry.owner_id != ownership.former_owner:
+                continue
+            if check is None or not check.known or check.gone:
+                continue
+            request, former = entry.request, ownership.former_owner
+            message = say.owner_back_notice(entry, former)
+            settled = dry_run or self.m.audit.record(
+                lambda request=request, former=former: self.store.settle_return(
+                    request, former_owner=former, actor_id=SYSTEM_ACTOR, now=now
+                ),
+                lambda done, message=message: message if done else None,
+            )
+            if settled:
+                actions.append(f"{entry.username}: owner {former} is back; ownership settled")
+        return actions
+
     # --- idle ------------------------------------------------------------------------------------------
 
     def _idle(
@@ -176,49 +227,66 @@ class GovernJob:
             key = (entry.account_id, period)
             if key not in told:
                 message = say.idle_message(entry, idle_days=idle_days, projects=self.m.project_names())
-                if dry_run or self._notify(NoticeKind.IDLE, entry, period, message, now):
+                if dry_run or self.notices.to_owner(NoticeKind.IDLE, entry, period, message, now):
                     actions.append(f"{entry.username}: idle notice to {entry.owner_id}")
                 continue
             if after is None:
                 continue
-            step = countdown_step(told[key], warned.get(key), now=now, after=timedelta(days=after))
+            warned_at = self.notices.warned_at(warned, entry.account_id, period)
+            step = countdown_step(told[key], warned_at, now=now, after=timedelta(days=after))
             why = f"idle, and its owner did nothing for {after} days"
             if step is CountdownStep.WARN:
                 due = max(told[key] + timedelta(days=after), now + WARNING_AHEAD)
                 message = say.deletion_warning(entry, why=why, when=due)
-                if dry_run or self._notify(NoticeKind.IDLE_WARNING, entry, period, message, now, audit=True):
+                if dry_run or self.notices.warn(NoticeKind.IDLE_WARNING, entry, period, message, now):
                     actions.append(f"{entry.username}: warned of its deletion tomorrow")
             elif step is CountdownStep.DELETE and (
-                dry_run or self.delete(entry, NoticeKind.IDLE_DELETED, period, why=why, now=now)
+                dry_run
+                or self.delete(
+                    entry,
+                    NoticeKind.IDLE_DELETED,
+                    period,
+                    why=why,
+                    now=now,
+                    still_due=lambda entry=entry, period=period: self._still_idle(entry, period, now),
+                )
             ):
                 actions.append(f"{entry.username}: deleted ({why})")
         return actions
 
-    def _notify(
-        self,
-        kind: NoticeKind,
-        entry: AccountEntry,
-        period: str,
-        message: dict,
-        now: datetime,
-        *,
-        audit: bool = False,
-    ) -> bool:
-        """To the owner (and the audit channel), once per kind, account and period."""
-        owner = entry.owner_id or ""
-        if not self.store.claim_notice(kind, entry.account_id, period, recipient=owner, now=now):
+    def _still_idle(self, entry: AccountEntry, period: str, now: datetime) -> bool:
+        """Asked right before an idle account is deleted: the run's listing may be a shared cached one, and
+        the owner may have kept it since the run began. Mixpanel's own word on its last use, fresh, and the
+        latest keep must still make it idle in the very period that was warned about."""
+        try:
+            live = self.d.mixpanel.get_service_account(self.d.catalog.organization_id(), entry.account_id)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Not deleting idle account %s: cannot read it again (%s)", entry.account_id, error)
+            return False  # a later run asks again
+        if live is None:
             return False
-        if not self.owners.post(owner, message, dm=True):
-            self.store.release_notice(kind, entry.account_id, period)
-            return False
-        if audit:
-            self.m.audit.announce(message)
-        return True
+        last_used = parse_timestamp(live.last_used)
+        kept = self.store.latest_keeps([entry.account_id]).get(entry.account_id)
+        return is_idle(
+            last_used, entry.created_at, kept, now=now, idle_days=self.g.idle_days
+        ) and period == idle_period(last_used, entry.created_at, kept)
 
-    def delete(self, entry: AccountEntry, kind: NoticeKind, period: str, *, why: str, now: datetime) -> bool:
-        """The bot deletes on its own (only with idle_action or review_action delete), once: the notice is
-        claimed first, then the usual deletion (claimed once per account, audited), then both told."""
-        if entry.request is None or not self.store.claim_notice(
+    def delete(
+        self,
+        entry: AccountEntry,
+        kind: NoticeKind,
+        period: str,
+        *,
+        why: str,
+        now: datetime,
+        still_due: Callable[[], bool] | None = None,
+    ) -> bool:
+        """The bot deletes on its own (only with idle_action or review_action delete), once: `still_due`
+        judges it again on fresh facts, the notice is claimed, then the usual deletion (claimed once per
+        account, audited), then both told."""
+        if entry.request is None or (still_due is not None and not still_due()):
+            return False
+        if not self.store.claim_notice(
             kind, entry.account_id, period, recipient=entry.owner_id or "", now=now
         ):
             return False
@@ -250,22 +318,30 @@ class GovernJob:
                 [(e.account_id, e.username, e.mixpanel_creator) for e in outside], now=now
             )
         )
-        actions, told = [], []
-        channel = self.d.policy.audit_channel
+        actions = [f"{e.username}: first seen, made outside the bot" for e in outside if e.account_id in new]
+        if self.g.unmanaged != "notify" or not self.d.policy.audit_channel:
+            return actions
+        # Seen first under notify: owed a notice (DUE), until one is posted (TOLD), so that a notice whose
+        # post failed goes out on a later run; those first seen under report are owed none.
         for entry in outside:
-            if entry.account_id not in new:
-                continue
-            actions.append(f"{entry.username}: first seen, made outside the bot")
-            if (
-                self.g.unmanaged == "notify"
-                and channel
-                and self.store.claim_notice(
-                    NoticeKind.UNMANAGED, entry.account_id, "first_seen", recipient=channel, now=now
+            if entry.account_id in new:
+                self.store.claim_notice(
+                    NoticeKind.UNMANAGED, entry.account_id, UNMANAGED_DUE, recipient="", now=now
                 )
-            ):
-                told.append(entry)
-        if told:
-            self.m.audit.announce(say.unmanaged_notice(told))
+        sent = self.store.notices(NoticeKind.UNMANAGED, [e.account_id for e in outside])
+        owed = [
+            e
+            for e in outside
+            if (e.account_id, UNMANAGED_DUE) in sent and (e.account_id, UNMANAGED_TOLD) not in sent
+        ]
+        if owed:
+            claims = [(entry.account_id, UNMANAGED_TOLD) for entry in owed]
+
+            def message(won: list[tuple[int, str]]) -> dict:
+                ids = {account_id for account_id, _ in won}
+                return say.unmanaged_notice([e for e in owed if e.account_id in ids])
+
+            self.notices.to_audit_channel(NoticeKind.UNMANAGED, claims, message, now)
         return actions
 
     # --- the weekly summary ----------------------------------------------------------------------------
@@ -284,16 +360,8 @@ class GovernJob:
         return found
 
     def _weekly_summary(self, run: GovernRun, week: str, now: datetime) -> bool:
-        channel = self.d.policy.audit_channel
-        if not channel or not self.store.claim_notice(
-            NoticeKind.WEEKLY_SUMMARY, 0, week, recipient=channel, now=now
-        ):
-            return False
         message = say.summary_message(run.counts, run.previous, self.orphans_overdue(now))
-        if not self.d.delivery.announce(channel, message):
-            self.store.release_notice(NoticeKind.WEEKLY_SUMMARY, 0, week)
-            return False
-        return True
+        return bool(self.notices.to_audit_channel(NoticeKind.WEEKLY_SUMMARY, [(0, week)], message, now))
 
     # --- the admins' App Home header ---------------------------------------------------------------
 

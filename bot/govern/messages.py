@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.approve.messages import said
 from bot.create.messages import escape
 from bot.govern.posture import posture_lines
 from bot.manage.accounts import AccountEntry
@@ -49,6 +50,9 @@ ADOPT_GONE = "`{name}` is no longer there to adopt (deleted, or adopted already)
 ADOPT_OWNER_INVALID = "Choose a full member of this workspace as the owner."
 REVIEW_ANSWERED = "Noted: `{name}` is still needed. Thank you."
 REVIEW_STALE = "This review line was answered already or is not yours; nothing changed."
+REVIEW_GONE = (
+    "`{name}` was deleted since this review was sent, so there is nothing to confirm; nothing changed."
+)
 
 
 def section_message(text: str) -> dict[str, Any]:
@@ -80,6 +84,22 @@ def idle_message(entry: AccountEntry, *, idle_days: int, projects: dict[int, Pro
             },
         ],
     }
+
+
+def kept_notice(user_id: str, name: str, reason: str) -> dict[str, Any]:
+    """To the audit channel: the keep-reason is the person's own words, so it is shown as plain_text (as
+    approvals show reasons), never as mrkdwn that could pass for the bot's, nor in the notification text."""
+    text = f":zzz: <@{user_id}> kept idle `{escape(name)}`."
+    return {"text": text, "blocks": [section(text), *said((("Reason", reason),))]}
+
+
+def owner_back_notice(entry: AccountEntry, owner_id: str) -> dict[str, Any]:
+    """To the audit channel, where the admins were offered the account: the offer is void."""
+    text = (
+        f":leftwards_arrow_with_hook: <@{owner_id}> may own accounts again, so `{escape(entry.username)}` "
+        "is theirs again; its ownership offer no longer stands."
+    )
+    return {"text": text, "blocks": [section(text)]}
 
 
 def deletion_warning(entry: AccountEntry, *, why: str, when: datetime) -> dict[str, Any]:
@@ -141,17 +161,28 @@ def unmanaged_notice(entries: list[AccountEntry]) -> dict[str, Any]:
 
 
 def review_message(
-    round_id: str, entries: list[AccountEntry], *, projects: dict[int, Project], grace_days: int
+    round_id: str,
+    entries: list[AccountEntry],
+    *,
+    projects: dict[int, Project],
+    grace_days: int,
+    deletes: bool,
+    total: int | None = None,
+    part: tuple[int, int] = (1, 1),
 ) -> dict[str, Any]:
-    """One DM per owner per period: Still needed / Delete, per account."""
-    headline = (
-        f":clipboard: Periodic review: are your {len(entries)} Mixpanel service account(s) still needed?"
+    """One DM per owner per period: Still needed / Delete, per account; an owner of more than REVIEW_MAX
+    accounts gets the round in parts of REVIEW_MAX (`part`: this one, of how many). `deletes`: what the
+    policy's review_action does to an unanswered account, said as it is."""
+    count = total if total is not None else len(entries)
+    headline = f":clipboard: Periodic review: are your {count} Mixpanel service account(s) still needed?"
+    if part[1] > 1:
+        headline += f" (part {part[0]} of {part[1]})"
+    fate = (
+        "unanswered accounts are deleted by the bot, after a warning the day before"
+        if deletes
+        else "unanswered accounts are reported to the admins"
     )
-    blocks: list[dict[str, Any]] = [
-        section(
-            f"{headline}\nAnswer within {grace_days} days; unanswered accounts are reported to the admins."
-        )
-    ]
+    blocks: list[dict[str, Any]] = [section(f"{headline}\nAnswer within {grace_days} days; {fate}.")]
     for entry in entries[:REVIEW_MAX]:
         value = f"{round_id}:{entry.account_id}"
         delete = delete_button(entry)

@@ -10,6 +10,7 @@ background client, which waits out Slack's 429s within its budget (bot/slack/ret
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,12 +48,21 @@ class OwnerCheck:
 UNKNOWN = OwnerCheck(known=False)
 
 
+def offer_period(opened_at: datetime) -> str:
+    """An ownership offer is sent once per opening of the ownership."""
+    return opened_at.isoformat(timespec="seconds")
+
+
 class Owners:
     def __init__(self, manage: ManageFlow, store: GovernanceStore):
         self.m = manage
         self.d = manage.d
         self.store = store
         self._checks: TTLCache[OwnerCheck] = TTLCache(OWNER_CHECK_SECONDS)
+        # user_change re-checks in progress: a person's burst of events costs one users.info, plus one more
+        # if events came in meanwhile (that lookup may have read Slack from before them).
+        self._rechecks: dict[str, bool] = {}  # user id -> another re-check is due after this one
+        self._rechecks_lock = threading.Lock()
 
     def check(self, user_id: str, *, fresh: bool = False) -> OwnerCheck:
         """`fresh`: after an event about this person, never trust an answer from before it."""
@@ -80,7 +90,28 @@ class Owners:
 
     def on_user_change(self, user_id: str, *, now: datetime | None = None) -> list[str]:
         """A `user_change` event said this person may have left: look them up again, and only if Slack
-        confirms it, open the ownership of every account they own. Deletes nothing."""
+        confirms it, open the ownership of every account they own. Deletes nothing. Single flight per
+        person: an event that comes while a re-check of the same person runs makes it run once more."""
+        with self._rechecks_lock:
+            if user_id in self._rechecks:
+                self._rechecks[user_id] = True
+                return []
+            self._rechecks[user_id] = False
+        done: list[str] = []
+        try:
+            while True:
+                done += self._recheck(user_id, now)
+                with self._rechecks_lock:
+                    if not self._rechecks[user_id]:
+                        del self._rechecks[user_id]
+                        return done
+                    self._rechecks[user_id] = False
+        except BaseException:
+            with self._rechecks_lock:
+                self._rechecks.pop(user_id, None)  # the next event re-checks afresh
+            raise
+
+    def _recheck(self, user_id: str, now: datetime | None) -> list[str]:
         check = self.check(user_id, fresh=True)
         if not check.gone:
             return []
@@ -109,8 +140,10 @@ class Owners:
         self.offer(entry, now=now)
         return True
 
-    def offer(self, entry: AccountEntry, *, now: datetime) -> bool:
-        """To the successor group's members by DM; otherwise to the admins through the audit channel."""
+    def offer(self, entry: AccountEntry, *, now: datetime, opened_at: datetime | None = None) -> bool:
+        """To the successor group's members by DM; otherwise to the admins through the audit channel. Once
+        per opening (`opened_at`, default `now`: it opened just now): an offer nobody could be sent is
+        released, and the job offers it again (`unoffered`)."""
         request = entry.request
         if request is None:
             return False
@@ -124,7 +157,7 @@ class Owners:
                 log.warning("Cannot list the successor group %s: %s", group, error)
         if not targets and self.d.policy.audit_channel:
             targets = [(self.d.policy.audit_channel, False)]
-        period = now.isoformat(timespec="seconds")
+        period = offer_period(opened_at or now)
         account_id = entry.account_id
         if not targets or not self.store.claim_notice(
             NoticeKind.OWNERSHIP_OFFER, account_id, period, recipient=targets[0][0], now=now
@@ -134,6 +167,17 @@ class Owners:
         if not reached:
             self.store.release_notice(NoticeKind.OWNERSHIP_OFFER, account_id, period)
         return bool(reached)
+
+    def unoffered(self, entries: list[AccountEntry]) -> list[tuple[AccountEntry, datetime]]:
+        """The open ownerships among these accounts whose offer reached nobody yet, with when they opened."""
+        by_id = {entry.account_id: entry for entry in entries}
+        ownerships = [o for o in self.store.open_ownerships() if o.account_id in by_id]
+        offered = self.store.notices(NoticeKind.OWNERSHIP_OFFER, [o.account_id for o in ownerships])
+        return [
+            (by_id[o.account_id], o.opened_at)
+            for o in ownerships
+            if o.state is OwnershipState.OPEN and (o.account_id, offer_period(o.opened_at)) not in offered
+        ]
 
     def post(self, target: str, message: dict, *, dm: bool) -> bool:
         problem = post_lasting(self.d.background_slack, target, message, dm=dm)

@@ -8,8 +8,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.db.schema import RequestState
 from bot.govern import messages as say
 from bot.govern.idle import WARNING_AHEAD
+from bot.govern.notices import Notices
 from bot.govern.owners import Owners
 from bot.govern.review_store import ReviewItem, ReviewStore
 from bot.govern.reviews import Answer, Overdue, overdue_step, review_period
@@ -20,12 +22,15 @@ from bot.manage.permissions import AccountOwnership, ManageAction, may_manage
 
 
 class ReviewRounds:
-    def __init__(self, manage: ManageFlow, store: ReviewStore, notices: GovernanceStore, owners: Owners):
+    def __init__(
+        self, manage: ManageFlow, store: ReviewStore, notices: GovernanceStore, owners: Owners, send: Notices
+    ):
         self.m = manage
         self.d = manage.d
         self.store = store
         self.notices = notices
         self.owners = owners
+        self.send = send
         # Set by the job: how the bot deletes on its own (claimed once, audited, both told).
         self.delete: Callable[..., bool] = lambda *args, **kwargs: False
 
@@ -40,25 +45,44 @@ class ReviewRounds:
             by_owner[entry.owner_id or ""].append(entry)
         actions = []
         for owner, every in sorted(by_owner.items()):
-            entries = every[: say.REVIEW_MAX]  # past that, the ones that expire soonest (the list order)
             if dry_run:
-                actions.append(f"review round {period} for {owner}: {len(entries)} account(s), unless sent")
+                actions.append(f"review round {period} for {owner}: {len(every)} account(s), unless sent")
                 continue
-            requests = [e.request for e in entries if e.request is not None]
-            round_id = self.store.start_round(owner, period, requests, now=now)
-            if round_id is None:
-                continue  # this period's round was opened already
-            message = say.review_message(
-                round_id, entries, projects=self.m.project_names(), grace_days=g.review_grace_days
-            )
-            if self.owners.post(owner, message, dm=True):
-                actions.append(f"review round {period} sent to {owner}: {len(entries)} account(s)")
-            else:
-                self.store.forget_round(round_id)
+            actions += self._start(owner, period, every, now)
         live = {e.account_id: e for e in owned}
         for item in self.store.unanswered():
             actions += self._overdue(item, live.get(item.account_id), now, dry_run=dry_run)
         return actions
+
+    def _start(self, owner: str, period: int, every: list[AccountEntry], now: datetime) -> list[str]:
+        """Open the owner's round with every account in it, and send it in DMs of at most REVIEW_MAX lines
+        (the soonest to expire first, the list's order). A line whose DM could not be sent leaves the round
+        (it is never reported or deleted unasked); a round none of whose DMs went out is opened again."""
+        g = self.d.policy.governance
+        requests = [e.request for e in every if e.request is not None]
+        round_id = self.store.start_round(owner, period, requests, now=now)
+        if round_id is None:
+            return []  # this period's round was opened already
+        parts = [every[i : i + say.REVIEW_MAX] for i in range(0, len(every), say.REVIEW_MAX)]
+        unsent: list[AccountEntry] = []
+        for number, part in enumerate(parts, start=1):
+            message = say.review_message(
+                round_id,
+                part,
+                projects=self.m.project_names(),
+                grace_days=g.review_grace_days,
+                deletes=g.review_action == "delete",
+                total=len(every),
+                part=(number, len(parts)),
+            )
+            if not self.owners.post(owner, message, dm=True):
+                unsent += part
+        if len(unsent) == len(every):
+            self.store.forget_round(round_id)
+            return []
+        if unsent:
+            self.store.drop_lines(round_id, [e.account_id for e in unsent])
+        return [f"review round {period} sent to {owner}: {len(every) - len(unsent)} account(s)"]
 
     def _overdue(
         self, item: ReviewItem, entry: AccountEntry | None, now: datetime, *, dry_run: bool
@@ -66,38 +90,26 @@ class ReviewRounds:
         g = self.d.policy.governance
         if entry is None:
             return []  # deleted meanwhile, or its owner left: the ownership flow has it
-        warned = self.notices.notices(NoticeKind.REVIEW_WARNING, [item.account_id]).get(
-            (item.account_id, item.round_id)
-        )
+        if entry.owner_id != item.owner_id:
+            return []  # taken over since: the round asked the former owner; the new one is asked next period
+        sent = self.notices.notices(NoticeKind.REVIEW_WARNING, [item.account_id])
+        warned = self.send.warned_at(sent, item.account_id, item.round_id)
         step = overdue_step(
             item.started_at, warned, now=now, grace_days=g.review_grace_days, action=g.review_action
         )
-        channel = self.d.policy.audit_channel
         if step is Overdue.NOT_YET:
             return []
         if step is Overdue.REPORT:
-            if dry_run or (
-                channel
-                and self.notices.claim_notice(
-                    NoticeKind.REVIEW_OVERDUE, item.account_id, item.round_id, recipient=channel, now=now
-                )
-            ):
-                if not dry_run:
-                    self.m.audit.announce(
-                        say.review_overdue_notice(item.username, item.owner_id, item.started_at)
-                    )
+            claim = [(item.account_id, item.round_id)]
+            message = say.review_overdue_notice(item.username, item.owner_id, item.started_at)
+            if dry_run or self.send.to_audit_channel(NoticeKind.REVIEW_OVERDUE, claim, message, now):
                 return [f"{item.username}: unconfirmed in review, reported"]
             return []
         why = f"left unconfirmed in the periodic review for {g.review_grace_days} days"
         if step is Overdue.WARN:
             due = max(item.started_at + timedelta(days=g.review_grace_days), now + WARNING_AHEAD)
             message = say.deletion_warning(entry, why=why, when=due)
-            if dry_run or self.notices.claim_notice(
-                NoticeKind.REVIEW_WARNING, item.account_id, item.round_id, recipient=item.owner_id, now=now
-            ):
-                if not dry_run:
-                    self.owners.post(item.owner_id, message, dm=True)
-                    self.m.audit.announce(message)
+            if dry_run or self.send.warn(NoticeKind.REVIEW_WARNING, entry, item.round_id, message, now):
                 return [f"{item.username}: unconfirmed in review, warned of its deletion"]
             return []
         if dry_run or self.delete(entry, NoticeKind.REVIEW_DELETED, item.round_id, why=why, now=now):
@@ -125,6 +137,9 @@ class ReviewRounds:
         if item is None or request is None or item.answer is not None or not decision.allowed:
             self.m.record_refusal(user_id, "review", f"`{str(value)[:64]}`", "stale or not theirs", None)
             return say.REVIEW_STALE
+        if request.state is not RequestState.DELIVERED:  # deleted since: no answer to record
+            self.m.record_refusal(user_id, "review", f"account {item.account_id}", "account gone", None)
+            return say.REVIEW_GONE.format(name=item.username)
         if answer is Answer.DELETE:
             outcome = self.m.delete(user_id, f"r:{request.id}")
             if outcome.changed:

@@ -121,6 +121,17 @@ class ReviewStore:
             connection.execute(delete(ANSWERS).where(ANSWERS.c.round_id == round_id))
             connection.execute(delete(ROUNDS).where(ROUNDS.c.id == round_id))
 
+    def drop_lines(self, round_id: str, account_ids: list[int]) -> None:
+        """Lines whose DM could not be sent: not asked, so not in the round (the next period asks them)."""
+        with self._store._write() as connection:
+            connection.execute(
+                delete(ANSWERS).where(
+                    ANSWERS.c.round_id == round_id,
+                    ANSWERS.c.mixpanel_account_id.in_(account_ids),
+                    ANSWERS.c.answer.is_(None),
+                )
+            )
+
     def item(self, round_id: str, account_id: int) -> ReviewItem | None:
         query = _JOINED.where(ROUNDS.c.id == round_id, ANSWERS.c.mixpanel_account_id == account_id)
         with self._store._read() as connection:

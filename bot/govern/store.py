@@ -294,6 +294,17 @@ class GovernanceStore:
             ).rowcount
             if moved != 1:
                 raise _Lost  # rolls back the ownership's update too
+            # A takeover counts as a keep by the new owner: a new idle spell begins, so a countdown begun
+            # for the former owner (whose idle notice, with its Keep it, the new owner never got) ends.
+            connection.execute(
+                insert(KEEPS).values(
+                    mixpanel_account_id=request.mixpanel_account_id,
+                    request_id=request.id,
+                    actor_id=new_owner,
+                    reason=f"took over from {former_owner}",
+                    kept_at=now,
+                )
+            )
             LifecycleStore.action_row(
                 connection,
                 AuditEvent.OWNER_CHANGED,
@@ -303,6 +314,32 @@ class GovernanceStore:
                 now=now,
             )
             return True
+
+    def settle_return(
+        self, request: StoredRequest, *, former_owner: str, actor_id: str, now: datetime
+    ) -> bool:
+        """The former owner may own accounts again (reactivated, or a full member again) and the record
+        still names them: the ownership is settled in their favour. A compare-and-set; audited."""
+        with self._store._write() as connection:
+            settled = connection.execute(
+                update(OWNERSHIPS)
+                .where(
+                    OWNERSHIPS.c.mixpanel_account_id == request.mixpanel_account_id,
+                    OWNERSHIPS.c.state == str(OwnershipState.OPEN),
+                    OWNERSHIPS.c.former_owner == former_owner,
+                )
+                .values(state=str(OwnershipState.TAKEN), resolved_by=former_owner, resolved_at=now)
+            ).rowcount
+            if settled == 1:
+                LifecycleStore.action_row(
+                    connection,
+                    AuditEvent.OWNER_CHANGED,
+                    _ref(request),
+                    actor_id=actor_id,
+                    detail=f"{former_owner} may own accounts again; the ownership is theirs again",
+                    now=now,
+                )
+            return settled == 1
 
     def close_ownership(self, account_id: int, *, actor_id: str, now: datetime) -> None:
         """The account was deleted: its open ownership is settled."""

@@ -8,6 +8,7 @@ from bot.db.store import Store
 from bot.govern.actions import GovernActions
 from bot.govern.inventory_store import InventoryStore
 from bot.govern.job import GovernJob
+from bot.govern.notices import Notices
 from bot.govern.owners import Owners
 from bot.govern.review_flow import ReviewRounds
 from bot.govern.review_store import ReviewStore
@@ -28,8 +29,9 @@ def build_governance(manage: ManageFlow, store: Store) -> Governance:
     notices = GovernanceStore(store)
     inventory = InventoryStore(store)
     owners = Owners(manage, notices)
-    reviews = ReviewRounds(manage, ReviewStore(store), notices, owners)
-    job = GovernJob(manage, notices, inventory, owners, reviews, ReminderStore(store))
+    send = Notices(manage, notices, owners)
+    reviews = ReviewRounds(manage, ReviewStore(store), notices, owners, send)
+    job = GovernJob(manage, notices, inventory, owners, reviews, ReminderStore(store), send)
     reviews.delete = job.delete
     manage.d.annotate_entries = job.mark_idle
     manage.d.home_header = job.home_header
