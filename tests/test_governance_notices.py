@@ -9,8 +9,17 @@ import json
 from bot.govern.store import GovernanceStore, OwnershipState
 from bot.policy.file import IdleDeletion
 from tests.conftest import ALICE, ORG_ID
-from tests.lifecycle import AUDIT, BOB, mint
-from tests.test_governance import CAROL, DAY, SUCCESSORS, dms, on_clock, posts_to, start, text_of, user_change
+from tests.governance_harness import (
+    CAROL,
+    DAY,
+    SUCCESSORS,
+    dms,
+    on_clock,
+    posts_to,
+    start,
+    user_change,
+)
+from tests.lifecycle import AUDIT, BOB, mint, text_of
 
 WARNING = "will be deleted by the bot"
 

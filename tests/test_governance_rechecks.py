@@ -8,8 +8,17 @@ from bot.govern import messages as say
 from bot.manage.views import ACTION_DELETE
 from bot.policy.file import GovernancePolicy, IdleDeletion, PersonSelector, Policy
 from tests.conftest import ALICE, ORG_ID
+from tests.governance_harness import (
+    DAY,
+    Clock,
+    answer_at,
+    click,
+    dms,
+    on_clock,
+    posts_to,
+    start,
+)
 from tests.lifecycle import ADMIN, AUDIT, audit_events, mint, text_of
-from tests.test_governance import DAY, Clock, answer_at, click, dms, on_clock, posts_to, start
 
 
 def test_an_account_used_since_the_cached_listing_is_not_deleted_as_idle(bots, slack):

@@ -11,8 +11,15 @@ from bot.govern.inventory_store import InventoryStore
 from bot.govern.review_store import ReviewStore
 from bot.models import Role
 from tests.conftest import ALICE, ORG_ID
-from tests.lifecycle import ADMIN, mint
-from tests.test_governance import DAY, answer_at, click, dms, on_clock, start, text_of
+from tests.governance_harness import (
+    DAY,
+    answer_at,
+    click,
+    dms,
+    on_clock,
+    start,
+)
+from tests.lifecycle import ADMIN, mint, text_of
 
 
 def owned_by_alice(bot, count: int) -> list[int]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import threading
 
+from bot.govern import messages as say
 from bot.govern.store import GovernanceStore, OwnershipState
 from bot.policy.file import IdleDeletion
-from tests.lifecycle import AUDIT, BOB, mint
-from tests.test_governance import (
+from tests.governance_harness import (
     CAROL,
     DAY,
     SUCCESSORS,
@@ -19,11 +19,10 @@ from tests.test_governance import (
     lookups_of,
     on_clock,
     posts_to,
-    say,
     start,
-    text_of,
     user_change,
 )
+from tests.lifecycle import AUDIT, BOB, mint, text_of
 
 
 def take_over_as_carol(bot, slack, request) -> None:
