@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 STEP_LEASE = timedelta(minutes=10)  # a run holds a rotation this long at most before another may settle it
 # Successor requests that ended without an account (or with one deleted again): a new attempt may start.
 SETTLED_WITHOUT_ACCOUNT = (RequestState.FAILED, RequestState.DELETED)
+# A successor's approval request that ended without a yes to act on (a withdrawn yes included): it stops.
+ENDED_UNAPPROVED = (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED, RequestState.WITHDRAWN)
 
 
 class RotationFlow(OverlapSteps):
@@ -344,7 +346,7 @@ class RotationFlow(OverlapSteps):
             except (MixpanelError, OrganizationUnknown):
                 return None  # claimed and `submitted`: the sweeper settles it, then a new attempt
             return self._make(old, rotation, claimed, organization_id, now)
-        if successor.state in (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED):
+        if successor.state in ENDED_UNAPPROVED:
             return self._fail(old, rotation, say.Stop.DENIED, str(successor.state), now)
         if successor.state is RequestState.DELIVERED:  # the owner clicked Create themselves: it is stored
             return self._move(
