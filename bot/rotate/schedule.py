@@ -10,6 +10,7 @@ from enum import StrEnum
 from bot.db.schema import RequestState, StoredRequest
 from bot.models import AccountSpec
 from bot.policy.file import DeleteOld, Policy, RotationSettings
+from bot.rotate.states import RotationState
 
 # when_unused: the owner is warned this long before the cap deletes an old account that is still in use.
 CAP_WARNING = timedelta(hours=24)
@@ -107,3 +108,36 @@ def old_account_plan(
     if not quiet and not warned and now >= cap - CAP_WARNING:
         return OldAccountPlan(Fate.WARN, cap)
     return OldAccountPlan(Fate.WAIT, earliest if quiet else cap)
+
+
+class ExpiryReminder(StrEnum):
+    """What an expiry reminder should say of an account, given its rotation (bot/remind/flow.py)."""
+
+    REPLACE = "replace"  # nobody else will act: replace it, or delete it
+    NONE = "none"  # the bot rotates it (or its rotation deletes it) before it expires: nothing to do
+    KEPT = "kept"  # rotated; delete_old: never kept the old account, which expires on its own
+
+
+# A rotation that should have begun this long ago and has not (no rotation job runs?): remind as usual.
+NOT_STARTED_GRACE = timedelta(days=1)
+
+
+def expiry_reminder(
+    policy: Policy, request: StoredRequest, state: RotationState | None, now: datetime
+) -> ExpiryReminder:
+    """`state`: its rotation's (bot/rotate/states.py), None if none opened. A stopped (failed) rotation
+    leaves the account to its owner again, as does one that is overdue and never started."""
+    if state is RotationState.OLD_KEPT:
+        return ExpiryReminder.KEPT
+    if state is RotationState.OVERLAPPING:
+        settings = rotation_settings(policy, request) or policy.rotation
+        return ExpiryReminder.KEPT if settings.delete_old is DeleteOld.NEVER else ExpiryReminder.NONE
+    if state is RotationState.FAILED:
+        return ExpiryReminder.REPLACE
+    if state is not None:
+        return ExpiryReminder.NONE  # under way, or its old account is deleted
+    settings = rotation_settings(policy, request)
+    start = due_at(request, settings) if settings else None
+    if start is None or start <= now - NOT_STARTED_GRACE:
+        return ExpiryReminder.REPLACE
+    return ExpiryReminder.NONE
