@@ -151,7 +151,9 @@ class ReminderJob:
         due = [(e, due_threshold(e.expires_at, now, thresholds)) for e in entries]
         due = [(e, days) for e, days in due if days is not None]
         sent = self.store.sent([e.request.id for e, _ in due if e.request])
-        rotations = RotationStore(self.d.store).for_requests([e.request.id for e, _ in due if e.request])
+        rotation_store = RotationStore(self.d.store)
+        rotations = rotation_store.for_requests([e.request.id for e, _ in due if e.request])
+        written_over = rotation_store.written_over([e.request.id for e, _ in due if e.request])
         reminders = []
         for entry, days in due:
             if entry.request is None or days is None or (entry.request.id, days) in sent:
@@ -159,7 +161,13 @@ class ReminderJob:
             # An account the bot rotates needs no "replace it": its rotation does that (and tells the owner
             # at each step). A stopped rotation leaves it to the owner again; a kept old one is told so.
             rotation = rotations.get(entry.request.id)
-            kind = expiry_reminder(self.d.policy, entry.request, rotation.state if rotation else None, now)
+            kind = expiry_reminder(
+                self.d.policy,
+                entry.request,
+                rotation.state if rotation else None,
+                now,
+                written_over=entry.request.id in written_over,
+            )
             if kind is ExpiryReminder.NONE:
                 continue
             status = self._owner_status(entry.request.owner)

@@ -71,6 +71,8 @@ class RotationFlow(OverlapSteps):
         """Move this account's rotation as far as it goes now; the states it passed through (empty: it
         waits, or another run holds it). `force` (Rotate now) starts it before it is due."""
         rotation = self.rotations.get(old.id)
+        if (rotation is None or not rotation.began) and self.rotations.written_over([old.id]):
+            return []  # a Replace… wrote a newer account into its secret: that one is rotated, not this
         if rotation is None:
             settings = rotation_settings(self.d.policy, old)
             start = due_at(old, settings) if settings else None

@@ -123,10 +123,18 @@ NOT_STARTED_GRACE = timedelta(days=1)
 
 
 def expiry_reminder(
-    policy: Policy, request: StoredRequest, state: RotationState | None, now: datetime
+    policy: Policy,
+    request: StoredRequest,
+    state: RotationState | None,
+    now: datetime,
+    *,
+    written_over: bool = False,
 ) -> ExpiryReminder:
     """`state`: its rotation's (bot/rotate/states.py), None if none opened. A stopped (failed) rotation
-    leaves the account to its owner again, as does one that is overdue and never started."""
+    leaves the account to its owner again, as does one that is overdue and never started, or one whose
+    secret a Replace… gave to a newer account (`written_over`: it is not rotated)."""
+    if written_over and state in (None, RotationState.DUE, RotationState.FAILED):
+        return ExpiryReminder.REPLACE
     if state is RotationState.OLD_KEPT:
         return ExpiryReminder.KEPT
     if state is RotationState.OVERLAPPING:

@@ -110,6 +110,11 @@ class Rotation:
     def finished(self) -> bool:
         return self.state in FINISHED
 
+    @property
+    def began(self) -> bool:
+        """Past due (or failed): a successor is asked for, being made, or exists."""
+        return self.state not in (RotationState.DUE, RotationState.FAILED)
+
 
 class RotationMoved(Exception):
     """A compare-and-set found the rotation elsewhere (another run moved it, or the claim lapsed)."""
@@ -135,6 +140,25 @@ class RotationStore:
         query = select(ROTATIONS).where(ROTATIONS.c.request_id.in_(request_ids))
         with self._store._read() as connection:
             return {row["request_id"]: Rotation.of(row) for row in connection.execute(query).mappings()}
+
+    def written_over(self, request_ids: list[str]) -> set[str]:
+        """Of these accounts, those a delivered newer account replaced in the same secret (a Replace…):
+        the secret holds the newer one, which is the one rotated; writing over it would be refused."""
+        if not request_ids:
+            return set()
+        newer = REQUESTS.alias("newer")
+        query = (
+            select(REQUESTS.c.id)
+            .join(newer, newer.c.replaces_request_id == REQUESTS.c.id)
+            .where(
+                REQUESTS.c.id.in_(request_ids),
+                newer.c.state == str(RequestState.DELIVERED),
+                newer.c.destination == REQUESTS.c.destination,
+                newer.c.destination_entry == REQUESTS.c.destination_entry,
+            )
+        )
+        with self._store._read() as connection:
+            return set(connection.execute(query).scalars())
 
     def unfinished(self) -> list[Rotation]:
         query = select(ROTATIONS).where(ROTATIONS.c.state.not_in([str(s) for s in FINISHED]))
