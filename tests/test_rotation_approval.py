@@ -140,7 +140,8 @@ def test_a_successor_whose_approver_is_no_approver_today_is_not_claimed_but_aske
     assert [c.args["channel"] for c in approver_posts(after)[asked_before:]] == ["D" + SECOND_APPROVER]
 
     click(after, SECOND_APPROVER, text.ACTION_APPROVE, request_id)
-    after.slack.wait_for(lambda c: c.method == "chat.postMessage" and text.ACTION_CLAIM in button_ids(c.args))
+    wait_until(lambda: after.store.get(request_id).state is RequestState.APPROVED)
+    after.wait_idle()
     assert run(after) == [S.SUCCESSOR_CREATED, S.WRITTEN, S.VERIFIED, S.OVERLAPPING]
     assert successor_of(after, old).id == request_id
 

@@ -26,10 +26,13 @@ def rotation_settings(policy: Policy, request: StoredRequest) -> RotationSetting
 
 
 def due_at(request: StoredRequest, settings: RotationSettings) -> datetime | None:
-    """When rotation of this account begins: days_before_expiry before it expires; for an account that never
-    expires, every_days after it was made (None: never)."""
+    """When rotation of this account begins: days_before_expiry before it expires, but not before half its
+    lifetime has passed; for an account that never expires, every_days after it was made (None: never).
+    Without the half-life floor, an account made for less than days_before_expiry would be due the moment
+    it is made, and so would each successor (it gets the same lifetime): a new account on every run."""
     if request.expires_at is not None:
-        return request.expires_at - timedelta(days=settings.days_before_expiry)
+        half_life = request.created_at + (request.expires_at - request.created_at) / 2
+        return max(request.expires_at - timedelta(days=settings.days_before_expiry), half_life)
     if settings.every_days is not None:
         return request.created_at + timedelta(days=settings.every_days)
     return None
