@@ -7,6 +7,7 @@ import pytest
 
 from bot.approve import messages as text
 from bot.db.schema import RequestState
+from bot.models import Role
 from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector
 from bot.rotate.states import RotationState
 from tests.conftest import ALICE
@@ -176,4 +177,20 @@ def test_a_withdrawn_successor_approval_stops_the_rotation_and_keeps_the_old_acc
 
     assert "did not approve" in rotation_of(bot, old).failure
     assert old.mixpanel_account_id in bot.mixpanel.accounts and len(bot.mixpanel.create_calls()) == 1
+    assert "could not be rotated" in dms_to(bot, ALICE)[-1]
+
+
+def test_an_approved_successor_that_todays_policy_refuses_is_not_claimed(bots, vault, slack):
+    """Approved while the policy allowed analysts; by the next run it allows consumers only: as for a
+    person's claim, the successor is judged again, nothing is made, and the rotation stops, told."""
+    bot, clock, old = bot_whose_policy_now_wants_approval(bots, vault, slack)
+    request_id = approve_the_successor(bot, clock)
+    deps = bot.runtime.flow.d
+    deps.policy = deps.policy.model_copy(update={"max_role": Role.CONSUMER})
+
+    assert run(bot) == [S.FAILED]
+
+    assert len(bot.mixpanel.create_calls()) == 1
+    assert bot.store.get(request_id).state is RequestState.CANCELLED
+    assert "today's policy would not allow" in rotation_of(bot, old).failure
     assert "could not be rotated" in dms_to(bot, ALICE)[-1]

@@ -72,6 +72,18 @@ def successor_spec(policy: Policy, old: StoredRequest, now: datetime) -> Account
     )
 
 
+def stored_spec(request: StoredRequest) -> AccountSpec:
+    """What a stored successor request asks for, to judge it again (its expiry as a UTC date)."""
+    return AccountSpec(
+        username=request.username,
+        role=request.role,
+        project_ids=request.project_ids,
+        expires_on=request.expires_at.date() if request.expires_at else None,
+        destination=request.destination,
+        secret_name=request.secret_name,
+    )
+
+
 class Fate(StrEnum):
     WAIT = "wait"
     WARN = "warn"  # when_unused: still in use, and the cap deletes it within CAP_WARNING: tell the owner
