@@ -118,6 +118,21 @@ class OverlapSteps:
             return self._move(old, rotation, RotationState.OLD_DELETED, now, detail=f"already {old.state}")
         if old.mixpanel_account_id is None:
             return None
+        successor = self.d.store.get(rotation.successor_request_id or "")
+        if successor is not None and successor.state is not RequestState.DELIVERED:
+            # A person deleted the successor during the overlap: the old account is the one that works now.
+            moved = self._move(
+                old,
+                rotation,
+                RotationState.OLD_KEPT,
+                now,
+                detail=f"successor {successor.state}; old one kept",
+            )
+            self.notices.dm(
+                old.owner,
+                {"text": say.successor_gone_text(name, successor.mixpanel_username or successor.username)},
+            )
+            return moved
         try:
             organization_id = self.d.catalog.organization_id()
             live = self.d.mixpanel.get_service_account(organization_id, old.mixpanel_account_id)

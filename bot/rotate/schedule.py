@@ -145,13 +145,15 @@ def expiry_reminder(
     *,
     written_over: bool = False,
 ) -> ExpiryReminder:
-    """`state`: its rotation's (bot/rotate/states.py), None if none opened. A stopped (failed) rotation
-    leaves the account to its owner again, as does one that is overdue and never started, or one whose
-    secret a Replace… gave to a newer account (`written_over`: it is not rotated)."""
+    """`state`: its rotation's (bot/rotate/states.py), None if none opened. `written_over`: a delivered
+    newer account holds its secret (a Replace…'s, or its rotation's successor). A stopped (failed) rotation
+    leaves the account to its owner again, as does one that is overdue and never started, one whose secret
+    a Replace… gave to a newer account (it is not rotated), and an old account kept because its successor
+    was deleted (nothing replaces it)."""
     if written_over and state in (None, RotationState.DUE, RotationState.FAILED):
         return ExpiryReminder.REPLACE
     if state is RotationState.OLD_KEPT:
-        return ExpiryReminder.KEPT
+        return ExpiryReminder.KEPT if written_over else ExpiryReminder.REPLACE
     if state is RotationState.OVERLAPPING:
         settings = rotation_settings(policy, request) or policy.rotation
         return ExpiryReminder.KEPT if settings.delete_old is DeleteOld.NEVER else ExpiryReminder.NONE
