@@ -21,6 +21,12 @@ def vault():
         yield fake
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Both databases: the compare-and-set and the join below are SQL of their own."""
+    return request.getfixturevalue("fresh_postgres_url") if request.param == "postgresql" else None
+
+
 def take_over(bot, request, new_owner: str, now) -> None:
     governance = GovernanceStore(bot.store)
     current = bot.store.get(request.id)
@@ -44,9 +50,9 @@ def test_an_account_taken_over_before_its_rotation_rotates_for_its_new_owner(bot
     assert len(dms_to(bot, ALICE)) == told_alice  # the former owner hears nothing of it
 
 
-def test_a_takeover_during_the_overlap_hands_the_successor_to_the_new_owner(bots, vault, slack):
+def test_a_takeover_during_the_overlap_hands_the_successor_to_the_new_owner(bots, vault, slack, database_url):
     slack.add_user(CAROL, tz="UTC", name="carol")
-    bot, clock = rotating_bot(bots, vault, slack, overlap_hours=24)
+    bot, clock = rotating_bot(bots, vault, slack, database_url=database_url, overlap_hours=24)
     old = mint(bot)
     due(old, clock)
     assert run(bot) == [S.SUCCESSOR_CREATED, S.WRITTEN, S.VERIFIED, S.OVERLAPPING]

@@ -24,6 +24,12 @@ def vault():
         yield fake
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Both databases: the compare-and-set and the join below are SQL of their own."""
+    return request.getfixturevalue("fresh_postgres_url") if request.param == "postgresql" else None
+
+
 def replace_into_its_secret(bot, request_id: str, user: str = ALICE) -> None:
     """Replace… on the account list, and the form sent as it opens (the same secret, a new version)."""
     before = len(bot.slack.calls("views.open"))
@@ -38,8 +44,8 @@ def replace_into_its_secret(bot, request_id: str, user: str = ALICE) -> None:
     bot.wait_idle()
 
 
-def test_after_a_replace_only_the_account_its_secret_holds_is_rotated(bots, vault, slack):
-    bot, clock = rotating_bot(bots, vault, slack)
+def test_after_a_replace_only_the_account_its_secret_holds_is_rotated(bots, vault, slack, database_url):
+    bot, clock = rotating_bot(bots, vault, slack, database_url=database_url)
     first = mint(bot)
     replace_into_its_secret(bot, first.id)
     [replacement] = [r for r in bot.runtime.manage.records.delivered(ALICE) if r.id != first.id]
