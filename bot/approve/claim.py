@@ -43,10 +43,9 @@ class ApprovalClaims(ApprovalCore):
 
     def claim(self, request_id: str, user_id: str, view_id: str, context: SubmissionContext) -> None:
         """The requester clicked and a modal is open: re-check them, claim once, create, show it there."""
-        judged = self._judge(request_id, Action.CLAIM, user_id)
+        judged = self.judge_claim(request_id, user_id)
         record = judged.record
-        if judged.refusal is Refusal.APPROVALS_LAPSED and record is not None:
-            self._reopen(record, judged)
+        if judged.refusal is Refusal.APPROVALS_LAPSED:
             self.d.delivery.update_view(view_id, status_view(judged.sentence or ""))
             return
         if judged.sentence or record is None:
@@ -90,6 +89,16 @@ class ApprovalClaims(ApprovalCore):
             )
             self.notices.update_requester_messages(final, status, None)
             self.notices.refresh_approvers(final)
+
+    def judge_claim(self, request_id: str, user_id: str) -> Judgement:
+        """A claim judged under today's policy: the approvals recounted (only people who are approvers now,
+        against max(stored, today's) approvals_needed). One whose approvals lapsed is reopened here, so that
+        every claimer (the requester's click, a rotation) sends it back to today's approvers the same way.
+        Claim only when the sentence is None, passing on `lapsed` and `needed` to the store's claim."""
+        judged = self._judge(request_id, Action.CLAIM, user_id)
+        if judged.refusal is Refusal.APPROVALS_LAPSED and judged.record is not None:
+            self._reopen(judged.record, judged)
+        return judged
 
     def _reopen(self, record: ApprovalRecord, judged: Judgement) -> None:
         """Approved → pending under today's policy; today's approvers are asked again, the requester told."""

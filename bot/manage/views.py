@@ -336,10 +336,13 @@ def reminder_message(
     projects: dict[int, Project],
     owner_status: str | None = None,
     move_to_store: bool = False,
+    rotated_to: str | None = None,
 ) -> dict[str, Any]:
     """The expiry reminder: to the creator, or to the audit channel when `owner_status` says (e.g. "has left
     the workspace") why the creator cannot be reached. Never a secret. `move_to_store`: the token was shown
-    in Slack and the policy has secret stores: offer Move into a secret store… (there it is rotated)."""
+    in Slack and the policy has secret stores: offer Move into a secret store… (there it is rotated).
+    `rotated_to`: the successor's username, for an old account a rotation kept (delete_old: never): it is
+    replaced already, so the reminder offers only Delete now."""
     name = f"`{escape(entry.username)}`"
     expiry = expiry_phrase(entry.expires_at, now=now, timezone="UTC")
     if owner_status is None:
@@ -351,6 +354,11 @@ def reminder_message(
             f"{owner_status}."
         )
         advice = "Someone should take it over (make a replacement) or delete it now."
+    if rotated_to is not None:
+        advice = (
+            f"It was rotated: `{escape(rotated_to)}` replaces it in its secret store. The old account was "
+            "kept and expires on its own; nothing needs replacing. Delete it now once nothing uses it."
+        )
     used = f"last used {_date(entry.last_used, 'UTC')}" if entry.last_used else "never used"
     text = f"{headline}\n{entry.role or ''!s} · {_projects(entry, projects)} · {used}\n{advice}"
     delete = delete_button(entry)
@@ -363,7 +371,7 @@ def reminder_message(
                 "type": "actions",
                 "block_id": f"{SCOPE_REMINDER}:{entry.account_id}",
                 "elements": [
-                    replace_button(entry),
+                    *([replace_button(entry)] if rotated_to is None else []),
                     *([move_to_store_button(entry)] if move_to_store else []),
                     delete,
                 ],

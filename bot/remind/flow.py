@@ -28,6 +28,8 @@ from bot.manage.views import reminder_message
 from bot.models import Requester, Standing, Workspace
 from bot.policy.file import Policy
 from bot.remind.store import ReminderStore
+from bot.rotate.schedule import ExpiryReminder, expiry_reminder
+from bot.rotate.store import RotationStore
 from bot.slack.delivery import post_lasting
 from bot.slack.directory import DirectoryUnavailable, SlackDirectory, UnknownUser
 
@@ -94,6 +96,7 @@ class Reminder:
     entry: AccountEntry
     days_before: int
     owner_status: OwnerStatus
+    rotated_to: str | None = None  # the successor of an old account its rotation kept (delete_old: never)
 
     @property
     def creator_id(self) -> str:
@@ -148,13 +151,29 @@ class ReminderJob:
         due = [(e, due_threshold(e.expires_at, now, thresholds)) for e in entries]
         due = [(e, days) for e, days in due if days is not None]
         sent = self.store.sent([e.request.id for e, _ in due if e.request])
+        rotation_store = RotationStore(self.d.store)
+        rotations = rotation_store.for_requests([e.request.id for e, _ in due if e.request])
+        written_over = rotation_store.written_over([e.request.id for e, _ in due if e.request])
         reminders = []
         for entry, days in due:
             if entry.request is None or days is None or (entry.request.id, days) in sent:
                 continue
+            # An account the bot rotates needs no "replace it": its rotation does that (and tells the owner
+            # at each step). A stopped rotation leaves it to the owner again; a kept old one is told so.
+            rotation = rotations.get(entry.request.id)
+            kind = expiry_reminder(
+                self.d.policy,
+                entry.request,
+                rotation.state if rotation else None,
+                now,
+                written_over=entry.request.id in written_over,
+            )
+            if kind is ExpiryReminder.NONE:
+                continue
             status = self._owner_status(entry.request.owner)
             if status is not None:
-                reminders.append(Reminder(entry, days, status))
+                rotated_to = rotation.successor_username if rotation and kind is ExpiryReminder.KEPT else None
+                reminders.append(Reminder(entry, days, status, rotated_to=rotated_to or None))
         return reminders
 
     def run_once(self, now: datetime | None = None, *, dry_run: bool = False) -> list[Reminder]:
@@ -206,6 +225,7 @@ class ReminderJob:
             owner_status=OWNER_PHRASES.get(reminder.owner_status),
             # Shown in Slack, so not rotated: offer a move into a store, where it will be.
             move_to_store=request.destination is None and bool(self.d.policy.destinations),
+            rotated_to=reminder.rotated_to,
         )
         reached = [target for target, dm in targets if self._post(target, message, reminder, dm=dm)]
         if not reached:

@@ -58,11 +58,19 @@ class RotationApproval:
 
     def claim(self, successor: StoredRequest, now: datetime) -> StoredRequest | None:
         """Approved → submitted, once, as the requester's Create click would; None if it lost the race
-        (the owner clicked Create after all, or the claim window closed)."""
+        (the owner clicked Create after all, or the claim window closed), or if today's policy finds the
+        approvals too few (then it is pending again, and today's approvers are asked)."""
         if successor.state is not RequestState.APPROVED:
             return None
+        # Judged as the owner's own click would be: a yes from someone who is no approver today, or fewer
+        # yeses than today's policy needs, does not count; such a request goes back to today's approvers.
+        judged = self.flow.judge_claim(successor.id, successor.requester_id)
+        if judged.sentence is not None:
+            return None
         claimed = self.flow.creation.audit.record(
-            lambda: self.flow.store.claim(successor.id, successor.requester_id, now=now),
+            lambda: self.flow.store.claim(
+                successor.id, successor.requester_id, now=now, lapsed=judged.lapsed, needed=judged.needed
+            ),
             lambda record: (
                 approval_text.audit_announcement(
                     "claimed",

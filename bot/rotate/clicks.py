@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 KEEP_LONGER_BY = timedelta(days=1)
 UNKNOWN = "That account is not one the bot rotates; nothing was changed."
+WRITTEN_OVER = (
+    "`{name}` was replaced: a newer account holds its secret, and that one is rotated, not this one. "
+    "Nothing was changed."
+)
 NOT_OVERLAPPING = "The old account is no longer waiting to be deleted, so nothing was changed."
 
 
@@ -53,8 +57,10 @@ class RotationClicks:
         if request is None:
             return refusal or UNKNOWN
         rotation = self.flow.rotations.get(request.id)
-        if rotation is not None and rotation.state not in (RotationState.DUE, RotationState.FAILED):
+        if rotation is not None and rotation.began:
             return f"`{request.mixpanel_username}` is being rotated already ({rotation.state})."
+        if self.flow.rotations.written_over([request.id]):
+            return WRITTEN_OVER.format(name=request.mixpanel_username)
         now = self.d.clock()
 
         def rotate() -> None:

@@ -29,15 +29,15 @@ from bot.destinations.base import DestinationError, Failure, Replaced
 from bot.manage.store import LifecycleStore
 from bot.mixpanel.catalog import OrganizationUnknown
 from bot.mixpanel.client import MixpanelError
-from bot.models import Requester, Standing
-from bot.policy.access import decide
+from bot.models import AccountSpec, Requester, Standing
+from bot.policy.access import Decision, decide
 from bot.redaction import redactor
 from bot.remind.flow import OWNER_PHRASES, OwnerStatus, look_up_owner
 from bot.rotate import messages as say
 from bot.rotate.approval import RotationApproval
 from bot.rotate.notices import RotationNotices
 from bot.rotate.overlap import ROTATION_ACTOR, OverlapSteps
-from bot.rotate.schedule import RETRY_AFTER, due_at, rotation_settings, successor_spec
+from bot.rotate.schedule import RETRY_AFTER, due_at, rotation_settings, stored_spec, successor_spec
 from bot.rotate.states import RotationState
 from bot.rotate.store import Rotation, RotationMoved, RotationStore
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 STEP_LEASE = timedelta(minutes=10)  # a run holds a rotation this long at most before another may settle it
 # Successor requests that ended without an account (or with one deleted again): a new attempt may start.
 SETTLED_WITHOUT_ACCOUNT = (RequestState.FAILED, RequestState.DELETED)
+# A successor's approval request that ended without a yes to act on (a withdrawn yes included): it stops.
+ENDED_UNAPPROVED = (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED, RequestState.WITHDRAWN)
 
 
 class RotationFlow(OverlapSteps):
@@ -69,6 +71,8 @@ class RotationFlow(OverlapSteps):
         """Move this account's rotation as far as it goes now; the states it passed through (empty: it
         waits, or another run holds it). `force` (Rotate now) starts it before it is due."""
         rotation = self.rotations.get(old.id)
+        if (rotation is None or not rotation.began) and self.rotations.written_over([old.id]):
+            return []  # a Replace… wrote a newer account into its secret: that one is rotated, not this
         if rotation is None:
             settings = rotation_settings(self.d.policy, old)
             start = due_at(old, settings) if settings else None
@@ -167,32 +171,11 @@ class RotationFlow(OverlapSteps):
         name = old.mixpanel_username or old.username
         if (old.destination or "") not in self.d.destinations:
             return self._fail(old, rotation, say.Stop.DESTINATION_GONE, old.destination or "?", now)
-        status = look_up_owner(self.d.directory, self.d.policy, self.d.installation, old.owner)
-        if status is None:
-            return None  # Slack could not say who the owner is: the next run asks again
         spec = successor_spec(self.d.policy, old, now)
-        # A rotation is the machine's, not a person's: an owner who left is judged as a plain member.
-        judged = Requester(user_id=old.owner, standing=Standing.MEMBER, team_id=self.d.installation.team_id)
-        if status is OwnerStatus.PRESENT:
-            present = self.d.directory.try_requester(old.owner, patient=True)
-            if present is None:
-                return None  # their standing and groups could not be read: the next run asks again
-            judged = present
-        try:
-            organization_id = self.d.catalog.organization_id()
-            known = [project.id for project in self.d.catalog.get().projects]
-        except (MixpanelError, OrganizationUnknown) as error:
-            log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", name, error)
-            return None
-        decision = decide(
-            self.d.policy,
-            judged,
-            spec,
-            installation=self.d.installation,
-            today=now.date(),
-            recent_creations=0,  # the owner's daily limit is for people's requests, not for rotations
-            known_project_ids=known,
-        )
+        judged = self._judge(old, spec, now)
+        if judged is None:
+            return None  # Slack or Mixpanel could not be asked: the next run asks again
+        decision, status, organization_id = judged
         if decision.refusal is not None or decision.violations:
             reasons = [v.message for v in decision.violations] or [str(decision.refusal)]
             return self._fail(old, rotation, say.Stop.POLICY, " ".join(reasons), now)
@@ -222,6 +205,38 @@ class RotationFlow(OverlapSteps):
             rotation, holder=self.holder, now=now, successor_request_id=successor.id
         )
         return self._make(old, rotation, successor, organization_id, now)
+
+    def _judge(
+        self, old: StoredRequest, spec: AccountSpec, now: datetime
+    ) -> tuple[Decision, OwnerStatus, int] | None:
+        """The successor judged by today's policy as a request of the owner's; None when Slack or Mixpanel
+        cannot be asked now."""
+        status = look_up_owner(self.d.directory, self.d.policy, self.d.installation, old.owner)
+        if status is None:
+            return None
+        # A rotation is the machine's, not a person's: an owner who left is judged as a plain member.
+        judged = Requester(user_id=old.owner, standing=Standing.MEMBER, team_id=self.d.installation.team_id)
+        if status is OwnerStatus.PRESENT:
+            present = self.d.directory.try_requester(old.owner, patient=True)
+            if present is None:
+                return None  # their standing and groups could not be read
+            judged = present
+        try:
+            organization_id = self.d.catalog.organization_id()
+            known = [project.id for project in self.d.catalog.get().projects]
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.warning("Rotation of %s waits: Mixpanel cannot be asked (%s)", old.id, error)
+            return None
+        decision = decide(
+            self.d.policy,
+            judged,
+            spec,
+            installation=self.d.installation,
+            today=now.date(),
+            recent_creations=0,  # the owner's daily limit is for people's requests, not for rotations
+            known_project_ids=known,
+        )
+        return decision, status, organization_id
 
     def _make(
         self,
@@ -336,15 +351,20 @@ class RotationFlow(OverlapSteps):
         if successor is None or self.approvals is None:
             return None
         if successor.state is RequestState.APPROVED:
+            # Judged again, as a person's claim is: the policy may have changed while the approvers decided.
+            judged = self._judge(old, stored_spec(successor), now)
+            if judged is None:
+                return None
+            decision, _, organization_id = judged
+            if decision.refusal is not None or decision.violations:
+                self.approvals.flow.store.cancel(successor.id, successor.requester_id, now=now)
+                reasons = [v.message for v in decision.violations] or [str(decision.refusal)]
+                return self._fail(old, rotation, say.Stop.POLICY, " ".join(reasons), now)
             claimed = self.approvals.claim(successor, now)
             if claimed is None:
                 return None
-            try:
-                organization_id = self.d.catalog.organization_id()
-            except (MixpanelError, OrganizationUnknown):
-                return None  # claimed and `submitted`: the sweeper settles it, then a new attempt
             return self._make(old, rotation, claimed, organization_id, now)
-        if successor.state in (RequestState.DENIED, RequestState.EXPIRED, RequestState.CANCELLED):
+        if successor.state in ENDED_UNAPPROVED:
             return self._fail(old, rotation, say.Stop.DENIED, str(successor.state), now)
         if successor.state is RequestState.DELIVERED:  # the owner clicked Create themselves: it is stored
             return self._move(

@@ -69,9 +69,12 @@ class RotationJob:
         """Accounts due for rotation, and those whose rotation is under way (not yet finished)."""
         live = [r for r in self.records.delivered() if r.destination]
         known = self.rotations.for_requests([request.id for request in live])
+        written_over = self.rotations.written_over([request.id for request in live])
         planned = []
         for request in live:
             rotation = known.get(request.id)
+            if request.id in written_over and (rotation is None or not rotation.began):
+                continue  # a newer account holds its secret (Replace…): that one is rotated
             # One under way is finished even if the policy stopped rotating since: its successor exists.
             if rotation is not None and not rotation.finished:
                 planned.append(PlannedRotation(request, rotation))

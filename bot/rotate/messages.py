@@ -96,6 +96,14 @@ def old_deleted_text(old: str, new: str, where: str) -> str:
     )
 
 
+def successor_gone_text(old: str, new: str) -> str:
+    return (
+        f":warning: `{new}`, the successor of `{old}`, was deleted during the overlap, so `{old}` is kept "
+        "and its rotation ends here. The secret's current version holds the deleted account; its previous "
+        f"version still holds `{old}`, which keeps working until its own expiry."
+    )
+
+
 def cap_warning_text(old: str, new: str, cap: datetime) -> str:
     return (
         f":warning: `{old}` is still being used, though its successor `{new}` is in the secret store. "

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.audit.trail import AuditTrail
 from bot.db.schema import RequestState, StoredRequest
 from bot.dependencies import FlowDependencies
 from bot.manage.store import AccountRef, LifecycleStore
@@ -37,6 +38,7 @@ class OverlapSteps:
     """Mixed into RotationFlow, which sets these and defines `_move` (the compare-and-set, audited)."""
 
     d: FlowDependencies
+    audit: AuditTrail
     records: LifecycleStore
     rotations: RotationStore
     notices: RotationNotices
@@ -48,7 +50,29 @@ class OverlapSteps:
         rotation under way ends as configured (its successor exists already)."""
         return rotation_settings(self.d.policy, old) or self.d.policy.rotation
 
+    def _follow_owner(self, old: StoredRequest, rotation: Rotation, now: datetime) -> None:
+        """Whoever owns the old account owns its successor: an owner who took the old one over while the
+        rotation ran (waiting for approval, or in the overlap) gets the successor too. A successor whose own
+        owner was changed since it was made is left alone."""
+        successor = self.d.store.get(rotation.successor_request_id or "")
+        if successor is None or successor.owner_id is not None or successor.requester_id == old.owner:
+            return
+        name = successor.mixpanel_username or successor.username
+        self.audit.record(
+            lambda: self.rotations.hand_over(successor, to_owner=old.owner, actor_id=ROTATION_ACTOR, now=now),
+            lambda moved: (
+                say.audit_announcement(
+                    f"successor {name} handed to <@{old.owner}>, who owns the old account now",
+                    owner_id=old.owner,
+                    old=old.mixpanel_username or old.username,
+                )
+                if moved
+                else None
+            ),
+        )
+
     def _begin_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation:
+        self._follow_owner(old, rotation, now)
         settings = self._settings(old)
         delete_old = settings.delete_old
         plan = self.old_account_plan(old, rotation, now, last_used=None)
@@ -89,10 +113,26 @@ class OverlapSteps:
 
     def _end_overlap(self, old: StoredRequest, rotation: Rotation, now: datetime) -> Rotation | None:
         name = old.mixpanel_username or old.username
+        self._follow_owner(old, rotation, now)
         if old.state is not RequestState.DELIVERED:  # a person deleted it meanwhile: nothing left to do
             return self._move(old, rotation, RotationState.OLD_DELETED, now, detail=f"already {old.state}")
         if old.mixpanel_account_id is None:
             return None
+        successor = self.d.store.get(rotation.successor_request_id or "")
+        if successor is not None and successor.state is not RequestState.DELIVERED:
+            # A person deleted the successor during the overlap: the old account is the one that works now.
+            moved = self._move(
+                old,
+                rotation,
+                RotationState.OLD_KEPT,
+                now,
+                detail=f"successor {successor.state}; old one kept",
+            )
+            self.notices.dm(
+                old.owner,
+                {"text": say.successor_gone_text(name, successor.mixpanel_username or successor.username)},
+            )
+            return moved
         try:
             organization_id = self.d.catalog.organization_id()
             live = self.d.mixpanel.get_service_account(organization_id, old.mixpanel_account_id)

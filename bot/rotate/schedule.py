@@ -10,6 +10,7 @@ from enum import StrEnum
 from bot.db.schema import RequestState, StoredRequest
 from bot.models import AccountSpec
 from bot.policy.file import DeleteOld, Policy, RotationSettings
+from bot.rotate.states import RotationState
 
 # when_unused: the owner is warned this long before the cap deletes an old account that is still in use.
 CAP_WARNING = timedelta(hours=24)
@@ -25,10 +26,13 @@ def rotation_settings(policy: Policy, request: StoredRequest) -> RotationSetting
 
 
 def due_at(request: StoredRequest, settings: RotationSettings) -> datetime | None:
-    """When rotation of this account begins: days_before_expiry before it expires; for an account that never
-    expires, every_days after it was made (None: never)."""
+    """When rotation of this account begins: days_before_expiry before it expires, but not before half its
+    lifetime has passed; for an account that never expires, every_days after it was made (None: never).
+    Without the half-life floor, an account made for less than days_before_expiry would be due the moment
+    it is made, and so would each successor (it gets the same lifetime): a new account on every run."""
     if request.expires_at is not None:
-        return request.expires_at - timedelta(days=settings.days_before_expiry)
+        half_life = request.created_at + (request.expires_at - request.created_at) / 2
+        return max(request.expires_at - timedelta(days=settings.days_before_expiry), half_life)
     if settings.every_days is not None:
         return request.created_at + timedelta(days=settings.every_days)
     return None
@@ -65,6 +69,18 @@ def successor_spec(policy: Policy, old: StoredRequest, now: datetime) -> Account
         expires_on=expires_on,
         destination=old.destination,
         secret_name=old.secret_name,
+    )
+
+
+def stored_spec(request: StoredRequest) -> AccountSpec:
+    """What a stored successor request asks for, to judge it again (its expiry as a UTC date)."""
+    return AccountSpec(
+        username=request.username,
+        role=request.role,
+        project_ids=request.project_ids,
+        expires_on=request.expires_at.date() if request.expires_at else None,
+        destination=request.destination,
+        secret_name=request.secret_name,
     )
 
 
@@ -107,3 +123,46 @@ def old_account_plan(
     if not quiet and not warned and now >= cap - CAP_WARNING:
         return OldAccountPlan(Fate.WARN, cap)
     return OldAccountPlan(Fate.WAIT, earliest if quiet else cap)
+
+
+class ExpiryReminder(StrEnum):
+    """What an expiry reminder should say of an account, given its rotation (bot/remind/flow.py)."""
+
+    REPLACE = "replace"  # nobody else will act: replace it, or delete it
+    NONE = "none"  # the bot rotates it (or its rotation deletes it) before it expires: nothing to do
+    KEPT = "kept"  # rotated; delete_old: never kept the old account, which expires on its own
+
+
+# A rotation that should have begun this long ago and has not (no rotation job runs?): remind as usual.
+NOT_STARTED_GRACE = timedelta(days=1)
+
+
+def expiry_reminder(
+    policy: Policy,
+    request: StoredRequest,
+    state: RotationState | None,
+    now: datetime,
+    *,
+    written_over: bool = False,
+) -> ExpiryReminder:
+    """`state`: its rotation's (bot/rotate/states.py), None if none opened. `written_over`: a delivered
+    newer account holds its secret (a Replace…'s, or its rotation's successor). A stopped (failed) rotation
+    leaves the account to its owner again, as does one that is overdue and never started, one whose secret
+    a Replace… gave to a newer account (it is not rotated), and an old account kept because its successor
+    was deleted (nothing replaces it)."""
+    if written_over and state in (None, RotationState.DUE, RotationState.FAILED):
+        return ExpiryReminder.REPLACE
+    if state is RotationState.OLD_KEPT:
+        return ExpiryReminder.KEPT if written_over else ExpiryReminder.REPLACE
+    if state is RotationState.OVERLAPPING:
+        settings = rotation_settings(policy, request) or policy.rotation
+        return ExpiryReminder.KEPT if settings.delete_old is DeleteOld.NEVER else ExpiryReminder.NONE
+    if state is RotationState.FAILED:
+        return ExpiryReminder.REPLACE
+    if state is not None:
+        return ExpiryReminder.NONE  # under way, or its old account is deleted
+    settings = rotation_settings(policy, request)
+    start = due_at(request, settings) if settings else None
+    if start is None or start <= now - NOT_STARTED_GRACE:
+        return ExpiryReminder.REPLACE
+    return ExpiryReminder.NONE

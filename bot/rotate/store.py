@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, and
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.db.schema import REQUESTS, Base, UTCDateTime
+from bot.db.schema import REQUESTS, AuditEvent, Base, RequestState, StoredRequest, UTCDateTime
 from bot.db.store import Store, audit_row
 from bot.rotate.states import FINISHED, IN_PROGRESS, RotationState, check_move
 
@@ -110,6 +110,11 @@ class Rotation:
     def finished(self) -> bool:
         return self.state in FINISHED
 
+    @property
+    def began(self) -> bool:
+        """Past due (or failed): a successor is asked for, being made, or exists."""
+        return self.state not in (RotationState.DUE, RotationState.FAILED)
+
 
 class RotationMoved(Exception):
     """A compare-and-set found the rotation elsewhere (another run moved it, or the claim lapsed)."""
@@ -135,6 +140,25 @@ class RotationStore:
         query = select(ROTATIONS).where(ROTATIONS.c.request_id.in_(request_ids))
         with self._store._read() as connection:
             return {row["request_id"]: Rotation.of(row) for row in connection.execute(query).mappings()}
+
+    def written_over(self, request_ids: list[str]) -> set[str]:
+        """Of these accounts, those a delivered newer account replaced in the same secret (a Replace…):
+        the secret holds the newer one, which is the one rotated; writing over it would be refused."""
+        if not request_ids:
+            return set()
+        newer = REQUESTS.alias("newer")
+        query = (
+            select(REQUESTS.c.id)
+            .join(newer, newer.c.replaces_request_id == REQUESTS.c.id)
+            .where(
+                REQUESTS.c.id.in_(request_ids),
+                newer.c.state == str(RequestState.DELIVERED),
+                newer.c.destination == REQUESTS.c.destination,
+                newer.c.destination_entry == REQUESTS.c.destination_entry,
+            )
+        )
+        with self._store._read() as connection:
+            return set(connection.execute(query).scalars())
 
     def unfinished(self) -> list[Rotation]:
         query = select(ROTATIONS).where(ROTATIONS.c.state.not_in([str(s) for s in FINISHED]))
@@ -294,6 +318,31 @@ class RotationStore:
             detail = f"until {base + by:%Y-%m-%d %H:%M} UTC"
             self._audit(connection, request_id, RotationEvent.KEPT_LONGER, detail, now, actor_id=actor_id)
             return Rotation.of(row)
+
+    def hand_over(self, successor: StoredRequest, *, to_owner: str, actor_id: str, now: datetime) -> bool:
+        """The delivered successor goes to `to_owner` (the old account's owner now), only while nobody has
+        changed its own owner since it was made (a compare-and-set on owner_id, audited). False: moved."""
+        with self._store._write() as connection:
+            row = (
+                connection.execute(
+                    update(REQUESTS)
+                    .where(
+                        REQUESTS.c.id == successor.id,
+                        REQUESTS.c.state == str(RequestState.DELIVERED),
+                        REQUESTS.c.owner_id.is_(None),
+                        REQUESTS.c.requester_id == successor.requester_id,
+                    )
+                    .values(owner_id=to_owner, updated_at=now)
+                    .returning(*REQUESTS.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return False
+            detail = f"follows the old account's owner: from {successor.requester_id} to {to_owner}"
+            audit_row(connection, AuditEvent.OWNER_CHANGED, row, at=now, detail=detail, actor_id=actor_id)
+            return True
 
     def release(self, rotation: Rotation, holder: str) -> None:
         with self._store._write() as connection:

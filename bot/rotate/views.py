@@ -30,9 +30,14 @@ def with_rotation(
 ) -> list[AccountEntry]:
     ids = [entry.request.id for entry in entries if entry.request is not None and entry.request.destination]
     known = rotations.for_requests(ids)
+    written_over = rotations.written_over(ids)
     annotated = []
     for entry in entries:
-        line = rotation_line(policy, entry, known.get(entry.request.id) if entry.request else None)
+        rotation = known.get(entry.request.id) if entry.request else None
+        if entry.request and entry.request.id in written_over and (rotation is None or not rotation.began):
+            annotated.append(entry)  # a newer account holds its secret: that one is rotated, not this
+            continue
+        line = rotation_line(policy, entry, rotation)
         annotated.append(replace(entry, rotation=line) if line else entry)
     return annotated
 
