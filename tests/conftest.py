@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,8 +70,29 @@ def _shifted_clock(request: pytest.FixtureRequest) -> Iterator[None]:
     if not days or request.node.get_closest_marker("subprocess"):
         yield
         return
-    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True), _no_python_children():
         yield
+
+
+@contextlib.contextmanager
+def _no_python_children() -> Iterator[None]:
+    """Under a shifted clock a child Python process (the bot, gunicorn, python -m bot) would see the real
+    one: such a test must be marked `subprocess`. Tools such as openssl may still run."""
+    real = subprocess.Popen
+
+    def refusing(args, *rest, **kwargs):
+        command = [str(part) for part in (args if isinstance(args, list | tuple) else [args])]
+        if any(
+            part == sys.executable or part.endswith(("python", "python3", "gunicorn")) for part in command
+        ):
+            raise AssertionError(f"this test starts {command[:3]}: mark it @pytest.mark.subprocess")
+        return real(args, *rest, **kwargs)
+
+    subprocess.Popen = refusing  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
 
 
 @pytest.fixture

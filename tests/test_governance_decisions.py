@@ -13,7 +13,7 @@ from bot.db.schema import RequestState, StoredRequest
 from bot.govern.idle import CountdownStep, countdown_step, idle_period, is_idle, last_activity
 from bot.govern.leavers import TakeoverRefusal, has_left, takeover_refusal
 from bot.govern.posture import POSTURE_LABELS, AccountFacts, posture, posture_lines, trend
-from bot.govern.reviews import Overdue, overdue_step, review_period
+from bot.govern.reviews import Overdue, next_review_period, overdue_step
 from bot.models import Requester, Role, Standing, Workspace
 from bot.policy.file import GovernancePolicy, PersonSelector, Policy, PolicyError, load_policy
 
@@ -130,8 +130,9 @@ def test_nothing_is_deleted_without_a_warning_a_day_earlier(hours_since_start, w
 
 
 def test_review_periods_are_shared_and_overdue_answers_follow_the_action():
-    assert review_period(NOW, 90) == review_period(NOW, 90)
-    assert review_period(NOW + timedelta(days=90), 90) == review_period(NOW, 90) + 1
+    assert next_review_period(None, NOW, 90) == 0  # an owner's first round is due at once
+    assert next_review_period((0, NOW - timedelta(days=89)), NOW, 90) is None
+    assert next_review_period((0, NOW - timedelta(days=90)), NOW, 90) == 1
     started = NOW - timedelta(days=15)
     assert overdue_step(started, None, now=NOW, grace_days=14, action="report") is Overdue.REPORT
     assert overdue_step(NOW, None, now=NOW, grace_days=14, action="report") is Overdue.NOT_YET
@@ -246,7 +247,9 @@ def test_an_unanswered_review_is_never_acted_on_within_its_grace(hours_since_sta
             assert step in (Overdue.REPORT, Overdue.NOT_YET)
 
 
-@given(st.integers(0, 10**9), st.integers(7, 3650), st.integers(0, 10**8))
-def test_review_periods_only_move_forward(seconds, every_days, later):
-    moment = datetime.fromtimestamp(seconds, UTC)
-    assert review_period(moment, every_days) <= review_period(moment + timedelta(seconds=later), every_days)
+@given(st.integers(0, 10**9), st.integers(0, 1000), st.integers(7, 3650), st.integers(0, 10**8))
+def test_a_round_follows_the_last_one_only_after_a_whole_period(seconds, period, every_days, later):
+    started = datetime.fromtimestamp(seconds, UTC)
+    following = next_review_period((period, started), started + timedelta(seconds=later), every_days)
+    assert (following is None) == (later < every_days * 86400)
+    assert following in (None, period + 1)

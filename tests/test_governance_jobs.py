@@ -92,6 +92,7 @@ def test_one_listing_and_one_lookup_per_owner_per_run(bots, slack):
     assert sorted(set(asked)) == [ALICE, BOB] and len(asked) == 2
 
 
+@pytest.mark.subprocess
 def test_python_m_bot_govern_and_inventory_as_subprocesses(bots, slack, mixpanel):
     import os
     import subprocess

@@ -27,6 +27,7 @@ def vault():
         yield fake
 
 
+@pytest.mark.subprocess
 def test_python_m_bot_rotate_plans_then_rotates(bots, vault, slack, mixpanel, tmp_path):
     token = vault.add_token(policy=VAULT_POLICY)
     bot, _ = rotating_bot(bots, vault, slack, vault_token=token)

@@ -21,6 +21,7 @@ def vault():
         yield fake
 
 
+@pytest.mark.subprocess
 def test_doctor_names_a_failed_rotation_and_why(bots, vault, slack, mixpanel, tmp_path):
     deployment = healthy_deployment(slack, mixpanel, tmp_path)
     assert statuses(deployment.run().stdout)["rotations"][0] == "PASS"

@@ -14,7 +14,7 @@ from bot.govern.idle import WARNING_AHEAD
 from bot.govern.notices import Notices
 from bot.govern.owners import Owners
 from bot.govern.review_store import ReviewItem, ReviewStore
-from bot.govern.reviews import Answer, Overdue, overdue_step, review_period
+from bot.govern.reviews import Answer, Overdue, next_review_period, overdue_step
 from bot.govern.store import GovernanceStore, NoticeKind
 from bot.manage.accounts import AccountEntry
 from bot.manage.flow import DeleteOutcome, ManageFlow
@@ -39,12 +39,14 @@ class ReviewRounds:
         g = self.d.policy.governance
         if g.review_every_days is None:
             return []
-        period = review_period(now, g.review_every_days)
         by_owner: dict[str, list[AccountEntry]] = defaultdict(list)
         for entry in owned:
             by_owner[entry.owner_id or ""].append(entry)
         actions = []
         for owner, every in sorted(by_owner.items()):
+            period = next_review_period(self.store.latest_round(owner), now, g.review_every_days)
+            if period is None:
+                continue  # this owner's round of the current period was opened already
             if dry_run:
                 actions.append(f"review round {period} for {owner}: {len(every)} account(s), unless sent")
                 continue

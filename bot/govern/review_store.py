@@ -115,6 +115,18 @@ class ReviewStore:
         except IntegrityError:
             return None
 
+    def latest_round(self, owner_id: str) -> tuple[int, datetime] | None:
+        """The owner's latest round: its period number and when it started."""
+        query = (
+            select(ROUNDS.c.period, ROUNDS.c.started_at)
+            .where(ROUNDS.c.owner_id == owner_id)
+            .order_by(ROUNDS.c.period.desc())
+            .limit(1)
+        )
+        with self._store._read() as connection:
+            row = connection.execute(query).first()
+        return (row.period, row.started_at) if row is not None else None
+
     def forget_round(self, round_id: str) -> None:
         """Its DM could not be sent: a later run opens the round again."""
         with self._store._write() as connection:

@@ -14,10 +14,15 @@ class Answer(StrEnum):
     DELETE = "delete"
 
 
-def review_period(now: datetime, every_days: int) -> int:
-    """The number of the review period `now` falls in: periods are every_days long, counted from the epoch,
-    so every instance and every run agrees on it without any stored state."""
-    return int(now.timestamp() // timedelta(days=every_days).total_seconds())
+def next_review_period(latest: tuple[int, datetime] | None, now: datetime, every_days: int) -> int | None:
+    """The number of the owner's next review round, or None while their latest round (its number, when it
+    started) is younger than every_days. Counted per owner from their own last round, not from a calendar
+    boundary, so a round never follows another days later; two instances computing the same number race
+    on the round's unique key, and one wins."""
+    if latest is None:
+        return 0
+    period, started_at = latest
+    return period + 1 if now - started_at >= timedelta(days=every_days) else None
 
 
 class Overdue(StrEnum):
