@@ -253,3 +253,23 @@ def test_a_round_follows_the_last_one_only_after_a_whole_period(seconds, period,
     following = next_review_period((period, started), started + timedelta(seconds=later), every_days)
     assert (following is None) == (later < every_days * 86400)
     assert following in (None, period + 1)
+
+
+@pytest.mark.parametrize(
+    ("destination", "secret", "warned"),
+    [("etl-vault", "etl-nightly", True), (None, None, False)],
+)
+def test_a_deletion_warning_and_notice_say_when_a_machine_reads_the_token_from_a_store(
+    destination, secret, warned
+):
+    from dataclasses import replace
+
+    from bot.govern.messages import deleted_notice, deletion_warning
+    from bot.manage.accounts import AccountEntry, Presence
+
+    request = replace(request_of(), destination=destination, secret_name=secret)
+    entry = AccountEntry(7001, "etl.abc.mp-service-account", Presence.LIVE, request, None, None, NOW)
+    for message in (deletion_warning(entry, why="idle", when=NOW + DAY), deleted_notice(entry, why="idle")):
+        said = message["text"]
+        assert ("etl-vault, secret etl-nightly" in said and "stops working" in said) is warned
+        assert ("secret store" in said) is warned

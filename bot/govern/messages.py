@@ -102,16 +102,25 @@ def owner_back_notice(entry: AccountEntry, owner_id: str) -> dict[str, Any]:
     return {"text": text, "blocks": [section(text)]}
 
 
+def _in_a_store(entry: AccountEntry) -> str:
+    """Where a machine may read the account's token: worth a line before and after the bot deletes it."""
+    request = entry.request
+    if request is None or request.destination is None:
+        return ""
+    where = f"{request.destination}, secret {request.secret_name or '?'}"
+    return f" Its token is in the secret store {escape(where)}: whatever reads it there stops working."
+
+
 def deletion_warning(entry: AccountEntry, *, why: str, when: datetime) -> dict[str, Any]:
     text = (
         f":warning: `{escape(entry.username)}` will be deleted by the bot on {day_in(when, 'UTC')} ({why}), "
-        "unless its owner keeps it before then."
+        f"unless its owner keeps it before then.{_in_a_store(entry)}"
     )
     return {"text": text, "blocks": [section(text)]}
 
 
 def deleted_notice(entry: AccountEntry, *, why: str) -> dict[str, Any]:
-    text = f":wastebasket: The bot deleted `{escape(entry.username)}` ({why})."
+    text = f":wastebasket: The bot deleted `{escape(entry.username)}` ({why}).{_in_a_store(entry)}"
     return {"text": text, "blocks": [section(text)]}
 
 
