@@ -377,3 +377,32 @@ def test_turning_rotation_off_makes_nothing_new_but_an_overlap_under_way_still_e
     clock.advance(days=20)  # the successor is due now too, but rotation is off
     assert run(bot) == [S.OLD_DELETED]
     assert len(bot.mixpanel.create_calls()) == 2  # the original and the one successor; nothing new
+
+
+def test_a_successor_the_store_no_longer_holds_after_a_crash_is_deleted_not_left_alive(bots, vault, slack):
+    bot, clock = rotating_bot(bots, vault, slack)
+    old = mint(bot)
+    flow = bot.runtime.rotation.flow
+    real_move = flow._move
+
+    def dies_before_verifying(old_request, rotation, target, *args, **kwargs):
+        if target is S.VERIFIED:
+            raise Killed
+        return real_move(old_request, rotation, target, *args, **kwargs)
+
+    flow._move = dies_before_verifying
+    due(old, clock)
+    with pytest.raises(Killed):
+        bot.runtime.rotation.run_once()
+    flow._move = real_move  # the next run, in a new process
+    assert rotation_of(bot, old).state is S.WRITTEN
+    successor = successor_of(bot, old)
+    vault.seed("secret", SECRET_PATH, {"edited": "by hand"}, custom_metadata={})  # before the next run
+
+    assert run(bot) == [S.FAILED]
+
+    # Its token is in no store and no person's hands: the account goes, as every lost token's does.
+    assert successor.mixpanel_account_id not in bot.mixpanel.accounts
+    assert bot.store.get(successor.id).state is RequestState.CLOSED  # deleted once, as the list's Delete
+    assert old.mixpanel_account_id in bot.mixpanel.accounts  # the old account is kept
+    assert "could not be rotated" in dms_to(bot, ALICE)[-1]

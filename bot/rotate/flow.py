@@ -429,6 +429,7 @@ class RotationFlow(OverlapSteps):
             return None  # unreadable now: the next run reads again
         if found is not None:
             return self._move(old, rotation, RotationState.VERIFIED, now, detail="read back", verified_at=now)
+        self._retire_successor(rotation, now)  # the store does not hold it: its token is lost
         return self._fail(old, rotation, say.Stop.STORE, str(Failure.MISMATCH), now)
 
     # --- stopping, and telling people -------------------------------------------------------------------

@@ -170,3 +170,25 @@ class OverlapSteps:
             old.owner, {"text": say.old_deleted_text(name, rotation.successor_username or "", where)}
         )
         return moved
+
+    def _retire_successor(self, rotation: Rotation, now: datetime) -> None:
+        """The store does not hold the successor (overwritten before the read-back): its token is nowhere,
+        so its account goes, once, as every lost token's does. If Mixpanel refuses, the deletion is
+        recorded as failed, which the account list shows and an admin's Delete takes over."""
+        successor = self.d.store.get(rotation.successor_request_id) if rotation.successor_request_id else None
+        if successor is None or successor.mixpanel_account_id is None:
+            return
+        account = AccountRef(successor.mixpanel_account_id, successor.mixpanel_username, successor)
+        claim = self.records.claim_deletion(account, actor_id=ROTATION_ACTOR, basis="rotation", now=now)
+        if not claim.won:
+            return
+        try:
+            organization_id = self.d.catalog.organization_id()
+            deleted = self.d.mixpanel.delete_if_present(organization_id, successor.mixpanel_account_id)
+        except (MixpanelError, OrganizationUnknown) as error:
+            log.error("Rotation: could not delete successor %s, whose token is lost: %s", account, error)
+            self.records.fail_deletion(account, actor_id=ROTATION_ACTOR, detail=f"rotation; {error}")
+            return
+        self.records.finish_deletion(
+            account, actor_id=ROTATION_ACTOR, found_gone=not deleted, detail="its token is lost", now=now
+        )
