@@ -89,67 +89,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _remind(*, dry_run: bool, now: datetime | None) -> int:
-    from bot.mixpanel.catalog import OrganizationUnknown
-    from bot.mixpanel.client import MixpanelError
-    from bot.runtime import build_runtime, configure_logging
-    from bot.settings import SettingsError, load_settings
+    from bot.runtime import run_command
 
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        for problem in error.problems:
-            print(f"cannot send reminders: {problem}", file=sys.stderr)
-        return 2
-    configure_logging(settings)
-    runtime = build_runtime(settings, background_tasks=False)
-    try:
+    def work(runtime) -> int:
         reminders = runtime.reminders.run_once(now, dry_run=dry_run)
-    except MixpanelError as error:
-        print(f"cannot send reminders: Mixpanel could not list the accounts ({error.kind})", file=sys.stderr)
-        return 1
-    except OrganizationUnknown as error:
-        print(f"cannot send reminders: {error}", file=sys.stderr)
-        return 2
-    finally:
-        runtime.close(grace=30)
-    verb = "would send" if dry_run else "sent"
-    for reminder in reminders:
-        print(f"{verb}: {reminder.describe(runtime.policy.audit_channel)}")
-    print(f"{len(reminders)} reminder(s) {verb}")
-    return 0
+        verb = "would send" if dry_run else "sent"
+        for reminder in reminders:
+            print(f"{verb}: {reminder.describe(runtime.policy.audit_channel)}")
+        print(f"{len(reminders)} reminder(s) {verb}")
+        return 0
+
+    return run_command("send reminders", work)
 
 
 def _rotate(*, dry_run: bool, now: datetime | None) -> int:
-    from bot.mixpanel.catalog import OrganizationUnknown
-    from bot.mixpanel.client import MixpanelError
-    from bot.runtime import build_runtime, configure_logging
-    from bot.settings import SettingsError, load_settings
+    from bot.runtime import run_command
 
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        for problem in error.problems:
-            print(f"cannot rotate: {problem}", file=sys.stderr)
-        return 2
-    configure_logging(settings)
-    runtime = build_runtime(settings, background_tasks=False)
-    if runtime.rotation is None:  # pragma: no cover - build_runtime always sets it
-        return 2
-    try:
+    def work(runtime) -> int:
         planned = runtime.rotation.run_once(now, dry_run=dry_run)
-    except MixpanelError as error:
-        print(f"cannot rotate: Mixpanel could not be asked ({error.kind})", file=sys.stderr)
-        return 1
-    except OrganizationUnknown as error:
-        print(f"cannot rotate: {error}", file=sys.stderr)
-        return 2
-    finally:
-        runtime.close(grace=30)
-    verb = "would rotate" if dry_run else "rotated"
-    for item in planned:
-        print(f"{verb}: {item.describe()}")
-    print(f"{len(planned)} account(s) {'planned' if dry_run else 'looked at'}")
-    return 0
+        verb = "would rotate" if dry_run else "rotated"
+        for item in planned:
+            print(f"{verb}: {item.describe()}")
+        print(f"{len(planned)} account(s) {'planned' if dry_run else 'looked at'}")
+        return 0
+
+    return run_command("rotate", work)
 
 
 if __name__ == "__main__":

@@ -284,3 +284,31 @@ def build_runtime(
         runtime.governance.job.start(settings.reminder_interval_seconds, runtime._stopping)
         runtime.rotation.start(settings.rotation_interval_seconds, runtime._stopping)
     return runtime
+
+
+def run_command(doing: str, work: Callable[[Runtime], int]) -> int:
+    """An operator command (`python -m bot remind`, `rotate`, `govern`, `inventory`): settings, logging, a
+    runtime without background tasks, `work`, and one plain line on stderr for what stops it. Exit codes:
+    0 done, 1 Mixpanel could not be asked, 2 the settings or the organization are wrong."""
+    from bot.mixpanel.catalog import OrganizationUnknown
+    from bot.mixpanel.client import MixpanelError
+    from bot.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"cannot {doing}: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    runtime = build_runtime(settings, background_tasks=False)
+    try:
+        return work(runtime)
+    except MixpanelError as error:
+        print(f"cannot {doing}: Mixpanel could not be asked ({error.kind})", file=sys.stderr)
+        return 1
+    except OrganizationUnknown as error:
+        print(f"cannot {doing}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.close(grace=30)

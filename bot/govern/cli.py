@@ -7,44 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from bot.govern.posture import POSTURE_LABELS, posture_lines
-
-
-def _runtime(doing: str):
-    from bot.runtime import build_runtime, configure_logging
-    from bot.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        for problem in error.problems:
-            print(f"cannot {doing}: {problem}", file=sys.stderr)
-        return None
-    configure_logging(settings)
-    return build_runtime(settings, background_tasks=False)
-
-
-def _with_runtime(doing: str, work: Callable[[Any], int]) -> int:
-    from bot.mixpanel.catalog import OrganizationUnknown
-    from bot.mixpanel.client import MixpanelError
-
-    runtime = _runtime(doing)
-    if runtime is None:
-        return 2
-    try:
-        return work(runtime)
-    except MixpanelError as error:
-        print(f"cannot {doing}: Mixpanel could not list the accounts ({error.kind})", file=sys.stderr)
-        return 1
-    except OrganizationUnknown as error:
-        print(f"cannot {doing}: {error}", file=sys.stderr)
-        return 2
-    finally:
-        runtime.close(grace=30)
+from bot.runtime import run_command
 
 
 def govern(*, dry_run: bool, report: bool, output_format: str, now: datetime | None) -> int:
@@ -70,7 +36,7 @@ def govern(*, dry_run: bool, report: bool, output_format: str, now: datetime | N
                 print(line)
         return 0
 
-    return _with_runtime("govern", work)
+    return run_command("govern", work)
 
 
 INVENTORY_COLUMNS = ["account_id", "username", "mixpanel_creator", "created", "expires", "last_used"]
@@ -106,7 +72,7 @@ def inventory(*, output_format: str) -> int:
             print(f"{len(rows)} account(s) made outside the bot")
         return 0
 
-    return _with_runtime("list the inventory", work)
+    return run_command("list the inventory", work)
 
 
 REVIEW_COLUMNS = [
