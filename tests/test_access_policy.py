@@ -271,6 +271,27 @@ def test_a_submission_to_a_process_without_the_project_list_is_asked_again_and_c
     assert [call.json["projects"] for call in mixpanel.create_calls()] == [[{"id": 3001, "role": "analyst"}]]
 
 
+@pytest.mark.parametrize(("me_seconds", "created"), [(0.5, True), (2.6, False)])
+def test_a_process_whose_project_list_is_loading_waits_for_it_only_as_long_as_the_ack_allows(
+    bots, mixpanel, me_seconds, created
+):
+    warm = bots.start()
+    _, view, _ = warm.open_form()  # rendered by a worker whose project list is loaded
+    mixpanel.latency = {"me": me_seconds}
+    cold = bots.start(warm_cache=False, background_tasks=False)  # another worker, just started
+
+    ack = cold.submit(view, form_values(projects=[3001], expires_on=clock.form_expiry(5)))
+
+    assert ack.status == 200 and ack.elapsed < 3
+    if created:  # the list came within the wait: the person never sees the cold start
+        assert ack.json()["response_action"] == "update"
+        cold.wait_idle()
+        assert len(mixpanel.create_calls()) == 1
+    else:  # it did not: fail closed, ask again, nothing made
+        assert ack.json()["errors"] == {views.BLOCK_PROJECTS: messages.PROJECTS_NOT_CHECKED}
+        assert mixpanel.create_calls() == []
+
+
 def test_never_expiring_accounts_when_the_policy_allows_them(bots):
     bot = bots.start(policy=Policy(expiry=ExpiryPolicy(allow_never=True)))
     _, view, _ = bot.open_form()

@@ -52,7 +52,12 @@ from bot.policy.access import (
     decide,
     within_quota,
 )
-from bot.slack.retry import BACKGROUND_RETRY_BUDGET, retry_budget
+from bot.slack.retry import BACKGROUND_RETRY_BUDGET, retry_budget, time_left
+
+# A submission reaching a process whose project list is still loading waits for it this long at most, and
+# never into the last ACK_MARGIN of the trigger window's budget (handlers/submission.py).
+CATALOG_WAIT = 1.5
+ACK_MARGIN = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -286,12 +291,10 @@ class CreationFlow:
         if parsed.spec is None:
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors_by_block(parsed.errors)})
         spec = self._same_destination_as_replaced(parsed.spec, context)
-        catalog = self.d.catalog.cached()
+        # A cold process (just started, or Mixpanel's /me failing) waits for the list only as long as the ack
+        # allows; then it fails closed, since without the list a project of another organization could pass.
+        catalog = self.d.catalog.within(min(CATALOG_WAIT, time_left() - ACK_MARGIN))
         if catalog is None:
-            # Fail closed: without the organization's project list (a cold process, Mixpanel's /me failing),
-            # a project of another organization could pass. Never wait for Mixpanel before the ack: fetch in
-            # the background and ask for the submission again, as Projects… does.
-            self.d.catalog.refresh_in_background()
             errors = errors_by_block({FormField.PROJECTS: messages.PROJECTS_NOT_CHECKED})
             return SubmitOutcome(ack={"response_action": "errors", "errors": errors})
         _, decision = self.judge(user_id, spec, requester=requester, recent_creations=recent, catalog=catalog)

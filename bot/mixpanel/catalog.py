@@ -77,6 +77,24 @@ class ProjectCatalog:
         """The bot's own Mixpanel user id (None if /me did not say); raises like `load`."""
         return self.get().bot_user_id
 
+    def within(self, seconds: float) -> Snapshot | None:
+        """The cached snapshot; else the fetch in flight (one is started in the background if none is),
+        waited for at most `seconds`. None when it has not come by then or failed: the caller fails closed."""
+        snapshot = self.cached()
+        if snapshot is not None:
+            return snapshot
+        flight, leader = self._join_or_start(reuse_snapshot=True)
+        if leader:
+            threading.Thread(
+                target=self._fly, args=(flight, True), name="project-catalog-refresh", daemon=True
+            ).start()
+        if seconds <= 0:
+            return None
+        try:
+            return flight.result(timeout=seconds)
+        except Exception:  # a timeout, or the fetch failed (logged by the background flight)
+            return None
+
     def refresh_in_background(self) -> None:
         """Start a fetch unless one is in flight; never waits for it."""
         flight, leader = self._join_or_start(reuse_snapshot=False)

@@ -50,6 +50,12 @@ def retry_budget(seconds: float) -> Iterator[None]:
         _local.deadline = outer
 
 
+def time_left() -> float:
+    """What is left of the current block's budget (infinite outside any): inside the trigger window, how long
+    this thread may still wait before Slack's ack is due."""
+    return getattr(_local, "deadline", math.inf) - time.monotonic()
+
+
 def _retry_after(response: HttpResponse) -> int | None:
     for name, values in response.headers.items():
         if name.lower() == "retry-after":
