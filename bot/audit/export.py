@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import inspect
@@ -24,6 +25,8 @@ from bot.settings import DatabaseSettings, describe_validation_error
 
 # What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): tab and CR included, since
 # some spreadsheets drop them and then see the character after.
+T = TypeVar("T")
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -38,23 +41,31 @@ def csv_row(row: dict[str, Any]) -> dict[str, str]:
     return {column: spreadsheet_cell(flat[column]) for column in AUDIT_COLUMNS}
 
 
-def export(*, since: datetime, output_format: str) -> int:
+def read_for_export(what: str, table: str, read: Callable[[Store], T]) -> T | int:
+    """Read an export from DATABASE_URL alone; an exit code (2: the setting, 1: no such table there) instead
+    when it cannot be read, after one plain line on stderr."""
     try:
         settings = DatabaseSettings()
     except ValidationError as error:
         for problem in describe_validation_error(error):
-            print(f"cannot read the audit trail: {problem}", file=sys.stderr)
+            print(f"cannot read the {what}: {problem}", file=sys.stderr)
         return 2
     engine = build_engine(settings.database_url)
-    if "audit_events" not in inspect(engine).get_table_names():
+    if table not in inspect(engine).get_table_names():
         # Reading must not create an empty database where someone mistyped the URL.
-        print(f"no audit trail in {engine.url.render_as_string(hide_password=True)}", file=sys.stderr)
+        print(f"no {what} in {engine.url.render_as_string(hide_password=True)}", file=sys.stderr)
         return 1
     store = Store(engine)
     try:
-        rows = store.audit_trail(since=since)
+        return read(store)
     finally:
         store.close()
+
+
+def export(*, since: datetime, output_format: str) -> int:
+    rows = read_for_export("audit trail", "audit_events", lambda store: store.audit_trail(since=since))
+    if isinstance(rows, int):
+        return rows
     if output_format == "json":
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -89,30 +89,12 @@ REVIEW_COLUMNS = [
 
 def reviews_export(*, output_format: str) -> int:
     """Every review line: who was asked about which account, and who answered what, when."""
-    from pydantic import ValidationError
-    from sqlalchemy import inspect
-
-    from bot.audit.export import spreadsheet_cell
-    from bot.db.engine import build_engine
-    from bot.db.store import Store
+    from bot.audit.export import read_for_export, spreadsheet_cell
     from bot.govern.review_store import ReviewStore
-    from bot.settings import DatabaseSettings, describe_validation_error
 
-    try:
-        settings = DatabaseSettings()
-    except ValidationError as error:
-        for problem in describe_validation_error(error):
-            print(f"cannot read the reviews: {problem}", file=sys.stderr)
-        return 2
-    engine = build_engine(settings.database_url)
-    if "review_rounds" not in inspect(engine).get_table_names():
-        print(f"no reviews in {engine.url.render_as_string(hide_password=True)}", file=sys.stderr)
-        return 1
-    store = Store(engine)
-    try:
-        items = ReviewStore(store).items()
-    finally:
-        store.close()
+    items = read_for_export("reviews", "review_rounds", lambda store: ReviewStore(store).items())
+    if isinstance(items, int):
+        return items
     rows = [
         {
             "period": item.period,
