@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -272,16 +273,7 @@ class GovernanceStore:
 
     def _take_over(self, request: StoredRequest, *, former_owner: str, new_owner: str, now: datetime) -> bool:
         with self._store._write() as connection:
-            closed = connection.execute(
-                update(OWNERSHIPS)
-                .where(
-                    OWNERSHIPS.c.mixpanel_account_id == request.mixpanel_account_id,
-                    OWNERSHIPS.c.state == str(OwnershipState.OPEN),
-                    OWNERSHIPS.c.former_owner == former_owner,
-                )
-                .values(state=str(OwnershipState.TAKEN), resolved_by=new_owner, resolved_at=now)
-            ).rowcount
-            if closed != 1:
+            if not _settle_open(connection, request, former_owner, resolved_by=new_owner, now=now):
                 return False
             moved = connection.execute(
                 update(REQUESTS)
@@ -321,16 +313,8 @@ class GovernanceStore:
         """The former owner may own accounts again (reactivated, or a full member again) and the record
         still names them: the ownership is settled in their favour. A compare-and-set; audited."""
         with self._store._write() as connection:
-            settled = connection.execute(
-                update(OWNERSHIPS)
-                .where(
-                    OWNERSHIPS.c.mixpanel_account_id == request.mixpanel_account_id,
-                    OWNERSHIPS.c.state == str(OwnershipState.OPEN),
-                    OWNERSHIPS.c.former_owner == former_owner,
-                )
-                .values(state=str(OwnershipState.TAKEN), resolved_by=former_owner, resolved_at=now)
-            ).rowcount
-            if settled == 1:
+            settled = _settle_open(connection, request, former_owner, resolved_by=former_owner, now=now)
+            if settled:
                 LifecycleStore.action_row(
                     connection,
                     AuditEvent.OWNER_CHANGED,
@@ -339,7 +323,7 @@ class GovernanceStore:
                     detail=f"{former_owner} may own accounts again; the ownership is theirs again",
                     now=now,
                 )
-            return settled == 1
+            return settled
 
     def close_ownership(self, account_id: int, *, actor_id: str, now: datetime) -> None:
         """The account was deleted: its open ownership is settled."""
@@ -397,4 +381,23 @@ def _ownership(row: Any) -> Ownership:
         former_owner=row["former_owner"],
         state=OwnershipState(row["state"]),
         opened_at=row["opened_at"],
+    )
+
+
+def _settle_open(
+    connection: Connection, request: StoredRequest, former_owner: str, *, resolved_by: str, now: datetime
+) -> bool:
+    """The compare-and-set that settles an account's open ownership, still naming `former_owner`, in
+    `resolved_by`'s favour (a takeover, or the former owner's return); False when someone settled it first."""
+    return (
+        connection.execute(
+            update(OWNERSHIPS)
+            .where(
+                OWNERSHIPS.c.mixpanel_account_id == request.mixpanel_account_id,
+                OWNERSHIPS.c.state == str(OwnershipState.OPEN),
+                OWNERSHIPS.c.former_owner == former_owner,
+            )
+            .values(state=str(OwnershipState.TAKEN), resolved_by=resolved_by, resolved_at=now)
+        ).rowcount
+        == 1
     )
