@@ -20,6 +20,37 @@ class ShuttingDown(Exception):
     pass
 
 
+class ListenerPool(ThreadPoolExecutor):
+    """Bolt's listener threads, counted: so that a caller can wait until no listener is still running
+    after its ack (Bolt acks first, then runs the rest of the listener on this pool)."""
+
+    def __init__(self, workers: int):
+        super().__init__(max_workers=workers, thread_name_prefix="listener")
+        self._running = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        with self._idle:
+            self._running += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished()
+            raise
+        future.add_done_callback(lambda _: self._finished())
+        return future
+
+    def _finished(self) -> None:
+        with self._idle:
+            self._running -= 1
+            if not self._running:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout=timeout)
+
+
 class JobRunner:
     def __init__(self, workers: int):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="creation")

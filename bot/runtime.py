@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from bot.dependencies import FlowDependencies
 from bot.destinations.base import Destination
 from bot.destinations.registry import DestinationsError, build_destinations
 from bot.govern.wiring import Governance, build_governance
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, ListenerPool
 from bot.manage.flow import ManageFlow
 from bot.manage.replace import ReplaceFlow
 from bot.manage.rescope import RescopeFlow
@@ -86,6 +86,7 @@ class Runtime:
     approvals: ApprovalFlow | None = None
     rotation: RotationJob | None = None  # set by build_runtime (bot/rotate)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    listeners: ListenerPool = field(default_factory=lambda: ListenerPool(LISTENER_THREADS))
 
     def new_bolt_app(self) -> App:
         # Bolt's default listener pool has 5 threads; listeners here are short, but Slack bursts are not.
@@ -93,7 +94,7 @@ class Runtime:
             client=self.web_client,
             signing_secret=self.settings.slack_signing_secret.get_secret_value(),
             process_before_response=False,
-            listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
+            listener_executor=self.listeners,
             logger=logging.getLogger("slack_bolt"),
             # Unhandled requests go to the error handler too, which logs them in one line without the body.
             raise_error_for_unhandled_request=True,
@@ -121,6 +122,17 @@ class Runtime:
                     return
 
         threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until no listener runs after its ack and no background job runs, both at once (a listener
+        may start a job); False if that takes longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if not (self.listeners.wait_idle(max(left, 0)) and self.jobs.wait_idle(max(left, 0))):
+                return False
+            if self.listeners.wait_idle(0):
+                return True
 
     def close(self, grace: float | None = None) -> bool:
         """Finish in-flight creations (bounded), then release connections."""

@@ -131,18 +131,14 @@ class RunningBot:
         self.runtime.close(grace=10)
 
     def wait_idle(self, timeout: float = 20) -> None:
-        assert self.runtime.jobs.wait_idle(timeout), "background creations did not finish"
+        assert self.runtime.wait_idle(timeout), "listeners or background jobs did not finish"
 
     def open_form(self, user_id: str = ALICE, *, channel_id: str = GENERAL) -> tuple[Any, dict, str]:
         """Type the command; return (http result, the opened view as Slack holds it, response_url)."""
         response_url = self.slack.new_response_url()
-        before = len(self.slack.calls("views.open"))
         result = self.sender.slash_command(user_id, channel_id=channel_id, response_url=response_url)
         assert result.status == 200, result.text
-        opened = self.slack.wait_for(
-            lambda call: call.method == "views.open" and call.response is not None, count=before + 1
-        )[-1]
-        view = opened.response["view"]
+        view = self.slack.opened_by(result.trigger_id).response["view"]
         # A cold project cache opens a loading view first and completes it with views.update.
         if view.get("callback_id") != "mp_create_account":
             updated = self.slack.wait_for(

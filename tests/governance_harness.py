@@ -68,16 +68,23 @@ def button(message: dict, action_id: str) -> tuple[str, dict]:
     raise AssertionError(f"no {action_id} in {message}")
 
 
-def click(bot, user: str, message: dict, action_id: str, *, value: str | None = None):
+def press(bot, user: str, message: dict, action_id: str, *, value: str | None = None, url: str = ""):
+    """Click a button of ``message`` as ``user``; return the app's answer (its trigger_id included)."""
     block_id, element = button(message, action_id)
-    url = bot.slack.new_response_url()
     result = bot.sender.block_actions(
         user_id=user,
         actions=[{"action_id": action_id, "block_id": block_id, "value": value or element["value"]}],
         channel_id="D" + user,
-        response_url=url,
+        response_url=url or bot.slack.new_response_url(),
     )
     assert result.status == 200 and result.elapsed < 3
+    return result
+
+
+def click(bot, user: str, message: dict, action_id: str, *, value: str | None = None) -> str:
+    """Click a button; return the response_url the app answers at."""
+    url = bot.slack.new_response_url()
+    press(bot, user, message, action_id, value=value, url=url)
     return url
 
 
@@ -95,8 +102,9 @@ def no_token_anywhere(bot, since: int = 0) -> None:
     assert all(token not in text for token in bot.mixpanel.created_tokens())
 
 
-def opened_view(bot, before: int) -> dict:
-    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+def opened_view(bot, clicked) -> dict:
+    """The modal a click (a SlackResult) opened."""
+    opened = bot.slack.opened_by(clicked.trigger_id)
     assert opened.response["ok"], opened.response
     return opened.response["view"]
 

@@ -410,6 +410,9 @@ class SlackResult:
     text: str
     elapsed: float
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The trigger the request carried, to find the views.open it led to (FakeSlack.opened_by) rather
+    # than counting calls, which another click's listener, still running after its ack, can overtake.
+    trigger_id: str | None = None
 
     def json(self) -> Any:
         """The body as JSON, or None if it is not JSON (e.g. an empty 200 ack)."""
@@ -495,4 +498,7 @@ class SlackSender:
     ) -> SlackResult:
         """``send(build(*args, **payload_arguments), **options)``, options being send_raw's keywords."""
         options = {name: arguments.pop(name) for name in _SEND_OPTIONS if name in arguments}
-        return send(build(*args, **arguments), **options)
+        payload = build(*args, **arguments)
+        result = send(payload, **options)
+        result.trigger_id = payload.get("trigger_id")
+        return result

@@ -235,15 +235,13 @@ def test_replace_writes_a_new_version_of_the_same_secret_and_keeps_the_old_accou
     bot = vault_bot(bots, vault)
     create(bot, to_store("etl-vault"))
     [old] = bot.runtime.manage.records.delivered(ALICE)
-    before = len(bot.slack.calls("views.open"))
-    bot.sender.block_actions(
+    clicked = bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
         channel_id=GENERAL,
         response_url=bot.slack.new_response_url(),
     )
-    form = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
-    form = form.response["view"]
+    form = bot.slack.opened_by(clicked.trigger_id).response["view"]
     assert "new version of the same secret" in json.dumps(form)
 
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))

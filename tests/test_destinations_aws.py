@@ -81,14 +81,13 @@ def test_aws_timeout_after_the_create_is_settled_by_reading_back(aws_bot, aws):
 def test_aws_replace_puts_a_new_version_the_old_one_stays_awsprevious(aws_bot, aws, debug_logs):
     create(aws_bot, to_store("aws-prod"))
     [old] = aws_bot.runtime.manage.records.delivered(ALICE)
-    before = len(aws_bot.slack.calls("views.open"))
-    aws_bot.sender.block_actions(
+    clicked = aws_bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
         channel_id=GENERAL,
         response_url=aws_bot.slack.new_response_url(),
     )
-    opened = aws_bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = aws_bot.slack.opened_by(clicked.trigger_id)
     form = opened.response["view"]
     assert "new version of the same secret" in json.dumps(form)
 
@@ -124,14 +123,13 @@ def test_aws_replace_never_overwrites_a_secret_someone_else_put_there(aws_bot, a
     else:  # someone put their own value; the tags stay as the bot left them
         client.put_secret_value(SecretId="mixpanel/etl-nightly", SecretString='{"hand": "written"}')
     puts_before = aws.proxy.actions().count("PutSecretValue")
-    before = len(aws_bot.slack.calls("views.open"))
-    aws_bot.sender.block_actions(
+    clicked = aws_bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
         channel_id=GENERAL,
         response_url=aws_bot.slack.new_response_url(),
     )
-    opened = aws_bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = aws_bot.slack.opened_by(clicked.trigger_id)
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
     aws_bot.submit(opened.response["view"], values)
     aws_bot.wait_idle()

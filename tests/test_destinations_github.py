@@ -194,14 +194,13 @@ def test_a_github_replace_whose_secret_write_fails_puts_the_old_username_back(bo
     create(bot, to_store("gh-ci"))
     [old] = bot.runtime.manage.records.delivered(ALICE)
     old_token = bot.mixpanel.tokens[old.mixpanel_account_id]
-    before = len(bot.slack.calls("views.open"))
-    bot.sender.block_actions(
+    clicked = bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
         channel_id=GENERAL,
         response_url=bot.slack.new_response_url(),
     )
-    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = bot.slack.opened_by(clicked.trigger_id)
     github.fail_next(1, status=500, method="PUT", path_contains="MP_ETL_NIGHTLY_SECRET")
 
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))

@@ -100,14 +100,13 @@ def test_without_its_namespace_a_namespaced_vault_refuses_and_the_account_is_del
 
 def _replace(bot, old) -> None:
     """Click Replace… on `old` in the list and submit the form it opens."""
-    before = len(bot.slack.calls("views.open"))
-    bot.sender.block_actions(
+    clicked = bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
         channel_id=GENERAL,
         response_url=bot.slack.new_response_url(),
     )
-    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = bot.slack.opened_by(clicked.trigger_id)
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
     bot.submit(opened.response["view"], values)
     bot.wait_idle()
@@ -168,14 +167,10 @@ def test_socket_mode_stores_in_vault_and_refuses_a_taken_name_in_the_ack(bots, s
 
             def submit(values: dict) -> tuple[dict, float]:
                 response_url = slack.new_response_url()
-                before = len(slack.calls("views.open"))
-                socket_mode.send_envelope(
-                    "slash_commands", build_payload_slash_command(ALICE, response_url=response_url)
-                )
-                opened = slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)
-                payload = build_payload_view_submission(
-                    opened[-1].response["view"], user_id=ALICE, values=values
-                )
+                command = build_payload_slash_command(ALICE, response_url=response_url)
+                socket_mode.send_envelope("slash_commands", command)
+                opened = slack.opened_by(command["trigger_id"])
+                payload = build_payload_view_submission(opened.response["view"], user_id=ALICE, values=values)
                 started = time.monotonic()
                 ack = socket_mode.send_envelope("interactive", payload)
                 return ack, time.monotonic() - started
@@ -214,14 +209,13 @@ def test_a_replace_into_a_store_no_longer_open_to_the_person_is_refused_in_the_m
             ]
         )
         bot = bots.start(policy=closed, vault_token=token)
-        before = len(bot.slack.calls("views.open"))
-        bot.sender.block_actions(
+        clicked = bot.sender.block_actions(
             user_id=ALICE,
             actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
             channel_id=GENERAL,
             response_url=bot.slack.new_response_url(),
         )
-        opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+        opened = bot.slack.opened_by(clicked.trigger_id)
         values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
 
         ack = bot.submit(opened.response["view"], values)

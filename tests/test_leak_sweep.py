@@ -98,7 +98,9 @@ def test_no_token_leaves_its_secret_in_any_flow(bots, vault, slack, debug_logs):
     request_id = button_value(approver_posts(bot)[-1].args, text.ACTION_APPROVE)
     approve_and_get_claim(bot, request_id)
     click_claim(bot, ALICE, request_id)
-    bot.slack.wait_for(lambda c: c.method == "views.update" and "Stored in Vault" in json.dumps(c.args))
+    bot.slack.wait_for(
+        lambda c: c.method == "views.update" and "secret/mixpanel/etl-admin" in json.dumps(c.args)
+    )
     bot.wait_idle()
 
     # 3. Break glass, into its store.

@@ -38,10 +38,9 @@ def click_projects(bot, user: str, value: str, response_url: str | None = None):
 
 
 def open_projects(bot, request, user: str = ALICE) -> dict:
-    before = len(bot.slack.calls("views.open"))
     result = click_projects(bot, user, f"r:{request.id}")
     assert result.status == 200 and result.elapsed < 3
-    opened = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = bot.slack.opened_by(result.trigger_id)
     assert opened.response["ok"], opened.response
     return opened.response["view"]
 
@@ -87,9 +86,9 @@ def test_a_click_on_a_cold_catalog_opens_a_loading_modal_without_waiting_for_mix
     request = mint(managed)
     managed.runtime.catalog._snapshot = None  # a cold catalog (e.g. the warm-up failed at start)
     managed.mixpanel.script("me", hang(5.0))
-    before = len(managed.slack.calls("views.open"))
-    assert click_projects(managed, ALICE, f"r:{request.id}").status == 200
-    opened = managed.slack.wait_for(lambda c: c.method == "views.open", count=before + 1)[-1]
+    clicked = click_projects(managed, ALICE, f"r:{request.id}")
+    assert clicked.status == 200
+    opened = managed.slack.opened_by(clicked.trigger_id)
     # Opened while /me still hangs (it answers after 5 s): the modal says so instead of listing projects.
     assert say.PROJECTS_LOADING_TRY_AGAIN in json.dumps(opened.args["view"], ensure_ascii=False)
     managed.mixpanel.wait_for("me")  # and the click started the fetch the next click will use

@@ -32,12 +32,10 @@ def block(view: dict, block_id: str) -> dict:
 def test_replace_makes_a_new_account_the_usual_way_links_it_and_offers_to_delete_the_old(managed):
     old = mint(managed)
     url = managed.slack.new_response_url()
-    before = len(managed.slack.calls("views.open"))
-
     result = click_replace(managed, ALICE, f"r:{old.id}", url)
 
     assert result.status == 200 and result.elapsed < 3
-    opened = managed.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    opened = managed.slack.opened_by(result.trigger_id)
     form = opened.response["view"]
     assert form["callback_id"] == views.CREATE_CALLBACK_ID
     assert block(form, views.BLOCK_USERNAME)["element"]["initial_value"] == "etl-nightly"
@@ -125,11 +123,8 @@ def test_a_replacement_that_needs_approval_keeps_its_link_through_the_claim(bots
     bot = bots.start(policy=policy, slack_cache_seconds=0)
     old = mint(bot)  # an analyst: no approval needed
     url = bot.slack.new_response_url()
-    before = len(bot.slack.calls("views.open"))
-    click_replace(bot, ALICE, f"r:{old.id}", url)
-    form = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[
-        -1
-    ].response["view"]
+    clicked = click_replace(bot, ALICE, f"r:{old.id}", url)
+    form = bot.slack.opened_by(clicked.trigger_id).response["view"]
     values = form_values(role="admin", projects=[3001, 3002], expires_on=clock.form_expiry(30))
     values[views.BLOCK_REASON] = "The export now needs admin"
 

@@ -39,7 +39,6 @@ def test_the_reminder_offers_a_move_into_a_store_and_the_replacement_lands_there
     bot.runtime.reminders.run_once(old.expires_at - timedelta(days=6))
     move = reminder_buttons(bot)[ACTION_MOVE_TO_STORE]
 
-    before = len(slack.calls("views.open"))
     result = bot.sender.block_actions(
         user_id=ALICE,
         actions=[{"action_id": ACTION_MOVE_TO_STORE, "block_id": "reminder", "value": move["value"]}],
@@ -48,9 +47,7 @@ def test_the_reminder_offers_a_move_into_a_store_and_the_replacement_lands_there
         response_url=slack.new_response_url(),
     )
     assert result.status == 200 and result.elapsed < 3
-    view = slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1].response[
-        "view"
-    ]
+    view = slack.opened_by(result.trigger_id).response["view"]
     [deliver] = [block for block in view["blocks"] if block.get("block_id") == views.BLOCK_DESTINATION]
     assert [option["value"] for option in deliver["element"]["options"]] == ["etl-vault"]  # no "To me"
 

@@ -32,14 +32,13 @@ def database_url(request):
 
 def replace_into_its_secret(bot, request_id: str, user: str = ALICE) -> None:
     """Replace… on the account list, and the form sent as it opens (the same secret, a new version)."""
-    before = len(bot.slack.calls("views.open"))
-    bot.sender.block_actions(
+    clicked = bot.sender.block_actions(
         user_id=user,
         actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{request_id}"}],
         channel_id=GENERAL,
         response_url=bot.slack.new_response_url(),
     )
-    form = bot.slack.wait_for(lambda c: c.method == "views.open" and c.response, count=before + 1)[-1]
+    form = bot.slack.opened_by(clicked.trigger_id)
     bot.submit(form.response["view"], form_values(expires_on=test_clock.form_expiry(30)), user)
     bot.wait_idle()
 

@@ -27,6 +27,7 @@ Public API::
                                                   (all matching calls; AssertionError + dump on timeout)
         .reset()                                  forget calls, views, faults and trigger ids (keeps users)
         .all_recorded_text() -> str               JSON dump of every call's args (for secret-leak checks)
+        .opened_by(trigger_id) -> SlackCall       the answered views.open a request's trigger led to
         .views / .view(view_id) / .latest_view(callback_id=None)   server-side view state (with id, hash)
         .response_url_posts(url=None) -> list[SlackCall]
 
@@ -266,6 +267,18 @@ class FakeSlack(LoopbackHTTPFake[SlackCall]):
     ) -> list[SlackCall]:
         """Block until ``count`` matching calls exist; return all matching calls."""
         return self._wait_for_calls(method_or_predicate, "method", timeout, count)
+
+    def opened_by(self, trigger_id: str | None, timeout: float = 10) -> SlackCall:
+        """The answered views.open that used ``trigger_id`` (a SlackResult's), whatever else opened."""
+        assert trigger_id, "the request carried no trigger_id"
+        return self.wait_for(
+            lambda c: (
+                c.method == "views.open"
+                and (c.args.get("trigger_id") or c.args.get("interactivity_pointer")) == trigger_id
+                and c.response is not None
+            ),
+            timeout,
+        )[-1]
 
     def _timeout_report(self) -> str:
         return f"Recorded calls:\n{self._dump()}"
