@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.db.schema import AuditEvent, RequestState, StoredRequest
-from bot.manage.views import ACTION_DELETE
+from bot.manage.views import ACTION_DELETE, ACTION_REPLACE
 from bot.policy.file import PersonSelector, Policy
 from tests import clock
 from tests.conftest import ALICE, GENERAL, RunningBot, form_values
@@ -100,3 +100,18 @@ def assert_within_block_kit(message: dict) -> None:
 
     for confirm in confirms(message):
         assert len(confirm["text"]["text"]) <= 300, confirm
+
+
+def click_replace(bot, user: str, value: str, response_url: str | None = None):
+    """Replace… on the account list (``value`` as the button carries it, "r:<request id>")."""
+    return bot.sender.block_actions(
+        user_id=user,
+        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": value}],
+        channel_id=GENERAL,
+        response_url=response_url or bot.slack.new_response_url(),
+    )
+
+
+def open_replace(bot, request_id: str, user: str = ALICE) -> dict:
+    """Click Replace… on `request_id`; return the prefilled form it opened."""
+    return bot.slack.opened_by(click_replace(bot, user, f"r:{request_id}").trigger_id).response["view"]

@@ -11,12 +11,12 @@ import pytest
 
 from bot.create import views
 from bot.db.schema import AuditEvent, RequestState
-from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, DestinationRequirement, Policy
 from tests import clock
-from tests.conftest import ALICE, GENERAL, MP_SECRET, dump_database, form_values
+from tests.conftest import ALICE, MP_SECRET, dump_database, form_values
 from tests.fakes.github import FakeGitHub
 from tests.fakes.vault import FakeVault
+from tests.lifecycle import open_replace
 
 VAULT_POLICY = {
     "secret/data/mixpanel/*": ["create", "read", "update"],
@@ -235,13 +235,7 @@ def test_replace_writes_a_new_version_of_the_same_secret_and_keeps_the_old_accou
     bot = vault_bot(bots, vault)
     create(bot, to_store("etl-vault"))
     [old] = bot.runtime.manage.records.delivered(ALICE)
-    clicked = bot.sender.block_actions(
-        user_id=ALICE,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-        channel_id=GENERAL,
-        response_url=bot.slack.new_response_url(),
-    )
-    form = bot.slack.opened_by(clicked.trigger_id).response["view"]
+    form = open_replace(bot, old.id)
     assert "new version of the same secret" in json.dumps(form)
 
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from bot.db.schema import AuditEvent
-from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, Policy
 from tests import clock
-from tests.conftest import ALICE, GENERAL, form_values
+from tests.conftest import ALICE, form_values
 from tests.fakes.aws import action_is, aws, aws_server
+from tests.lifecycle import open_replace
 from tests.test_destinations import assert_token_nowhere_but_the_store, create, the_account, to_store, told
 
 __all__ = ["aws", "aws_server"]  # fixtures
@@ -81,14 +81,7 @@ def test_aws_timeout_after_the_create_is_settled_by_reading_back(aws_bot, aws):
 def test_aws_replace_puts_a_new_version_the_old_one_stays_awsprevious(aws_bot, aws, debug_logs):
     create(aws_bot, to_store("aws-prod"))
     [old] = aws_bot.runtime.manage.records.delivered(ALICE)
-    clicked = aws_bot.sender.block_actions(
-        user_id=ALICE,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-        channel_id=GENERAL,
-        response_url=aws_bot.slack.new_response_url(),
-    )
-    opened = aws_bot.slack.opened_by(clicked.trigger_id)
-    form = opened.response["view"]
+    form = open_replace(aws_bot, old.id)
     assert "new version of the same secret" in json.dumps(form)
 
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
@@ -123,15 +116,9 @@ def test_aws_replace_never_overwrites_a_secret_someone_else_put_there(aws_bot, a
     else:  # someone put their own value; the tags stay as the bot left them
         client.put_secret_value(SecretId="mixpanel/etl-nightly", SecretString='{"hand": "written"}')
     puts_before = aws.proxy.actions().count("PutSecretValue")
-    clicked = aws_bot.sender.block_actions(
-        user_id=ALICE,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-        channel_id=GENERAL,
-        response_url=aws_bot.slack.new_response_url(),
-    )
-    opened = aws_bot.slack.opened_by(clicked.trigger_id)
+    form = open_replace(aws_bot, old.id)
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
-    aws_bot.submit(opened.response["view"], values)
+    aws_bot.submit(form, values)
     aws_bot.wait_idle()
 
     assert aws.proxy.actions().count("PutSecretValue") == puts_before

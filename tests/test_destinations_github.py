@@ -11,6 +11,7 @@ from bot.policy.file import DestinationPolicy, Policy
 from bot.settings import SettingsError
 from tests.conftest import ALICE
 from tests.fakes.github import FakeGitHub
+from tests.lifecycle import open_replace
 from tests.test_destinations import assert_token_nowhere_but_the_store, create, the_account, to_store, told
 
 REPO = "acme/analytics"
@@ -186,25 +187,18 @@ def test_an_environment_name_cannot_leave_the_repositorys_url(github):
 
 def test_a_github_replace_whose_secret_write_fails_puts_the_old_username_back(bots, github, app_key):
 
-    from bot.manage.views import ACTION_REPLACE
     from tests import clock
-    from tests.conftest import GENERAL, form_values
+    from tests.conftest import form_values
 
     bot = bots.start(policy=github_policy(github), **app_settings(app_key))
     create(bot, to_store("gh-ci"))
     [old] = bot.runtime.manage.records.delivered(ALICE)
     old_token = bot.mixpanel.tokens[old.mixpanel_account_id]
-    clicked = bot.sender.block_actions(
-        user_id=ALICE,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-        channel_id=GENERAL,
-        response_url=bot.slack.new_response_url(),
-    )
-    opened = bot.slack.opened_by(clicked.trigger_id)
+    form = open_replace(bot, old.id)
     github.fail_next(1, status=500, method="PUT", path_contains="MP_ETL_NIGHTLY_SECRET")
 
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
-    bot.submit(opened.response["view"], values)
+    bot.submit(form, values)
     bot.wait_idle()
 
     assert list(bot.mixpanel.accounts) == [old.mixpanel_account_id]  # the new account deleted again

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from bot.manage.views import ACTION_REPLACE
 from bot.policy.file import DestinationPolicy, Policy
 from tests import clock
-from tests.conftest import ALICE, GENERAL, form_values
+from tests.conftest import ALICE, form_values
 from tests.fakes.vault import FakeVault
+from tests.lifecycle import open_replace
 from tests.test_destinations import (
     VAULT_POLICY,
     assert_token_nowhere_but_the_store,
@@ -100,15 +100,9 @@ def test_without_its_namespace_a_namespaced_vault_refuses_and_the_account_is_del
 
 def _replace(bot, old) -> None:
     """Click Replace… on `old` in the list and submit the form it opens."""
-    clicked = bot.sender.block_actions(
-        user_id=ALICE,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-        channel_id=GENERAL,
-        response_url=bot.slack.new_response_url(),
-    )
-    opened = bot.slack.opened_by(clicked.trigger_id)
+    form = open_replace(bot, old.id)
     values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
-    bot.submit(opened.response["view"], values)
+    bot.submit(form, values)
     bot.wait_idle()
 
 
@@ -209,16 +203,10 @@ def test_a_replace_into_a_store_no_longer_open_to_the_person_is_refused_in_the_m
             ]
         )
         bot = bots.start(policy=closed, vault_token=token)
-        clicked = bot.sender.block_actions(
-            user_id=ALICE,
-            actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{old.id}"}],
-            channel_id=GENERAL,
-            response_url=bot.slack.new_response_url(),
-        )
-        opened = bot.slack.opened_by(clicked.trigger_id)
+        form = open_replace(bot, old.id)
         values = form_values(projects=[3001], expires_on=clock.form_expiry(60))
 
-        ack = bot.submit(opened.response["view"], values)
+        ack = bot.submit(form, values)
 
         answer = ack.json()
         assert answer["response_action"] == "update"

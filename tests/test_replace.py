@@ -6,23 +6,14 @@ import json
 
 from bot.create import views
 from bot.db.schema import AuditEvent, RequestState
-from bot.manage.views import ACTION_DELETE, ACTION_REPLACE
+from bot.manage.views import ACTION_DELETE
 from bot.models import Role
 from bot.policy.file import ApprovalPolicy, ApprovalTriggers, PersonSelector, Policy
 from tests import clock
 from tests.conftest import ALICE, GENERAL, form_values
-from tests.lifecycle import AUDIT, BOB, audit_events, managed, mint, run_list, text_of
+from tests.lifecycle import AUDIT, BOB, audit_events, click_replace, managed, mint, run_list, text_of
 
 __all__ = ["managed"]  # a fixture
-
-
-def click_replace(bot, user: str, value: str, response_url: str):
-    return bot.sender.block_actions(
-        user_id=user,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": value}],
-        channel_id=GENERAL,
-        response_url=response_url,
-    )
 
 
 def block(view: dict, block_id: str) -> dict:

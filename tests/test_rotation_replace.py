@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.manage.views import ACTION_REPLACE
 from bot.rotate.messages import ACTION_ROTATE_NOW
 from bot.rotate.states import RotationState
 from tests import clock as test_clock
-from tests.conftest import ALICE, GENERAL, form_values
+from tests.conftest import ALICE, form_values
 from tests.fakes.vault import FakeVault
+from tests.lifecycle import open_replace
 from tests.rotation_harness import ADMIN, SECRET_PATH, dms_to, due, mint, rotating_bot, run, successor_of
 from tests.test_rotation_buttons import click
 
@@ -32,14 +32,8 @@ def database_url(request):
 
 def replace_into_its_secret(bot, request_id: str, user: str = ALICE) -> None:
     """Replace… on the account list, and the form sent as it opens (the same secret, a new version)."""
-    clicked = bot.sender.block_actions(
-        user_id=user,
-        actions=[{"action_id": ACTION_REPLACE, "block_id": "mine:1:more", "value": f"r:{request_id}"}],
-        channel_id=GENERAL,
-        response_url=bot.slack.new_response_url(),
-    )
-    form = bot.slack.opened_by(clicked.trigger_id)
-    bot.submit(form.response["view"], form_values(expires_on=test_clock.form_expiry(30)), user)
+    form = open_replace(bot, request_id, user)
+    bot.submit(form, form_values(expires_on=test_clock.form_expiry(30)), user)
     bot.wait_idle()
 
 
